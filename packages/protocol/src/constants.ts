@@ -1,0 +1,33 @@
+/** Product defaults shared by both programs (DESIGN.md, "Liveness"). */
+export const DEFAULT_HEARTBEAT_INTERVAL_MS = 15_000;
+export const DEFAULT_OFFLINE_AFTER_MS = 60_000;
+export const DEFAULT_REAP_AFTER_MS = 24 * 60 * 60_000;
+export const DEFAULT_TOKEN_ROTATION_MS = 60 * 60_000;
+
+export const DEFAULT_LISTEN = '127.0.0.1:7420';
+export const DEFAULT_PROJECT = 'default';
+
+/** Largest WebSocket frame either side accepts; bigger frames close with 1009. */
+export const MAX_WS_FRAME_BYTES = 1024 * 1024;
+/** Largest REST request body the coordinator reads. */
+export const MAX_HTTP_BODY_BYTES = 1024 * 1024;
+
+/** Exit code of rbtk-runner when its token is revoked or invalid: systemd must not restart it. */
+export const EXIT_REVOKED = 77;
+
+/** Paths of the coordinator's API, declared once for server, CLI and agent. */
+export const ROUTES = {
+  health: '/healthz',
+  ready: '/readyz',
+  projects: '/v1/projects',
+  pools: '/v1/pools',
+  pool: (name: string) => `/v1/pools/${encodeURIComponent(name)}`,
+  poolTokens: (name: string) => `/v1/pools/${encodeURIComponent(name)}/tokens`,
+  runners: '/v1/runners',
+  runner: (id: string) => `/v1/runners/${encodeURIComponent(id)}`,
+  runnerRevoke: (id: string) => `/v1/runners/${encodeURIComponent(id)}/revoke`,
+  register: '/v1/runners/register',
+  runnerSocket: '/v1/runner/ws',
+  apiTokens: '/v1/tokens',
+  audit: '/v1/audit',
+} as const;

@@ -1,0 +1,81 @@
+/**
+ * Error codes that travel on the wire (REST error bodies and WebSocket `error`
+ * messages). Clients branch on the code, people read the message.
+ */
+export const ErrorCode = {
+  BadRequest: 'bad_request',
+  InvalidJson: 'invalid_json',
+  BodyTooLarge: 'body_too_large',
+  Unauthorized: 'unauthorized',
+  Forbidden: 'forbidden',
+  NotFound: 'not_found',
+  Conflict: 'conflict',
+  TokenUnknown: 'token_unknown',
+  TokenExpired: 'token_expired',
+  TokenUsedUp: 'token_used_up',
+  TokenRevoked: 'token_revoked',
+  AirgappedRequired: 'airgapped_required',
+  ProtocolMismatch: 'protocol_mismatch',
+  MalformedMessage: 'malformed_message',
+  UnknownMessage: 'unknown_message',
+  HelloRequired: 'hello_required',
+  Unavailable: 'unavailable',
+  Internal: 'internal',
+} as const;
+export type ErrorCode = (typeof ErrorCode)[keyof typeof ErrorCode];
+
+/**
+ * WebSocket close codes the coordinator uses on the runner socket (README,
+ * "Close codes"). 1000/1001/1009/1011 keep their RFC 6455 meaning.
+ */
+export const CloseCode = {
+  Normal: 1000,
+  GoingAway: 1001,
+  MessageTooBig: 1009,
+  InternalError: 1011,
+  /** The frame was not JSON, failed its schema, or named an unknown type. */
+  BadMessage: 4400,
+  /** The runner's token was revoked or is no longer valid: register again. */
+  Revoked: 4401,
+  /** The runner opened a newer session; this one is replaced. */
+  Replaced: 4409,
+} as const;
+export type CloseCode = (typeof CloseCode)[keyof typeof CloseCode];
+
+/** HTTP status for each code, for servers that throw RbtkError. */
+const STATUS: Partial<Record<ErrorCode, number>> = {
+  bad_request: 400,
+  invalid_json: 400,
+  body_too_large: 413,
+  unauthorized: 401,
+  token_unknown: 401,
+  token_expired: 401,
+  token_used_up: 401,
+  token_revoked: 401,
+  forbidden: 403,
+  airgapped_required: 403,
+  not_found: 404,
+  conflict: 409,
+  protocol_mismatch: 426,
+  unavailable: 503,
+  internal: 500,
+};
+
+/** An error with a wire code; the one error class both programs throw on purpose. */
+export class RbtkError extends Error {
+  override readonly name = 'RbtkError';
+  constructor(
+    readonly code: ErrorCode,
+    message: string,
+    readonly status: number = STATUS[code] ?? 400,
+    readonly details?: Record<string, unknown>,
+  ) {
+    super(message);
+  }
+}
+
+/** Normalises anything caught into an Error, once, at the catch site. */
+export function coerceError(err: unknown): Error {
+  if (err instanceof Error) return err;
+  return new Error(typeof err === 'string' ? err : JSON.stringify(err));
+}

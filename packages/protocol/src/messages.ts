@@ -1,0 +1,142 @@
+import { z } from 'zod';
+import { ErrorCode } from './errors.js';
+import { Id, Labels, Name, RunnerName, Timestamp } from './schemas/common.js';
+import { HostFacts } from './schemas/host.js';
+import { RunnerStatus } from './schemas/runner.js';
+import { ExecutorName } from './schemas/runner-config.js';
+
+/*
+ * Messages on the runner WebSocket (`/v1/runner/ws`). Each frame is one JSON
+ * object with a `type`. Declared once here; the coordinator and the agent both
+ * parse incoming frames with these schemas.
+ */
+
+// ---- runner → coordinator ---------------------------------------------------
+
+export const Capabilities = z.object({
+  executors: z.array(ExecutorName),
+  maxJobs: z.number().int().positive(),
+  labels: Labels,
+  airgapped: z.boolean(),
+});
+export type Capabilities = z.infer<typeof Capabilities>;
+
+/** First frame after the upgrade: who the runner is and what it can do. */
+export const Hello = z.object({
+  type: z.literal('hello'),
+  agentVersion: z.string().max(64),
+  host: HostFacts,
+  capabilities: Capabilities,
+});
+export type Hello = z.infer<typeof Hello>;
+
+export const Heartbeat = z.object({
+  type: z.literal('heartbeat'),
+  seq: z.number().int().nonnegative(),
+});
+export type Heartbeat = z.infer<typeof Heartbeat>;
+
+/**
+ * Sent once a rotated token is durably in runner.yaml. Until the coordinator
+ * sees this (or the new token on a connection), the old token stays valid.
+ */
+export const TokenConfirm = z.object({
+  type: z.literal('token_confirm'),
+  tokenId: Id,
+});
+export type TokenConfirm = z.infer<typeof TokenConfirm>;
+
+export const RunnerMessage = z.discriminatedUnion('type', [Hello, Heartbeat, TokenConfirm]);
+export type RunnerMessage = z.infer<typeof RunnerMessage>;
+
+// ---- coordinator → runner ---------------------------------------------------
+
+export const Welcome = z.object({
+  type: z.literal('welcome'),
+  runnerId: Id,
+  name: RunnerName,
+  pool: Name,
+  project: Name,
+  status: RunnerStatus,
+  heartbeatIntervalMs: z.number().int().positive(),
+  offlineAfterMs: z.number().int().positive(),
+  serverTime: Timestamp,
+});
+export type Welcome = z.infer<typeof Welcome>;
+
+export const RotatedToken = z.object({
+  id: Id,
+  token: z.string(),
+});
+export type RotatedToken = z.infer<typeof RotatedToken>;
+
+export const HeartbeatAck = z.object({
+  type: z.literal('heartbeat_ack'),
+  seq: z.number().int().nonnegative(),
+  status: RunnerStatus,
+  heartbeatIntervalMs: z.number().int().positive(),
+  /** A new runner token: write it to runner.yaml, then send token_confirm. */
+  rotatedToken: RotatedToken.optional(),
+});
+export type HeartbeatAck = z.infer<typeof HeartbeatAck>;
+
+export const TokenConfirmed = z.object({
+  type: z.literal('token_confirmed'),
+  tokenId: Id,
+});
+export type TokenConfirmed = z.infer<typeof TokenConfirmed>;
+
+/** The coordinator's answer to a frame it could not accept. */
+export const ErrorMessage = z.object({
+  type: z.literal('error'),
+  code: z.string(),
+  message: z.string(),
+});
+export type ErrorMessage = z.infer<typeof ErrorMessage>;
+
+export const CoordinatorMessage = z.discriminatedUnion('type', [Welcome, HeartbeatAck, TokenConfirmed, ErrorMessage]);
+export type CoordinatorMessage = z.infer<typeof CoordinatorMessage>;
+
+// ---- parsing ------------------------------------------------------------------
+
+export type ParseResult<T> = { ok: true; message: T } | { ok: false; code: ErrorCode; error: string };
+
+/**
+ * Parses one frame against a union schema and says exactly what is wrong:
+ * not JSON, not an object with a known `type`, or a known type with bad fields.
+ */
+export function parseFrame<T extends { type: string }>(
+  schema: z.ZodType<T>,
+  knownTypes: readonly string[],
+  data: string,
+): ParseResult<T> {
+  let value: unknown;
+  try {
+    value = JSON.parse(data);
+  } catch (err) {
+    return { ok: false, code: ErrorCode.MalformedMessage, error: `frame is not valid JSON: ${(err as Error).message}` };
+  }
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) {
+    return { ok: false, code: ErrorCode.MalformedMessage, error: 'frame must be a JSON object with a "type"' };
+  }
+  const type = (value as { type?: unknown }).type;
+  if (typeof type !== 'string' || !knownTypes.includes(type)) {
+    return {
+      ok: false,
+      code: ErrorCode.UnknownMessage,
+      error: `unknown message type ${JSON.stringify(type)}; expected one of ${knownTypes.join(', ')}`,
+    };
+  }
+  const parsed = schema.safeParse(value);
+  if (!parsed.success) {
+    return { ok: false, code: ErrorCode.MalformedMessage, error: `invalid "${type}" message: ${z.prettifyError(parsed.error)}` };
+  }
+  return { ok: true, message: parsed.data };
+}
+
+export const RUNNER_MESSAGE_TYPES = ['hello', 'heartbeat', 'token_confirm'] as const;
+export const COORDINATOR_MESSAGE_TYPES = ['welcome', 'heartbeat_ack', 'token_confirmed', 'error'] as const;
+
+export const parseRunnerMessage = (data: string) => parseFrame(RunnerMessage, RUNNER_MESSAGE_TYPES, data);
+export const parseCoordinatorMessage = (data: string) =>
+  parseFrame(CoordinatorMessage, COORDINATOR_MESSAGE_TYPES, data);

@@ -1,0 +1,29 @@
+import { z } from 'zod';
+import { isDuration } from '../duration.js';
+
+/** Names of projects and pools: what a person types on a command line. */
+export const Name = z
+  .string()
+  .regex(/^[a-z0-9][a-z0-9._-]{0,62}$/, 'use 1-63 lowercase letters, digits, ".", "_" or "-", starting with a letter or digit');
+
+/** Runner names: hostnames, so a little more permissive than pool names. */
+export const RunnerName = z
+  .string()
+  .regex(/^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/, 'use 1-128 letters, digits, ".", "_" or "-", starting with a letter or digit');
+
+export const LabelKey = z
+  .string()
+  .regex(/^[A-Za-z0-9][A-Za-z0-9._/-]{0,62}$/, 'label keys are 1-63 letters, digits, ".", "_", "/" or "-"');
+
+/** Tags on pools and labels on runners: `env=prod`, `gpu=a100`. */
+export const Labels = z
+  .record(LabelKey, z.string().max(255))
+  .refine((r) => Object.keys(r).length <= 64, 'at most 64 labels');
+export type Labels = z.infer<typeof Labels>;
+
+export const Duration = z.string().refine(isDuration, 'a duration such as 500ms, 2s, 15m or 24h');
+
+/** ISO-8601 timestamps on the wire. */
+export const Timestamp = z.string();
+
+export const Id = z.string().min(1).max(64);

@@ -1,0 +1,32 @@
+import { z } from 'zod';
+import { Duration, Labels, RunnerName } from './common.js';
+
+export const ExecutorName = z.enum(['docker', 'shell']);
+export type ExecutorName = z.infer<typeof ExecutorName>;
+
+/**
+ * `runner.yaml`, written by `rbtk-runner register` (mode 0600) and rewritten
+ * atomically on every token rotation. Keys are snake_case, as in most
+ * operator-edited YAML (GitLab Runner, Buildkite agent).
+ */
+export const RunnerConfig = z
+  .object({
+    url: z.url({ protocol: /^https?$/, error: 'url must be the coordinator\'s http:// or https:// address' }),
+    runner_id: z.string().min(1),
+    token: z.string().min(1),
+    name: RunnerName,
+    pool: z.string().optional(),
+    project: z.string().optional(),
+    labels: Labels.default({}),
+    airgapped: z.boolean().default(false),
+    max_jobs: z.number().int().positive().max(1024).default(1),
+    executors: z.array(ExecutorName).nonempty().default(['docker']),
+    /** Spool, control socket and other state; must be writable by the runner. */
+    state_dir: z.string().optional(),
+    /** How long SIGTERM waits for in-flight jobs before stopping them. */
+    shutdown_timeout: Duration.default('10m'),
+    log_level: z.enum(['trace', 'debug', 'info', 'warn', 'error', 'fatal']).default('info'),
+  })
+  .strict();
+export type RunnerConfig = z.infer<typeof RunnerConfig>;
+export type RunnerConfigInput = z.input<typeof RunnerConfig>;

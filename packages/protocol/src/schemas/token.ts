@@ -1,0 +1,48 @@
+import { z } from 'zod';
+import { Duration, Id, Name, Timestamp } from './common.js';
+
+/** Body of POST /v1/pools/:name/tokens. */
+export const RegistrationTokenCreate = z
+  .object({
+    /** How long the token stays valid, e.g. "1h". */
+    ttl: Duration.default('1h'),
+    /** How many registrations it admits; absent means unlimited until it expires. */
+    uses: z.number().int().positive().optional(),
+  })
+  .strict();
+export type RegistrationTokenCreate = z.infer<typeof RegistrationTokenCreate>;
+export type RegistrationTokenCreateInput = z.input<typeof RegistrationTokenCreate>;
+
+export const RegistrationToken = z.object({
+  id: Id,
+  pool: Name,
+  project: Name,
+  expiresAt: Timestamp,
+  usesLeft: z.number().int().nullable(),
+  /** The secret; present only in the response that minted it. */
+  token: z.string().optional(),
+});
+export type RegistrationToken = z.infer<typeof RegistrationToken>;
+
+export const ApiTokenRole = z.enum(['admin', 'submitter']);
+export type ApiTokenRole = z.infer<typeof ApiTokenRole>;
+
+/** Body of POST /v1/tokens. */
+export const ApiTokenCreate = z
+  .object({
+    role: ApiTokenRole,
+    name: z.string().min(1).max(128).optional(),
+  })
+  .strict();
+export type ApiTokenCreate = z.infer<typeof ApiTokenCreate>;
+
+export const ApiToken = z.object({
+  id: Id,
+  role: ApiTokenRole,
+  /** null for the instance-wide admin token created on first start. */
+  project: Name.nullable(),
+  name: z.string().nullable(),
+  createdAt: Timestamp,
+  token: z.string().optional(),
+});
+export type ApiToken = z.infer<typeof ApiToken>;
