@@ -1,0 +1,18 @@
+import { EXIT_REVOKED } from '@rbtk/protocol';
+
+/** rbtk-runner's exit codes; systemd's unit must not restart on REVOKED or CONFIG. */
+export const EXIT = {
+  OK: 0,
+  ERROR: 1,
+  /** Bad flags, or an existing registration without --force. */
+  USAGE: 2,
+  /** `status`: no daemon answers, or it is not connected to the coordinator. */
+  NOT_CONNECTED: 3,
+  /** The runner token was revoked or is invalid: register again. */
+  REVOKED: EXIT_REVOKED,
+  /** runner.yaml is missing or invalid (EX_CONFIG). */
+  CONFIG: 78,
+} as const;
+
+/** What `run` logs before exiting 77; operators and tests look for this exact line. */
+export const REVOKED_MESSAGE = 'this runner was revoked or its token is invalid; register it again';

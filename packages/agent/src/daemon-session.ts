@@ -1,0 +1,87 @@
+import { CloseCode } from '@rbtk/protocol';
+import type { DaemonState } from './daemon-state.js';
+import { runHeartbeatLoop, type HeartbeatLoopEnd } from './heartbeat.js';
+import type { Logger } from './log.js';
+import type { CloseInfo, Session } from './session.js';
+import type { TokenRotation } from './token-rotation.js';
+
+export interface ConnectedDeps {
+  session: Session;
+  state: DaemonState;
+  rotation: TokenRotation;
+  logger: Logger;
+  random?: () => number;
+}
+
+export interface SessionEnd {
+  close: CloseInfo;
+  /** The daemon was asked to stop (the signal aborted). */
+  stopped: boolean;
+  heartbeats: HeartbeatLoopEnd;
+}
+
+/**
+ * Runs one welcomed session until it closes or the signal aborts: answers
+ * coordinator frames, heartbeats, rotates the token. On abort it closes the
+ * socket with 1000 and waits for the close.
+ */
+export async function runConnectedSession(deps: ConnectedDeps, signal: AbortSignal): Promise<SessionEnd> {
+  const { session, state, rotation, logger } = deps;
+  const { welcome } = session;
+  let intervalMs = welcome.heartbeatIntervalMs;
+  let lastAckAt = Date.now();
+
+  session.onMessage((message) => {
+    switch (message.type) {
+      case 'heartbeat_ack':
+        lastAckAt = Date.now();
+        intervalMs = message.heartbeatIntervalMs;
+        state.acked(message);
+        if (message.rotatedToken) {
+          rotation.rotate(message.rotatedToken, (confirm) => session.send(confirm)).then(
+            (saved) => saved && state.rotated(),
+            (err: unknown) => logger.error({ err: (err as Error).message }, 'token rotation failed'),
+          );
+        }
+        break;
+      case 'token_confirmed':
+        logger.debug({ tokenId: message.tokenId }, 'token confirmed');
+        break;
+      case 'error':
+        logger.warn({ code: message.code, error: message.message }, 'coordinator reported an error');
+        break;
+    }
+  });
+
+  // The heartbeat loop stops on either the daemon's signal or the socket closing.
+  const loop = new AbortController();
+  const stopLoop = () => loop.abort();
+  signal.addEventListener('abort', stopLoop, { once: true });
+  void session.closed.then(stopLoop);
+  let heartbeats: HeartbeatLoopEnd;
+  try {
+    heartbeats = await runHeartbeatLoop(
+      {
+        send: (frame) => session.send(frame),
+        intervalMs: () => intervalMs,
+        lastAckAt: () => lastAckAt,
+        staleAfterMs: Math.max(welcome.offlineAfterMs, 2 * welcome.heartbeatIntervalMs),
+        onSent: () => state.heartbeatSent(),
+        random: deps.random,
+      },
+      loop.signal,
+    );
+  } finally {
+    signal.removeEventListener('abort', stopLoop);
+  }
+
+  if (heartbeats === 'stale') {
+    logger.warn({ lastAckMsAgo: Date.now() - lastAckAt }, 'coordinator stopped answering heartbeats; dropping the connection');
+    session.terminate();
+  }
+  if (signal.aborted) {
+    const close = await session.close(CloseCode.Normal, 'runner stopping');
+    return { close, stopped: true, heartbeats };
+  }
+  return { close: await session.closed, stopped: false, heartbeats };
+}

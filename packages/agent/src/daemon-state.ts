@@ -1,0 +1,105 @@
+import type { HeartbeatAck, RunnerConfig, RunnerStatus, Welcome } from '@rbtk/protocol';
+
+/** What `GET /status` on the control socket answers. */
+export interface DaemonStatus {
+  pid: number;
+  agentVersion: string;
+  startedAt: string;
+  url: string;
+  runnerId: string;
+  name: string;
+  pool: string | null;
+  project: string | null;
+  connected: boolean;
+  /** When the current connection opened, or when the last one ended. */
+  since: string;
+  /** As the coordinator last said (welcome, heartbeat_ack). */
+  status: RunnerStatus | null;
+  heartbeatIntervalMs: number | null;
+  lastHeartbeatAt: string | null;
+  lastAckAt: string | null;
+  heartbeatsSent: number;
+  rotations: number;
+  reconnects: number;
+  lastError: string | null;
+}
+
+/** The daemon's live state, updated by the connect loop and read by the control server. */
+export class DaemonState {
+  private readonly s: DaemonStatus;
+
+  constructor(config: RunnerConfig, agentVersion: string, now = new Date()) {
+    this.s = {
+      pid: process.pid,
+      agentVersion,
+      startedAt: now.toISOString(),
+      url: config.url,
+      runnerId: config.runner_id,
+      name: config.name,
+      pool: config.pool ?? null,
+      project: config.project ?? null,
+      connected: false,
+      since: now.toISOString(),
+      status: null,
+      heartbeatIntervalMs: null,
+      lastHeartbeatAt: null,
+      lastAckAt: null,
+      heartbeatsSent: 0,
+      rotations: 0,
+      reconnects: 0,
+      lastError: null,
+    };
+  }
+
+  connected(welcome: Welcome): void {
+    Object.assign(this.s, {
+      connected: true,
+      since: new Date().toISOString(),
+      runnerId: welcome.runnerId,
+      name: welcome.name,
+      pool: welcome.pool,
+      project: welcome.project,
+      status: welcome.status,
+      heartbeatIntervalMs: welcome.heartbeatIntervalMs,
+      lastAckAt: new Date().toISOString(),
+      lastError: null,
+    });
+  }
+
+  disconnected(reason: string): void {
+    Object.assign(this.s, { connected: false, since: new Date().toISOString(), lastError: reason });
+  }
+
+  reconnecting(): void {
+    this.s.reconnects++;
+  }
+
+  failed(reason: string): void {
+    this.s.lastError = reason;
+  }
+
+  heartbeatSent(): void {
+    this.s.heartbeatsSent++;
+    this.s.lastHeartbeatAt = new Date().toISOString();
+  }
+
+  acked(ack: HeartbeatAck): void {
+    Object.assign(this.s, {
+      status: ack.status,
+      heartbeatIntervalMs: ack.heartbeatIntervalMs,
+      lastAckAt: new Date().toISOString(),
+    });
+  }
+
+  rotated(): void {
+    this.s.rotations++;
+  }
+
+  get heartbeatIntervalMs(): number | null {
+    return this.s.heartbeatIntervalMs;
+  }
+
+  snapshot(): DaemonStatus {
+    return { ...this.s };
+  }
+}

@@ -1,0 +1,24 @@
+export * from './config/index.js';
+export {
+  AlreadyRegisteredError,
+  ConnectionError,
+  ProtocolMismatchError,
+  RevokedError,
+  UsageError,
+  isUnrecoverable,
+} from './errors.js';
+export { runAgent, type AgentOptions } from './agent.js';
+export { runDaemon, type DaemonDeps, type DaemonResult } from './daemon.js';
+export { DaemonState, type DaemonStatus } from './daemon-state.js';
+export { Backoff, DEFAULT_BACKOFF, type BackoffOptions } from './backoff.js';
+export { openSession, Session, type CloseInfo, type SessionOptions } from './session.js';
+export { runHeartbeatLoop, heartbeatDelay, type HeartbeatDeps } from './heartbeat.js';
+export { TokenRotation, type TokenRotationDeps } from './token-rotation.js';
+export { startControlServer, type ControlHandlers, type ControlServer } from './control/server.js';
+export { fetchDaemonStatus, type ControlAnswer } from './control/client.js';
+export { register } from './api/register.js';
+export { registerRunner, type RegisterRunnerOptions, type RegisterRunnerResult } from './register-runner.js';
+export { readRunnerStatus, type RunnerStatusReport } from './status.js';
+export { collectHostFacts } from './inventory/host.js';
+export { createLogger, type Logger, type LoggerOptions } from './log.js';
+export { agentVersion } from './version.js';

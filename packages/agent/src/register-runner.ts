@@ -1,0 +1,126 @@
+import { access, constants, lstat, mkdir } from 'node:fs/promises';
+import { dirname } from 'node:path';
+import {
+  RegisterRequest,
+  RunnerConfig,
+  type ExecutorName,
+  type HostFacts,
+  type Labels,
+  type RegisterResponse,
+} from '@rbtk/protocol';
+import { register } from './api/register.js';
+import { loadConfig } from './config/load.js';
+import { writeConfig } from './config/write.js';
+import { AlreadyRegisteredError, UsageError } from './errors.js';
+import { collectHostFacts } from './inventory/host.js';
+import { agentVersion } from './version.js';
+
+export interface RegisterRunnerOptions {
+  url: string;
+  registrationToken: string;
+  configPath: string;
+  /** Defaults to the host name. */
+  name?: string;
+  labels?: Labels;
+  airgapped?: boolean;
+  maxJobs?: number;
+  executors?: ExecutorName[];
+  /** Replace an existing registration in configPath. */
+  force?: boolean;
+  hostFacts?: () => Promise<HostFacts>;
+}
+
+export interface RegisterRunnerResult {
+  response: RegisterResponse;
+  config: RunnerConfig;
+}
+
+/**
+ * Exchanges a registration token for a runner id and token and writes
+ * runner.yaml (0600, atomically). Every local check runs first, so a refusal
+ * here never costs a use of the registration token.
+ */
+export async function registerRunner(options: RegisterRunnerOptions): Promise<RegisterRunnerResult> {
+  const { configPath } = options;
+  if (!options.force && (await exists(configPath))) {
+    const id = await loadConfig(configPath).then((c) => ` (runner ${c.runner_id})`, () => '');
+    throw new AlreadyRegisteredError(`${configPath} already holds a registration${id}; pass --force to replace it`);
+  }
+  const dir = dirname(configPath);
+  await mkdir(dir, { recursive: true, mode: 0o700 });
+  await access(dir, constants.W_OK).catch(() => {
+    throw new Error(`cannot write to ${dir}: permission denied (run as root or as the runner's user)`);
+  });
+
+  const host = await (options.hostFacts ?? collectHostFacts)();
+  const request = checked(RegisterRequest, {
+    name: options.name ?? host.hostname,
+    labels: options.labels ?? {},
+    airgapped: options.airgapped ?? false,
+    agentVersion: agentVersion(),
+    host,
+  });
+  // Check the file we will write before the coordinator spends a registration use.
+  const draft = {
+    url: options.url,
+    runner_id: 'pending',
+    token: 'pending',
+    name: request.name,
+    labels: request.labels,
+    airgapped: request.airgapped,
+    max_jobs: options.maxJobs ?? 1,
+    executors: options.executors && options.executors.length > 0 ? options.executors : (['docker'] as ExecutorName[]),
+  };
+  checked(RunnerConfig, draft);
+
+  const response = await register(options.url, options.registrationToken, request);
+  const config = RunnerConfig.parse({
+    ...draft,
+    runner_id: response.runnerId,
+    token: response.token,
+    name: response.name,
+    pool: response.pool,
+    project: response.project,
+  });
+  await writeConfig(configPath, {
+    url: config.url,
+    runner_id: config.runner_id,
+    token: config.token,
+    name: config.name,
+    pool: config.pool,
+    project: config.project,
+    labels: config.labels,
+    airgapped: config.airgapped,
+    max_jobs: config.max_jobs,
+    executors: config.executors,
+  });
+  return { response, config };
+}
+
+async function exists(path: string): Promise<boolean> {
+  try {
+    await lstat(path);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** Which flag sets each field, so a validation failure names what to change. */
+const FLAG_OF: Record<string, string> = {
+  name: '--name',
+  labels: '--label',
+  url: '--url',
+  max_jobs: '--max-jobs',
+  executors: '--executor',
+};
+
+function checked<T>(schema: { safeParse(v: unknown): { success: true; data: T } | { success: false; error: { issues: { path: PropertyKey[]; message: string }[] } } }, value: unknown): T {
+  const result = schema.safeParse(value);
+  if (result.success) return result.data;
+  const issue = result.error.issues[0]!;
+  const field = String(issue.path[0] ?? '');
+  const flag = FLAG_OF[field] ?? field;
+  const hint = field === 'name' ? ' (the host name is the default; pass --name)' : '';
+  throw new UsageError(`${flag}: ${issue.message}${hint}`);
+}

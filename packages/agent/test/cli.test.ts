@@ -1,0 +1,207 @@
+import { readFile, stat, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { EXIT_REVOKED, type RegisterResponse } from '@rbtk/protocol';
+import { afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { loadConfig } from '../src/config/load.js';
+import { writeConfig } from '../src/config/write.js';
+import { Daemon, assertBuilt, runCli } from './helpers/cli.js';
+import { CoordinatorPeer } from './helpers/coordinator-peer.js';
+import { runnerConfig, runnerToken, tempDir } from './helpers/fixtures.js';
+
+const REG_TOKEN = 'rbtk_reg_regtoken00000001_c2VjcmV0c2VjcmV0c2VjcmV0';
+
+describe('rbtk-runner CLI', () => {
+  let dir: string;
+  let cleanup: () => Promise<void>;
+  let peer: CoordinatorPeer;
+  let daemons: Daemon[];
+  const registrations: { auth: string | undefined; body: unknown }[] = [];
+  let issued: { id: string; token: string };
+
+  beforeAll(() => assertBuilt());
+
+  beforeEach(async () => {
+    ({ dir, cleanup } = await tempDir());
+    daemons = [];
+    registrations.length = 0;
+    peer = await CoordinatorPeer.start({
+      heartbeatIntervalMs: 50,
+      register: (auth, body) => {
+        registrations.push({ auth, body });
+        if (auth !== `Bearer ${REG_TOKEN}`) {
+          return { status: 401, body: { error: { code: 'token_expired', message: 'registration token expired at 2025-01-01T00:00:00Z' } } };
+        }
+        issued = runnerToken();
+        const name = (body as { name: string }).name;
+        const res: RegisterResponse = { runnerId: `runner${registrations.length}abcdefgh`, name, pool: 'ci', project: 'default', token: issued.token, heartbeatIntervalMs: 50 };
+        return { status: 201, body: res };
+      },
+    });
+  });
+
+  afterEach(async () => {
+    await Promise.all(daemons.map((d) => d.stop()));
+    await peer.close();
+    await cleanup();
+  });
+
+  const start = (args: string[], env: NodeJS.ProcessEnv = {}) => {
+    const d = new Daemon(args, env);
+    daemons.push(d);
+    return d;
+  };
+
+  it('register writes runner.yaml 0600 in a new 0700 directory and prints the runner id alone', async () => {
+    const path = join(dir, 'etc', 'runner.yaml');
+    const res = await runCli([
+      'register', '--url', peer.url, '--token', REG_TOKEN, '--name', 'gpu-01', '--label', 'arch=x64', '--label', 'gpu=a100',
+      '--airgapped', '--max-jobs', '3', '--executor', 'shell', '--executor', 'docker', '--config', path,
+    ]);
+    expect(res.code, res.stderr).toBe(0);
+    expect(res.stdout).toBe('runner1abcdefgh\n');
+    expect(res.stderr).toContain('registered runner gpu-01 (runner1abcdefgh) in pool ci');
+    expect(res.stderr).not.toContain(issued.token);
+    expect((await stat(path)).mode & 0o777).toBe(0o600);
+    expect((await stat(join(dir, 'etc'))).mode & 0o777).toBe(0o700);
+    expect(await loadConfig(path)).toMatchObject({
+      url: peer.url,
+      runner_id: 'runner1abcdefgh',
+      token: issued.token,
+      name: 'gpu-01',
+      pool: 'ci',
+      project: 'default',
+      labels: { arch: 'x64', gpu: 'a100' },
+      airgapped: true,
+      max_jobs: 3,
+      executors: ['shell', 'docker'],
+    });
+    expect(registrations[0]).toMatchObject({
+      auth: `Bearer ${REG_TOKEN}`,
+      body: { name: 'gpu-01', labels: { arch: 'x64', gpu: 'a100' }, airgapped: true, agentVersion: '0.1.0', host: { cpus: expect.any(Number) } },
+    });
+  });
+
+  it('refuses to overwrite a registration without --force (exit 2, no token used), replaces it with --force', async () => {
+    const path = join(dir, 'runner.yaml');
+    const env = { RBTK_URL: peer.url, RBTK_REGISTRATION_TOKEN: REG_TOKEN, RBTK_RUNNER_CONFIG: path };
+    expect((await runCli(['register', '--name', 'a'], env)).code).toBe(0);
+    const again = await runCli(['register', '--name', 'a'], env);
+    expect(again.code).toBe(2);
+    expect(again.stderr).toBe(`error: ${path} already holds a registration (runner runner1abcdefgh); pass --force to replace it\n`);
+    expect(registrations).toHaveLength(1);
+
+    const forced = await runCli(['register', '--name', 'a', '--force', '--json'], env);
+    expect(forced.code, forced.stderr).toBe(0);
+    expect(JSON.parse(forced.stdout)).toEqual({ runnerId: 'runner2abcdefgh', name: 'a', pool: 'ci', project: 'default', heartbeatIntervalMs: 50 });
+    expect(forced.stdout).not.toContain('rbtk_run_');
+    expect((await loadConfig(path)).runner_id).toBe('runner2abcdefgh');
+  });
+
+  it.each([
+    [['--max-jobs', '0'], /--max-jobs/],
+    [['--executor', 'podman'], /docker or shell/],
+    [['--label', 'novalue'], /key=value/],
+    [['--name', 'bad name!'], /--name: /],
+  ])('exits 2 on bad flags %j without calling the coordinator', async (extra, pattern) => {
+    const res = await runCli(['register', '--url', peer.url, '--token', REG_TOKEN, '--config', join(dir, 'r.yaml'), ...extra]);
+    expect(res.code).toBe(2);
+    expect(res.stderr).toMatch(pattern);
+    expect(registrations).toHaveLength(0);
+  });
+
+  it('exits 2 without a registration token, and 1 with the coordinator message when it refuses', async () => {
+    const path = join(dir, 'runner.yaml');
+    const missing = await runCli(['register', '--url', peer.url, '--config', path]);
+    expect(missing.code).toBe(2);
+    expect(missing.stderr).toMatch(/--token/);
+    const wrongKind = await runCli(['register', '--url', peer.url, '--token', runnerToken().token, '--config', path]);
+    expect(wrongKind.code).toBe(2);
+    expect(wrongKind.stderr).toMatch(/must be a registration token/);
+
+    const refused = await runCli(['register', '--url', peer.url, '--token', 'rbtk_reg_otherregtoken0001_c2VjcmV0c2VjcmV0c2VjcmV0', '--config', path]);
+    expect(refused.code).toBe(1);
+    expect(refused.stderr).toBe('error: registration refused (token_expired): registration token expired at 2025-01-01T00:00:00Z\n');
+    await expect(stat(path)).rejects.toThrow(/ENOENT/);
+  });
+
+  it('run exits 78 with the reason on an invalid config', async () => {
+    const path = join(dir, 'runner.yaml');
+    await writeFile(path, 'url: http://x\nrunner_id: r\ntoken: t\nname: h\nmax_jobs: many\n');
+    const res = await runCli(['run', '--config', path]);
+    expect(res.code).toBe(78);
+    const line = JSON.parse(res.stdout.trim()) as Record<string, unknown>;
+    expect(line).toMatchObject({ level: 60, key: 'max_jobs', code: 'invalid_config' });
+    expect(line.msg).toMatch(new RegExp(`^invalid config: ${path}: max_jobs: `));
+    const status = await runCli(['status', '--config', path]);
+    expect(status.code).toBe(78);
+  });
+
+  it('run connects and logs "connected"; status reports it (exit 0) without the token; SIGTERM exits 0 with close 1000', async () => {
+    const path = join(dir, 'runner.yaml');
+    await writeConfig(path, runnerConfig(peer.url));
+    const notYet = await runCli(['status', '--config', path, '--json']);
+    expect(notYet.code).toBe(3);
+    expect(JSON.parse(notYet.stdout)).toMatchObject({ running: false, connected: false, reason: 'not running' });
+
+    const daemon = start(['run', '--config', path]);
+    const connected = await daemon.waitForLog('connected');
+    expect(connected).toMatchObject({ level: 30, name: 'host-a', runnerId: 'runner0000000001', pool: 'ci', status: 'ONLINE', url: peer.url });
+    await peer.waitFor('heartbeats', () => peer.messages('heartbeat').length >= 2);
+
+    const status = await runCli(['status', '--config', path, '--json']);
+    expect(status.code, status.stderr).toBe(0);
+    const report = JSON.parse(status.stdout) as Record<string, unknown>;
+    expect(report).toMatchObject({
+      running: true,
+      connected: true,
+      runnerId: 'runner0000000001',
+      pool: 'ci',
+      labels: { arch: 'x64' },
+      stateDir: join(dir, 'state'),
+      daemon: { connected: true, status: 'ONLINE', pool: 'ci' },
+    });
+    expect(status.stdout).not.toContain('rbtk_run_');
+    const human = await runCli(['status', '--config', path]);
+    expect(human.code).toBe(0);
+    expect(human.stdout).toMatch(/^runner: +host-a \(runner0000000001\)\n/);
+    expect(human.stdout).toMatch(/daemon: +running \(pid \d+\), connected since /);
+
+    daemon.kill('SIGTERM');
+    expect(await daemon.exited).toBe(0);
+    await peer.waitFor('close', () => peer.closes[0]);
+    expect(peer.closes[0]).toMatchObject({ code: 1000 });
+    expect(daemon.output.join('\n')).not.toContain((await loadConfig(path)).token);
+    const after = await runCli(['status', '--config', path]);
+    expect(after.code).toBe(3);
+    expect(after.stdout).toMatch(/daemon: +not running/);
+  });
+
+  it('run exits 77 with the revoked message when the coordinator closes with 4401', async () => {
+    const path = join(dir, 'runner.yaml');
+    await writeConfig(path, runnerConfig(peer.url));
+    const daemon = start(['run', '--config', path]);
+    await daemon.waitForLog('connected');
+    peer.closeAll(4401, 'runner revoked by admin');
+    expect(await daemon.exited).toBe(EXIT_REVOKED);
+    expect(daemon.lines.at(-1)).toMatchObject({
+      level: 50,
+      msg: 'this runner was revoked or its token is invalid; register it again',
+      reason: 'runner revoked by admin',
+    });
+  });
+
+  it('run rotates the token into runner.yaml', async () => {
+    const path = join(dir, 'runner.yaml');
+    const rotated = runnerToken();
+    await peer.close();
+    peer = await CoordinatorPeer.start({ heartbeatIntervalMs: 50, ack: (seq) => (seq === 0 ? { rotatedToken: rotated } : {}) });
+    await writeConfig(path, runnerConfig(peer.url));
+    const daemon = start(['run', '--config', path]);
+    await peer.waitFor('confirm', () => peer.messages('token_confirm')[0]);
+    expect((await loadConfig(path)).token).toBe(rotated.token);
+    expect((await stat(path)).mode & 0o777).toBe(0o600);
+    expect(await readFile(path, 'utf8')).toMatch(/^# rbtk-runner configuration/);
+    daemon.kill('SIGTERM');
+    expect(await daemon.exited).toBe(0);
+  });
+});

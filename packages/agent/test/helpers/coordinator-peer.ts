@@ -1,0 +1,205 @@
+import { once } from 'node:events';
+import { createServer, type IncomingMessage, type Server } from 'node:http';
+import type { Duplex } from 'node:stream';
+import {
+  MAX_WS_FRAME_BYTES,
+  PROTOCOL_VERSION_HEADER,
+  ROUTES,
+  parseRunnerMessage,
+  type CoordinatorMessage,
+  type ErrorBody,
+  type RegisterResponse,
+  type RunnerMessage,
+  type Welcome,
+} from '@rbtk/protocol';
+import { WebSocket, WebSocketServer } from 'ws';
+
+export interface Upgrade {
+  path: string | undefined;
+  authorization: string | undefined;
+  protocolVersion: string | undefined;
+}
+
+export interface Received {
+  conn: number;
+  message: RunnerMessage;
+}
+
+/** Decides how the peer answers one upgrade: undefined accepts it. */
+export type Gate = (upgrade: Upgrade, index: number) => { status: number; body: ErrorBody } | undefined;
+
+export interface PeerOptions {
+  gate?: Gate;
+  heartbeatIntervalMs?: number;
+  offlineAfterMs?: number;
+  /** Whether to answer hello with welcome (default true). */
+  welcome?: boolean;
+  /** Whether to answer heartbeats (default true); false plays a coordinator that hangs. */
+  ackHeartbeats?: boolean;
+  /** Called for each frame after the peer's default handling; may send more. */
+  onMessage?(message: RunnerMessage, ws: WebSocket, peer: CoordinatorPeer): void;
+  /** Extra fields on each heartbeat_ack (rotatedToken, status). */
+  ack?(seq: number, conn: number): Partial<Extract<CoordinatorMessage, { type: 'heartbeat_ack' }>>;
+  register?(auth: string | undefined, body: unknown): { status: number; body: RegisterResponse | ErrorBody };
+}
+
+/**
+ * A small real coordinator peer for agent tests: node:http + ws on port 0,
+ * speaking the protocol frames (validated with parseRunnerMessage). Not the
+ * coordinator: it answers what each test tells it to.
+ */
+export class CoordinatorPeer {
+  readonly upgrades: Upgrade[] = [];
+  readonly received: Received[] = [];
+  readonly closes: { conn: number; code: number; reason: string }[] = [];
+  readonly sockets: WebSocket[] = [];
+  url = '';
+  private readonly wss = new WebSocketServer({ noServer: true, maxPayload: MAX_WS_FRAME_BYTES });
+  private readonly server: Server;
+  private waiters = new Set<() => void>();
+
+  private constructor(readonly options: PeerOptions) {
+    this.server = createServer((req, res) => {
+      if (req.method === 'POST' && req.url === ROUTES.register && options.register) {
+        void readBody(req).then((text) => {
+          const answer = options.register!(req.headers.authorization, JSON.parse(text));
+          res.writeHead(answer.status, { 'content-type': 'application/json' }).end(JSON.stringify(answer.body));
+        });
+        return;
+      }
+      res.writeHead(404, { 'content-type': 'application/json' });
+      res.end(JSON.stringify({ error: { code: 'not_found', message: `no route ${req.method} ${req.url}` } }));
+    });
+    this.server.on('upgrade', (req, socket, head) => this.upgrade(req, socket, head));
+  }
+
+  static async start(options: PeerOptions = {}): Promise<CoordinatorPeer> {
+    const peer = new CoordinatorPeer(options);
+    peer.server.listen(0, '127.0.0.1');
+    await once(peer.server, 'listening');
+    const addr = peer.server.address() as { port: number };
+    peer.url = `http://127.0.0.1:${addr.port}`;
+    return peer;
+  }
+
+  messages<T extends RunnerMessage['type']>(type: T): Extract<RunnerMessage, { type: T }>[] {
+    return this.received.filter((r) => r.message.type === type).map((r) => r.message as Extract<RunnerMessage, { type: T }>);
+  }
+
+  /** Resolves when check() returns a value (checked on each peer event and every 10 ms); fails after timeoutMs. */
+  waitFor<T>(what: string, check: () => T | undefined | false, timeoutMs = 5_000): Promise<T> {
+    return new Promise((resolve, reject) => {
+      const run = () => {
+        const value = check();
+        if (value === undefined || value === false) return;
+        cleanup();
+        resolve(value);
+      };
+      const timer = setTimeout(() => {
+        cleanup();
+        reject(new Error(`peer: timed out waiting for ${what}`));
+      }, timeoutMs);
+      const poll = setInterval(run, 10);
+      const cleanup = () => {
+        clearTimeout(timer);
+        clearInterval(poll);
+        this.waiters.delete(run);
+      };
+      this.waiters.add(run);
+      run();
+    });
+  }
+
+  send(ws: WebSocket, message: CoordinatorMessage): void {
+    ws.send(JSON.stringify(message));
+  }
+
+  /** Closes every live session with a code, as the coordinator would on revoke or shutdown. */
+  closeAll(code: number, reason = ''): void {
+    for (const ws of this.sockets) if (ws.readyState === WebSocket.OPEN) ws.close(code, reason);
+  }
+
+  async close(): Promise<void> {
+    for (const ws of this.sockets) ws.terminate();
+    this.wss.close();
+    this.server.closeAllConnections();
+    await new Promise<void>((resolve) => this.server.close(() => resolve()));
+  }
+
+  private wake(): void {
+    for (const w of [...this.waiters]) w();
+  }
+
+  private upgrade(req: IncomingMessage, socket: Duplex, head: Buffer): void {
+    const upgrade: Upgrade = {
+      path: req.url,
+      authorization: req.headers.authorization,
+      protocolVersion: req.headers[PROTOCOL_VERSION_HEADER] as string | undefined,
+    };
+    const index = this.upgrades.push(upgrade) - 1;
+    this.wake();
+    const refusal = this.options.gate?.(upgrade, index);
+    if (refusal) {
+      const body = JSON.stringify(refusal.body);
+      socket.end(
+        `HTTP/1.1 ${refusal.status} Refused\r\ncontent-type: application/json\r\ncontent-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`,
+      );
+      return;
+    }
+    this.wss.handleUpgrade(req, socket, head, (ws) => this.session(ws, index));
+  }
+
+  private session(ws: WebSocket, conn: number): void {
+    this.sockets.push(ws);
+    ws.on('close', (code, reason) => {
+      this.closes.push({ conn, code, reason: reason.toString() });
+      this.wake();
+    });
+    ws.on('message', (data) => {
+      const parsed = parseRunnerMessage(data.toString());
+      if (!parsed.ok) {
+        this.send(ws, { type: 'error', code: parsed.code, message: parsed.error });
+        ws.close(4400, 'bad message');
+        return;
+      }
+      const message = parsed.message;
+      this.received.push({ conn, message });
+      if (message.type === 'hello' && this.options.welcome !== false) this.send(ws, this.welcome());
+      if (message.type === 'heartbeat' && this.options.ackHeartbeats !== false) {
+        this.send(ws, {
+          type: 'heartbeat_ack',
+          seq: message.seq,
+          status: 'ONLINE',
+          heartbeatIntervalMs: this.options.heartbeatIntervalMs ?? 50,
+          ...this.options.ack?.(message.seq, conn),
+        });
+      }
+      if (message.type === 'token_confirm') this.send(ws, { type: 'token_confirmed', tokenId: message.tokenId });
+      this.options.onMessage?.(message, ws, this);
+      this.wake();
+    });
+  }
+
+  private welcome(): Welcome {
+    return {
+      type: 'welcome',
+      runnerId: 'runner0000000001',
+      name: 'host-a',
+      pool: 'ci',
+      project: 'default',
+      status: 'ONLINE',
+      heartbeatIntervalMs: this.options.heartbeatIntervalMs ?? 50,
+      offlineAfterMs: this.options.offlineAfterMs ?? 5_000,
+      serverTime: new Date().toISOString(),
+    };
+  }
+}
+
+function readBody(req: IncomingMessage): Promise<string> {
+  return new Promise((resolve) => {
+    let text = '';
+    req.setEncoding('utf8');
+    req.on('data', (c: string) => (text += c));
+    req.on('end', () => resolve(text));
+  });
+}

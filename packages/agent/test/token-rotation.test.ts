@@ -1,0 +1,80 @@
+import { join } from 'node:path';
+import type { RunnerConfig, TokenConfirm } from '@rbtk/protocol';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { loadConfig } from '../src/config/load.js';
+import { writeConfig } from '../src/config/write.js';
+import { TokenRotation } from '../src/token-rotation.js';
+import { memoryLogger, runnerConfig, runnerToken, tempDir } from './helpers/fixtures.js';
+
+describe('TokenRotation', () => {
+  let dir: string;
+  let cleanup: () => Promise<void>;
+  let path: string;
+  let config: RunnerConfig;
+
+  beforeEach(async () => {
+    ({ dir, cleanup } = await tempDir());
+    path = join(dir, 'runner.yaml');
+    config = runnerConfig('http://127.0.0.1:7420');
+    await writeConfig(path, config);
+  });
+  afterEach(() => cleanup());
+
+  it('serializes rotations and token reads: file, then memory, then confirm', async () => {
+    const events: string[] = [];
+    const slowWrite = async (p: string, cfg: RunnerConfig) => {
+      events.push(`write-start ${cfg.token.slice(-4)}`);
+      await new Promise((r) => setTimeout(r, 50));
+      await writeConfig(p, cfg);
+      events.push(`write-end ${cfg.token.slice(-4)}`);
+    };
+    const rotation = new TokenRotation({ configPath: path, config, logger: memoryLogger().logger, writeConfig: slowWrite });
+    const [a, b] = [runnerToken(), runnerToken()];
+    const confirm = (m: TokenConfirm) => {
+      events.push(`confirm ${m.tokenId}`);
+      return true;
+    };
+    const before = rotation.currentToken();
+    const first = rotation.rotate(a, confirm);
+    const read1 = rotation.currentToken();
+    const second = rotation.rotate(b, confirm);
+    const read2 = rotation.currentToken();
+    // A read waits for the writes queued before it, and no later ones.
+    expect(await Promise.all([before, first, read1, second, read2])).toEqual([config.token, true, a.token, true, b.token]);
+    const [ta, tb] = [a.token.slice(-4), b.token.slice(-4)];
+    expect(events).toEqual([`write-start ${ta}`, `write-end ${ta}`, `confirm ${a.id}`, `write-start ${tb}`, `write-end ${tb}`, `confirm ${b.id}`]);
+    expect((await loadConfig(path)).token).toBe(b.token);
+  });
+
+  it('a failed write keeps the old token, sends no confirm, and does not block the next rotation', async () => {
+    let fail = true;
+    const rotation = new TokenRotation({
+      configPath: path,
+      config,
+      logger: memoryLogger().logger,
+      writeConfig: async (p, cfg) => {
+        if (fail) throw new Error('ENOSPC: no space left on device');
+        await writeConfig(p, cfg);
+      },
+    });
+    const confirms: string[] = [];
+    const confirm = (m: TokenConfirm) => confirms.push(m.tokenId) > 0;
+    const a = runnerToken();
+    expect(await rotation.rotate(a, confirm)).toBe(false);
+    expect(await rotation.currentToken()).toBe(config.token);
+    expect(confirms).toEqual([]);
+    fail = false;
+    const b = runnerToken();
+    expect(await rotation.rotate(b, confirm)).toBe(true);
+    expect(await rotation.currentToken()).toBe(b.token);
+    expect(confirms).toEqual([b.id]);
+  });
+
+  it('ignores something that is not a runner token', async () => {
+    const log = memoryLogger();
+    const rotation = new TokenRotation({ configPath: path, config, logger: log.logger });
+    expect(await rotation.rotate({ id: 'x', token: 'rbtk_api_abcdefgh12345678_aaaaaaaaaaaaaaaaaaaaaa' }, () => true)).toBe(false);
+    expect(await rotation.currentToken()).toBe(config.token);
+    expect(log.lines[0]).toMatchObject({ msg: 'ignoring a rotated token that is not a runner token', token: 'rbtk_api_abcdefgh12345678_…' });
+  });
+});

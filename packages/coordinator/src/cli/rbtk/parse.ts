@@ -1,0 +1,59 @@
+import { InvalidArgumentError } from 'commander';
+import { LabelKey, Name, parseDuration, type Labels } from '@rbtk/protocol';
+
+/**
+ * Flag and argument parsers for commander. Each throws InvalidArgumentError, which
+ * commander reports with the flag's name and rbtk turns into exit code 2 before any request.
+ */
+
+/** `--url`: an http(s) base URL. */
+export function parseUrl(value: string): string {
+  let url: URL;
+  try {
+    url = new URL(value);
+  } catch {
+    throw new InvalidArgumentError('write it like http://127.0.0.1:7420');
+  }
+  if (url.protocol !== 'http:' && url.protocol !== 'https:') throw new InvalidArgumentError('use an http:// or https:// URL');
+  return value;
+}
+
+/** Project and pool names, checked with the protocol's own rule. */
+export function parseName(value: string): string {
+  const r = Name.safeParse(value);
+  if (!r.success) throw new InvalidArgumentError(r.error.issues[0]?.message ?? 'invalid name');
+  return value;
+}
+
+/** `--tag k=v`, repeatable: accumulates into one Labels record. */
+export function parseTag(value: string, previous: Labels = {}): Labels {
+  const eq = value.indexOf('=');
+  if (eq <= 0) throw new InvalidArgumentError('write tags as key=value, e.g. --tag env=prod');
+  const key = value.slice(0, eq);
+  const tagValue = value.slice(eq + 1);
+  const r = LabelKey.safeParse(key);
+  if (!r.success) throw new InvalidArgumentError(r.error.issues[0]?.message ?? 'invalid tag key');
+  if (tagValue.length > 255) throw new InvalidArgumentError('tag values are at most 255 characters');
+  if (Object.hasOwn(previous, key)) throw new InvalidArgumentError(`tag "${key}" given twice`);
+  return { ...previous, [key]: tagValue };
+}
+
+/** `--ttl`: a protocol duration (1h, 30m, 1h30m), more than zero; kept as typed for the API. */
+export function parseTtl(value: string): string {
+  let ms: number;
+  try {
+    ms = parseDuration(value);
+  } catch (err) {
+    throw new InvalidArgumentError((err as Error).message);
+  }
+  if (ms <= 0) throw new InvalidArgumentError('the token must live longer than 0s');
+  return value.trim();
+}
+
+/** `--uses`, `--limit`: a positive integer. */
+export function parsePositiveInt(value: string): number {
+  if (!/^\d+$/.test(value.trim())) throw new InvalidArgumentError('expected a positive integer');
+  const n = Number(value);
+  if (!Number.isSafeInteger(n) || n <= 0) throw new InvalidArgumentError('expected a positive integer');
+  return n;
+}

@@ -1,0 +1,111 @@
+import type { Command } from 'commander';
+import { Option } from 'commander';
+import { ErrorCode, RbtkError, type Labels, type Pool } from '@rbtk/protocol';
+import { printJson, withClient, type Io } from './context.js';
+import { formatKeyValues, formatLabels, formatTable, formatTime } from './format.js';
+import { parseName, parsePositiveInt, parseTag, parseTtl } from './parse.js';
+
+interface CreateOptions {
+  type: 'self-hosted' | 'hosted';
+  tag?: Labels;
+  airgapped?: boolean;
+}
+
+interface TokenOptions {
+  ttl: string;
+  uses?: number;
+}
+
+function poolRow(p: Pool): string[] {
+  const r = p.runners;
+  return [p.name, p.type, p.status, String(r.online), String(r.draining), String(r.offline), p.airgapped ? 'yes' : 'no', formatLabels(p.tags)];
+}
+
+export function formatPool(p: Pool): string {
+  return formatKeyValues([
+    ['name', p.name],
+    ['project', p.project],
+    ['type', p.type],
+    ['status', p.status],
+    ['airgapped', p.airgapped ? 'yes' : 'no'],
+    ['tags', formatLabels(p.tags)],
+    ['runners', `${p.runners.online} online, ${p.runners.draining} draining, ${p.runners.offline} offline`],
+    ['created', formatTime(p.createdAt)],
+    ['updated', formatTime(p.updatedAt)],
+  ]);
+}
+
+/** `rbtk pool create|list|show|delete|token`. */
+export function registerPoolCommands(program: Command, io: Io): void {
+  const pool = program.command('pool').description('manage pools and mint registration tokens');
+
+  pool
+    .command('create')
+    .description('create a pool')
+    .argument('<name>', 'pool name, unique in its project', parseName)
+    .addOption(new Option('--type <type>', 'pool type').choices(['self-hosted', 'hosted']).default('self-hosted'))
+    .option('--tag <key=value>', 'pool tag, repeatable (e.g. --tag env=prod --tag gpu=a100)', parseTag)
+    .option('--airgapped', 'only runners registered with --airgapped may join')
+    .action((name: string, o: CreateOptions, cmd: Command) =>
+      withClient(cmd, io, async (client, opts) => {
+        const created = await client.createPool({ name, type: o.type, tags: o.tag ?? {}, airgapped: o.airgapped ?? false });
+        if (opts.json) printJson(io, created);
+        else io.stdout(`created pool ${created.name} (${created.type}${created.airgapped ? ', air-gapped' : ''}) in project ${created.project}\n`);
+      }),
+    );
+
+  pool
+    .command('list')
+    .description('list pools with their runner counts')
+    .action((_o: unknown, cmd: Command) =>
+      withClient(cmd, io, async (client, opts) => {
+        const pools = await client.listPools();
+        if (opts.json) return printJson(io, pools);
+        if (pools.length === 0) return io.stderr('no pools\n');
+        io.stdout(formatTable(['NAME', 'TYPE', 'STATUS', 'ONLINE', 'DRAINING', 'OFFLINE', 'AIRGAPPED', 'TAGS'], pools.map(poolRow)));
+      }),
+    );
+
+  pool
+    .command('show')
+    .description('show one pool')
+    .argument('<name>', 'pool name')
+    .action((name: string, _o: unknown, cmd: Command) =>
+      withClient(cmd, io, async (client, opts) => {
+        const found = await client.getPool(name);
+        if (opts.json) printJson(io, found);
+        else io.stdout(formatPool(found));
+      }),
+    );
+
+  pool
+    .command('delete')
+    .description('delete a pool with its offline runners and its tokens (refused while runners are online)')
+    .argument('<name>', 'pool name')
+    .action((name: string, _o: unknown, cmd: Command) =>
+      withClient(cmd, io, async (client, opts) => {
+        await client.deletePool(name);
+        // The API answers 204: --json gets a small document so scripts still read one.
+        if (opts.json) printJson(io, { name, deleted: true });
+        else io.stdout(`deleted pool ${name}\n`);
+      }),
+    );
+
+  pool
+    .command('token')
+    .description('mint a registration token for a pool; prints the token alone (the RegistrationToken with --json)')
+    .argument('<name>', 'pool name')
+    .option('--ttl <duration>', 'how long the token stays valid (e.g. 30m, 1h, 7d)', parseTtl, '1h')
+    .option('--uses <n>', 'how many registrations it admits (default: unlimited until it expires)', parsePositiveInt)
+    .action((name: string, o: TokenOptions, cmd: Command) =>
+      withClient(cmd, io, async (client, opts) => {
+        const minted = await client.mintRegistrationToken(name, { ttl: o.ttl, uses: o.uses });
+        if (opts.json) return printJson(io, minted);
+        if (!minted.token) throw new RbtkError(ErrorCode.Internal, 'the coordinator minted a token but did not return it');
+        io.stdout(`${minted.token}\n`);
+        // Facts for the person on stderr, so `$(rbtk pool token x)` captures the token alone.
+        const uses = minted.usesLeft === null ? 'unlimited uses' : `${minted.usesLeft} use(s)`;
+        io.stderr(`registration token ${minted.id} for pool ${minted.pool} (project ${minted.project}): ${uses}, expires ${formatTime(minted.expiresAt)}\n`);
+      }),
+    );
+}

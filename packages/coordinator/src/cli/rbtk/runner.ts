@@ -1,0 +1,73 @@
+import type { Command } from 'commander';
+import type { Runner } from '@rbtk/protocol';
+import { printJson, withClient, type Io } from './context.js';
+import { formatAgo, formatBytes, formatKeyValues, formatLabels, formatTable, formatTime } from './format.js';
+
+export function formatRunner(r: Runner, now: number): string {
+  const pairs: [string, string][] = [
+    ['id', r.id],
+    ['name', r.name],
+    ['pool', r.pool],
+    ['project', r.project],
+    ['status', r.status],
+    ['connected', r.connected ? 'yes' : 'no'],
+    ['last heartbeat', r.lastHeartbeatAt === null ? 'never' : `${formatAgo(r.lastHeartbeatAt, now)} (${formatTime(r.lastHeartbeatAt)})`],
+    ['registered', formatTime(r.registeredAt)],
+    ['labels', formatLabels(r.labels)],
+    ['airgapped', r.airgapped ? 'yes' : 'no'],
+    ['agent version', r.agentVersion ?? '-'],
+  ];
+  if (r.host) {
+    pairs.push(
+      ['hostname', r.host.hostname],
+      ['os', `${r.host.os} (${r.host.arch})`],
+      ['cpus', String(r.host.cpus)],
+      ['memory', formatBytes(r.host.memoryBytes)],
+    );
+  }
+  return formatKeyValues(pairs);
+}
+
+/** `rbtk runner list|show|revoke`. */
+export function registerRunnerCommands(program: Command, io: Io): void {
+  const runner = program.command('runner').description('inspect and revoke runners');
+
+  runner
+    .command('list')
+    .description('list runners')
+    .option('--pool <name>', 'only the runners of this pool')
+    .action((o: { pool?: string }, cmd: Command) =>
+      withClient(cmd, io, async (client, opts) => {
+        const runners = await client.listRunners({ pool: o.pool });
+        if (opts.json) return printJson(io, runners);
+        if (runners.length === 0) return io.stderr(o.pool ? `no runners in pool ${o.pool}\n` : 'no runners\n');
+        const now = io.now();
+        const rows = runners.map((r) => [r.id, r.name, r.pool, r.status, formatAgo(r.lastHeartbeatAt, now), formatLabels(r.labels)]);
+        io.stdout(formatTable(['ID', 'NAME', 'POOL', 'STATUS', 'LAST HEARTBEAT', 'LABELS'], rows));
+      }),
+    );
+
+  runner
+    .command('show')
+    .description('show one runner')
+    .argument('<id>', 'runner id')
+    .action((id: string, _o: unknown, cmd: Command) =>
+      withClient(cmd, io, async (client, opts) => {
+        const found = await client.getRunner(id);
+        if (opts.json) printJson(io, found);
+        else io.stdout(formatRunner(found, io.now()));
+      }),
+    );
+
+  runner
+    .command('revoke')
+    .description('revoke a runner: delete it and its tokens and disconnect it; the host must register again')
+    .argument('<id>', 'runner id')
+    .action((id: string, _o: unknown, cmd: Command) =>
+      withClient(cmd, io, async (client, opts) => {
+        const revoked = await client.revokeRunner(id);
+        if (opts.json) printJson(io, revoked);
+        else io.stdout(`revoked runner ${revoked.id} (${revoked.name}, pool ${revoked.pool})\n`);
+      }),
+    );
+}

@@ -1,0 +1,143 @@
+import { Agent } from 'undici';
+import {
+  ApiToken,
+  ApiTokenCreate,
+  AuditEntry,
+  ErrorCode,
+  Pool,
+  PoolCreate,
+  Project,
+  ProjectCreate,
+  RbtkError,
+  RegistrationToken,
+  RegistrationTokenCreate,
+  ROUTES,
+  Runner,
+  type AuditResourceType,
+  type PoolCreateInput,
+  type RegistrationTokenCreateInput,
+} from '@rbtk/protocol';
+import { apiRequest, arrayOf, type ApiCall, type ResponseSchema, type Transport } from './api-request.js';
+
+export interface ApiClientOptions {
+  /** The coordinator's base URL, e.g. http://127.0.0.1:7420. */
+  url: string;
+  /** An API token (rbtk_api_...); requests go without Authorization when absent. */
+  token?: string;
+  /** The project to act on; absent means the token's own project, else `default`. */
+  project?: string;
+  /** Per-request limit; a coordinator that does not answer in time counts as unreachable. */
+  timeoutMs?: number;
+}
+
+export interface AuditQuery {
+  resourceType?: AuditResourceType;
+  /** The latest N rows (the coordinator's default is 100). */
+  limit?: number;
+}
+
+/** Validates a request body before it leaves, so a bad value fails here with the field's name. */
+function checkBody<T>(schema: ResponseSchema<T>, input: unknown, what: string): T {
+  const r = schema.safeParse(input);
+  if (r.success) return r.data;
+  const issue = r.error.issues[0];
+  const field = issue && issue.path.length > 0 ? `${issue.path.map(String).join('.')}: ` : '';
+  throw new RbtkError(ErrorCode.BadRequest, `invalid ${what}: ${field}${issue?.message ?? 'invalid'}`);
+}
+
+/**
+ * The coordinator's REST API for operators, one method per endpoint. Every answer is
+ * validated against the protocol schema; every failure is an RbtkError (see apiRequest).
+ * Call close() when done so the connection pool does not hold the process open.
+ */
+export class ApiClient {
+  private readonly transport: Transport;
+
+  constructor(private readonly options: ApiClientOptions) {
+    let baseUrl: URL;
+    try {
+      baseUrl = new URL(options.url);
+    } catch {
+      throw new RbtkError(ErrorCode.BadRequest, `invalid coordinator URL "${options.url}": write it like http://127.0.0.1:7420`);
+    }
+    if (baseUrl.protocol !== 'http:' && baseUrl.protocol !== 'https:') {
+      throw new RbtkError(ErrorCode.BadRequest, `invalid coordinator URL "${options.url}": use http:// or https://`);
+    }
+    this.transport = {
+      baseUrl,
+      token: options.token,
+      timeoutMs: options.timeoutMs ?? 30_000,
+      dispatcher: new Agent({ connect: { timeout: options.timeoutMs ?? 30_000 } }),
+    };
+  }
+
+  get url(): string {
+    return this.transport.baseUrl.href;
+  }
+
+  async close(): Promise<void> {
+    await this.transport.dispatcher.close();
+  }
+
+  /** Project-scoped calls carry ?project= only when one was chosen, so the token's own project applies otherwise. */
+  private scoped(call: ApiCall): ApiCall {
+    return { ...call, query: { project: this.options.project, ...call.query } };
+  }
+
+  listProjects(): Promise<Project[]> {
+    return apiRequest(this.transport, { method: 'GET', path: ROUTES.projects }, arrayOf(Project));
+  }
+
+  createProject(name: string): Promise<Project> {
+    const body = checkBody(ProjectCreate, { name }, 'project');
+    return apiRequest(this.transport, { method: 'POST', path: ROUTES.projects, body }, Project);
+  }
+
+  listPools(): Promise<Pool[]> {
+    return apiRequest(this.transport, this.scoped({ method: 'GET', path: ROUTES.pools }), arrayOf(Pool));
+  }
+
+  createPool(input: PoolCreateInput): Promise<Pool> {
+    const body = checkBody(PoolCreate, input, 'pool');
+    return apiRequest(this.transport, this.scoped({ method: 'POST', path: ROUTES.pools, body }), Pool);
+  }
+
+  getPool(name: string): Promise<Pool> {
+    return apiRequest(this.transport, this.scoped({ method: 'GET', path: ROUTES.pool(name) }), Pool);
+  }
+
+  deletePool(name: string): Promise<void> {
+    return apiRequest(this.transport, this.scoped({ method: 'DELETE', path: ROUTES.pool(name) }), null);
+  }
+
+  /** Mints a registration token for a pool; the answer is the only place its secret appears. */
+  mintRegistrationToken(pool: string, input: RegistrationTokenCreateInput = {}): Promise<RegistrationToken> {
+    const body = checkBody(RegistrationTokenCreate, input, 'registration token request');
+    return apiRequest(this.transport, this.scoped({ method: 'POST', path: ROUTES.poolTokens(pool), body }), RegistrationToken);
+  }
+
+  listRunners(filter: { pool?: string } = {}): Promise<Runner[]> {
+    const call: ApiCall = { method: 'GET', path: ROUTES.runners, query: { pool: filter.pool } };
+    return apiRequest(this.transport, this.scoped(call), arrayOf(Runner));
+  }
+
+  getRunner(id: string): Promise<Runner> {
+    return apiRequest(this.transport, this.scoped({ method: 'GET', path: ROUTES.runner(id) }), Runner);
+  }
+
+  /** Revokes a runner: the coordinator deletes it and answers with the runner as last seen. */
+  revokeRunner(id: string): Promise<Runner> {
+    return apiRequest(this.transport, this.scoped({ method: 'POST', path: ROUTES.runnerRevoke(id) }), Runner);
+  }
+
+  listAudit(query: AuditQuery = {}): Promise<AuditEntry[]> {
+    const call: ApiCall = { method: 'GET', path: ROUTES.audit, query: { resourceType: query.resourceType, limit: query.limit } };
+    return apiRequest(this.transport, this.scoped(call), arrayOf(AuditEntry));
+  }
+
+  /** Creates an API token in the selected project; the answer is the only place its secret appears. */
+  createApiToken(input: ApiTokenCreate): Promise<ApiToken> {
+    const body = checkBody(ApiTokenCreate, input, 'API token request');
+    return apiRequest(this.transport, this.scoped({ method: 'POST', path: ROUTES.apiTokens, body }), ApiToken);
+  }
+}

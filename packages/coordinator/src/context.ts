@@ -1,0 +1,22 @@
+import type { Logger } from './log.js';
+import type { Store } from './store/store.js';
+import type { SessionRegistry } from './ws/sessions.js';
+
+/** Timings the coordinator runs with (all milliseconds). */
+export interface Timings {
+  heartbeatIntervalMs: number;
+  offlineAfterMs: number;
+  reapAfterMs: number;
+  /** 0: a new token on every heartbeat. */
+  tokenRotationMs: number;
+}
+
+/** What request handlers, sessions and loops share. Built once by startCoordinator. */
+export interface CoordinatorContext {
+  store: Store;
+  sessions: SessionRegistry;
+  log: Logger;
+  timings: Timings;
+  /** Epoch milliseconds; injectable so tests control time. */
+  now: () => number;
+}

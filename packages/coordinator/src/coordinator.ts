@@ -1,0 +1,86 @@
+import { mkdirSync } from 'node:fs';
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import path from 'node:path';
+import { coerceError } from '@rbtk/protocol';
+import { ADMIN_TOKEN_FILE, bootstrap } from './bootstrap.js';
+import type { CoordinatorContext } from './context.js';
+import { createRequestListener } from './http/server.js';
+import { runLivenessLoop } from './liveness.js';
+import { createLogger } from './log.js';
+import { type Coordinator, type CoordinatorOptions, defaultPingInterval, resolveTimings } from './options.js';
+import { SqliteStore } from './store/sqlite/sqlite-store.js';
+import { createRunnerSocketServer } from './ws/runner-socket.js';
+import { SessionRegistry } from './ws/sessions.js';
+
+export const DATABASE_FILE = 'coordinator.db';
+const DEFAULT_HOST = '127.0.0.1';
+const DEFAULT_PORT = 7420;
+/** How long stop() lets in-flight HTTP requests finish before cutting connections. */
+const HTTP_CLOSE_GRACE_MS = 2000;
+
+/**
+ * Starts the coordinator: opens and migrates the store, bootstraps the
+ * default project and admin token, serves REST and the runner WebSocket on
+ * one port, and runs the liveness and ping loops until stop().
+ */
+export async function startCoordinator(options: CoordinatorOptions): Promise<Coordinator> {
+  const timings = resolveTimings(options);
+  const now = options.now ?? Date.now;
+  const log = options.logger ?? createLogger({ level: options.logLevel ?? 'info' });
+  const dataDir = path.resolve(options.dataDir);
+  mkdirSync(dataDir, { recursive: true, mode: 0o700 });
+
+  const store = SqliteStore.open(path.join(dataDir, DATABASE_FILE));
+  let server: Server | undefined;
+  try {
+    await bootstrap({ store, log, dataDir, now: now() });
+    const ctx: CoordinatorContext = { store, sessions: new SessionRegistry(), log, timings, now };
+    const sockets = createRunnerSocketServer(ctx);
+    server = createServer(createRequestListener(ctx));
+    server.on('upgrade', sockets.handleUpgrade);
+    const address = await listen(server, options.host ?? DEFAULT_HOST, options.port ?? DEFAULT_PORT);
+    const url = `http://${address.family === 'IPv6' ? `[${address.address}]` : address.address}:${address.port}`;
+
+    const abort = new AbortController();
+    const loops = [
+      runLivenessLoop({ ...timings, store, sessions: ctx.sessions, log, now }, abort.signal),
+      sockets.runPingLoop(options.pingIntervalMs ?? defaultPingInterval(timings.heartbeatIntervalMs), abort.signal),
+    ];
+    log.info({ url, dataDir, ...timings }, 'listening');
+
+    const httpServer = server;
+    let stopping: Promise<void> | undefined;
+    const stop = () =>
+      (stopping ??= (async () => {
+        log.info('stopping');
+        abort.abort();
+        const closed = new Promise<void>((resolve) => httpServer.close(() => resolve()));
+        httpServer.closeIdleConnections();
+        await sockets.close();
+        await Promise.allSettled(loops);
+        const timer = setTimeout(() => httpServer.closeAllConnections(), HTTP_CLOSE_GRACE_MS);
+        await closed;
+        clearTimeout(timer);
+        await store.close();
+        log.info('stopped');
+      })());
+
+    return { url, host: address.address, port: address.port, dataDir, adminTokenFile: path.join(dataDir, ADMIN_TOKEN_FILE), stop };
+  } catch (err) {
+    server?.close();
+    await store.close();
+    throw coerceError(err);
+  }
+}
+
+function listen(server: Server, host: string, port: number): Promise<AddressInfo> {
+  return new Promise((resolve, reject) => {
+    const onError = (err: Error) => reject(err);
+    server.once('error', onError);
+    server.listen(port, host, () => {
+      server.off('error', onError);
+      resolve(server.address() as AddressInfo);
+    });
+  });
+}

@@ -1,0 +1,5 @@
+export { startCoordinator, DATABASE_FILE } from './coordinator.js';
+export type { Coordinator, CoordinatorOptions } from './options.js';
+export { ADMIN_TOKEN_FILE } from './bootstrap.js';
+export { createLogger, LOG_LEVELS, type LogLevel, type Logger, type LoggerConfig } from './log.js';
+export { parseListen, type ListenAddress } from './listen.js';

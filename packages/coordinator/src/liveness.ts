@@ -1,0 +1,74 @@
+import { CloseCode, coerceError } from '@rbtk/protocol';
+import { auditRow, SYSTEM_ACTOR } from './audit.js';
+import type { Logger } from './log.js';
+import { sleep, withJitter } from './sleep.js';
+import type { Store } from './store/store.js';
+import type { SessionRegistry } from './ws/sessions.js';
+
+export interface LivenessDeps {
+  store: Store;
+  sessions: SessionRegistry;
+  log: Logger;
+  offlineAfterMs: number;
+  reapAfterMs: number;
+  /** Epoch milliseconds; tests pass a fake clock. */
+  now: () => number;
+}
+
+export interface LivenessResult {
+  markedOffline: string[];
+  reaped: string[];
+}
+
+/** The tick: often enough that OFFLINE shows within a quarter of the threshold, at most once a second. */
+export function livenessInterval(offlineAfterMs: number): number {
+  return Math.max(1, Math.min(1000, Math.floor(offlineAfterMs / 4)));
+}
+
+/**
+ * One pass: runners whose last heartbeat is offlineAfter old become OFFLINE,
+ * open TCP connection or not (a hung agent keeps its socket); runners silent
+ * for reapAfter are deleted with an audit row, and their socket, if any, closed.
+ */
+export async function livenessTick(deps: LivenessDeps): Promise<LivenessResult> {
+  const now = deps.now();
+  const markedOffline = await deps.store.runners.markOffline(now - deps.offlineAfterMs);
+  for (const id of markedOffline) deps.log.info({ runnerId: id }, 'runner offline');
+
+  const reaped: string[] = [];
+  const before = now - deps.reapAfterMs;
+  for (const runner of await deps.store.runners.listSilent(before)) {
+    const silentSince = runner.lastHeartbeatAt ?? runner.registeredAt;
+    const audit = auditRow({
+      at: now,
+      actor: SYSTEM_ACTOR,
+      action: 'runner.reap',
+      resourceType: 'runner',
+      resourceId: runner.id,
+      project: runner.project,
+      details: { name: runner.name, pool: runner.poolName, silentSince: new Date(silentSince).toISOString() },
+    });
+    if (await deps.store.runners.reap(runner.id, before, audit)) {
+      reaped.push(runner.id);
+      deps.sessions.close(runner.id, CloseCode.Revoked, 'runner reaped');
+      deps.log.info({ runnerId: runner.id, pool: runner.poolName, project: runner.project }, 'runner reaped');
+    }
+  }
+  // Revoked-token tombstones only need to outlive any agent still retrying with them.
+  await deps.store.runnerTokens.pruneRevoked(before);
+  return { markedOffline, reaped };
+}
+
+/** Marks OFFLINE and reaps until the signal aborts; a failed tick is logged and retried next tick. */
+export async function runLivenessLoop(deps: LivenessDeps, signal: AbortSignal): Promise<void> {
+  const interval = livenessInterval(deps.offlineAfterMs);
+  while (!signal.aborted) {
+    await sleep(withJitter(interval), signal);
+    if (signal.aborted) return;
+    try {
+      await livenessTick(deps);
+    } catch (err) {
+      deps.log.error({ err: coerceError(err) }, 'liveness tick failed');
+    }
+  }
+}

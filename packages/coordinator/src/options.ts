@@ -1,0 +1,62 @@
+import {
+  DEFAULT_HEARTBEAT_INTERVAL_MS,
+  DEFAULT_OFFLINE_AFTER_MS,
+  DEFAULT_REAP_AFTER_MS,
+  DEFAULT_TOKEN_ROTATION_MS,
+} from '@rbtk/protocol';
+import type { Timings } from './context.js';
+import type { Logger, LogLevel } from './log.js';
+
+export interface CoordinatorOptions {
+  /** Holds coordinator.db and admin.token; created (mode 0700) if missing. */
+  dataDir: string;
+  /** Interface to listen on; default 127.0.0.1. */
+  host?: string;
+  /** Port; default 7420, 0 for any free port (the URL says which). */
+  port?: number;
+  heartbeatIntervalMs?: number;
+  offlineAfterMs?: number;
+  reapAfterMs?: number;
+  /** 0: rotate the runner token on every heartbeat. */
+  tokenRotationMs?: number;
+  /** WebSocket ping interval for finding dead TCP peers; default from the heartbeat interval. */
+  pingIntervalMs?: number;
+  /** A ready logger; else one is made with logLevel (default info). */
+  logger?: Logger;
+  logLevel?: LogLevel;
+  /** Epoch milliseconds; tests inject a clock. Default Date.now. */
+  now?: () => number;
+}
+
+export interface Coordinator {
+  /** http://host:port — the actual port when 0 was asked for. */
+  url: string;
+  host: string;
+  port: number;
+  dataDir: string;
+  /** Where the instance admin token was written on first start. */
+  adminTokenFile: string;
+  /** Closes sockets (1001), stops loops, closes the store. Safe to call twice. */
+  stop(): Promise<void>;
+}
+
+export function resolveTimings(options: CoordinatorOptions): Timings {
+  const timings: Timings = {
+    heartbeatIntervalMs: options.heartbeatIntervalMs ?? DEFAULT_HEARTBEAT_INTERVAL_MS,
+    offlineAfterMs: options.offlineAfterMs ?? DEFAULT_OFFLINE_AFTER_MS,
+    reapAfterMs: options.reapAfterMs ?? DEFAULT_REAP_AFTER_MS,
+    tokenRotationMs: options.tokenRotationMs ?? DEFAULT_TOKEN_ROTATION_MS,
+  };
+  for (const [name, value] of Object.entries(timings)) {
+    const min = name === 'tokenRotationMs' ? 0 : 1;
+    if (!Number.isInteger(value) || value < min) {
+      throw new RangeError(`${name} must be a whole number of milliseconds >= ${min}, got ${value}`);
+    }
+  }
+  return timings;
+}
+
+/** Ping often enough to free dead sockets within a minute or so, not more than once a second. */
+export function defaultPingInterval(heartbeatIntervalMs: number): number {
+  return Math.min(30_000, Math.max(1000, heartbeatIntervalMs));
+}

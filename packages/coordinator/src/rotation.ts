@@ -1,0 +1,101 @@
+import { ErrorCode, parseToken, type RotatedToken, TokenKind } from '@rbtk/protocol';
+import { verifySecret, mintToken } from './auth/secrets.js';
+import { SYSTEM_ACTOR } from './audit.js';
+import type { CoordinatorContext } from './context.js';
+import { revokeRunner } from './revoke.js';
+import type { RunnerRecord } from './store/rows.js';
+
+/*
+ * Crash-safe runner token rotation (refresh-token style). A heartbeat may hand
+ * the runner a *pending* token; the old one stays valid until the runner
+ * confirms the new one (after writing it to disk) or connects with it. Only
+ * then does the old token become *superseded*, and a superseded token that
+ * shows up again can only be a copy: the runner is revoked.
+ */
+
+/** Pendings kept per runner: enough for a few lost confirms, no more. */
+export const MAX_PENDING_TOKENS = 3;
+/** Superseded tokens remembered per runner for reuse detection. */
+export const KEEP_SUPERSEDED_TOKENS = 20;
+
+export type RunnerAuthResult =
+  | { ok: true; runner: RunnerRecord; tokenId: string }
+  | { ok: false; code: ErrorCode; message: string };
+
+const unknown = (message = 'runner token is unknown: register the runner again'): RunnerAuthResult => ({
+  ok: false,
+  code: ErrorCode.TokenUnknown,
+  message,
+});
+
+/** Authenticates a runner token presented on the WebSocket upgrade. */
+export async function authenticateRunnerToken(ctx: CoordinatorContext, raw: string | null): Promise<RunnerAuthResult> {
+  if (!raw) {
+    return { ok: false, code: ErrorCode.Unauthorized, message: 'missing runner token: send "Authorization: Bearer rbtk_run_..."' };
+  }
+  const parsed = parseToken(raw);
+  if (!parsed || parsed.kind !== TokenKind.Runner) return unknown('not a runner token: expected rbtk_run_...');
+  const row = await ctx.store.runnerTokens.get(parsed.id);
+  if (!row || !verifySecret(parsed.secret, row.hash)) return unknown();
+  if (row.state === 'revoked') {
+    return { ok: false, code: ErrorCode.TokenRevoked, message: 'this runner was revoked: register it again' };
+  }
+  const runner = row.runnerId === null ? null : await ctx.store.runners.get(row.runnerId);
+  if (!runner) return unknown();
+
+  if (row.state === 'superseded') {
+    await revokeRunner(ctx, {
+      runnerId: runner.id,
+      actor: SYSTEM_ACTOR,
+      reason: 'superseded token reused',
+      details: { tokenId: row.id },
+    });
+    return {
+      ok: false,
+      code: ErrorCode.TokenRevoked,
+      message: 'a superseded runner token was used again, so the runner was revoked: register it again',
+    };
+  }
+  if (row.state === 'pending') {
+    // The runner wrote the new token and reconnected before its confirm arrived: that counts as the confirm.
+    await ctx.store.runnerTokens.promote(runner.id, row.id, KEEP_SUPERSEDED_TOKENS);
+    ctx.log.info({ runnerId: runner.id, tokenId: row.id }, 'runner token promoted on connect');
+  }
+  return { ok: true, runner, tokenId: row.id };
+}
+
+/** The rotation state of one session. */
+export class TokenRotation {
+  /** At most one unconfirmed pending token per session, so a slow disk is not flooded. */
+  private issuedSinceConfirm = false;
+
+  constructor(
+    private readonly ctx: CoordinatorContext,
+    private readonly runnerId: string,
+  ) {}
+
+  /** A new pending token when the current one is old enough, else undefined. */
+  async onHeartbeat(): Promise<RotatedToken | undefined> {
+    if (this.issuedSinceConfirm) return undefined;
+    const now = this.ctx.now();
+    const current = await this.ctx.store.runnerTokens.current(this.runnerId);
+    if (!current || now - current.createdAt < this.ctx.timings.tokenRotationMs) return undefined;
+    const minted = mintToken(TokenKind.Runner);
+    await this.ctx.store.runnerTokens.addPending(
+      { id: minted.id, runnerId: this.runnerId, hash: minted.hash, state: 'pending', createdAt: now },
+      MAX_PENDING_TOKENS,
+    );
+    this.issuedSinceConfirm = true;
+    this.ctx.log.debug({ runnerId: this.runnerId, tokenId: minted.id }, 'runner token rotation issued');
+    return { id: minted.id, token: minted.token };
+  }
+
+  /** token_confirm: true when tokenId is (now) the runner's current token. */
+  async onConfirm(tokenId: string): Promise<boolean> {
+    const promoted = await this.ctx.store.runnerTokens.promote(this.runnerId, tokenId, KEEP_SUPERSEDED_TOKENS);
+    const confirmed = promoted || (await this.ctx.store.runnerTokens.current(this.runnerId))?.id === tokenId;
+    if (confirmed) this.issuedSinceConfirm = false;
+    if (promoted) this.ctx.log.info({ runnerId: this.runnerId, tokenId }, 'runner token rotated');
+    return confirmed;
+  }
+}

@@ -1,0 +1,144 @@
+import type { Labels, PoolStatus, PoolType } from '@rbtk/protocol';
+import type { NewAuditRow, NewPool, PoolRecord, RegistrationTokenRecord, RegistrationTokenRow } from '../rows.js';
+import type { DeletePoolResult, PoolStore, RegistrationTokenStore } from '../store.js';
+import { insertAuditRow } from './audit.js';
+import { type Db, isUniqueViolation, stmt } from './db.js';
+
+interface PoolSql {
+  id: number;
+  project: string;
+  name: string;
+  type: string;
+  status: string;
+  tags: string;
+  airgapped: number;
+  created_at: number;
+  updated_at: number;
+  online: number;
+  draining: number;
+  offline: number;
+}
+
+// Pools with their runner counts in one query, so a list is one round trip.
+const SELECT_POOLS = `
+  SELECT p.*,
+    COALESCE(SUM(r.status = 'ONLINE'), 0) AS online,
+    COALESCE(SUM(r.status = 'DRAINING'), 0) AS draining,
+    COALESCE(SUM(r.status = 'OFFLINE'), 0) AS offline
+  FROM pools p LEFT JOIN runners r ON r.pool_id = p.id`;
+
+const pool = (r: PoolSql): PoolRecord => ({
+  id: r.id,
+  project: r.project,
+  name: r.name,
+  type: r.type as PoolType,
+  status: r.status as PoolStatus,
+  tags: JSON.parse(r.tags) as Labels,
+  airgapped: r.airgapped === 1,
+  createdAt: r.created_at,
+  updatedAt: r.updated_at,
+  counts: { online: r.online, draining: r.draining, offline: r.offline },
+});
+
+export class SqlitePoolStore implements PoolStore {
+  constructor(private readonly db: Db) {}
+
+  async list(project: string): Promise<PoolRecord[]> {
+    const rows = stmt(this.db, `${SELECT_POOLS} WHERE p.project = ? GROUP BY p.id ORDER BY p.name`).all(project);
+    return (rows as PoolSql[]).map(pool);
+  }
+
+  async get(project: string, name: string): Promise<PoolRecord | null> {
+    return this.getSync(project, name);
+  }
+
+  private getSync(project: string, name: string): PoolRecord | null {
+    const r = stmt(this.db, `${SELECT_POOLS} WHERE p.project = ? AND p.name = ? GROUP BY p.id`).get(project, name);
+    return r ? pool(r as PoolSql) : null;
+  }
+
+  async create(p: NewPool, audit: NewAuditRow): Promise<PoolRecord | null> {
+    try {
+      return this.db.transaction(() => {
+        stmt(
+          this.db,
+          `INSERT INTO pools (project, name, type, status, tags, airgapped, created_at, updated_at)
+           VALUES (?, ?, ?, ?, ?, ?, ?, ?)`,
+        ).run(p.project, p.name, p.type, p.status, JSON.stringify(p.tags), p.airgapped ? 1 : 0, p.createdAt, p.updatedAt);
+        insertAuditRow(this.db, audit);
+        return this.getSync(p.project, p.name);
+      })();
+    } catch (err) {
+      if (isUniqueViolation(err)) return null;
+      throw err;
+    }
+  }
+
+  async delete(project: string, name: string, audit: NewAuditRow): Promise<DeletePoolResult> {
+    return this.db
+      .transaction((): DeletePoolResult => {
+        const p = this.getSync(project, name);
+        if (!p) return { kind: 'not_found' };
+        const active = p.counts.online + p.counts.draining;
+        if (active > 0) return { kind: 'busy', activeRunners: active };
+        const runnerIds = (stmt(this.db, 'SELECT id FROM runners WHERE pool_id = ?').all(p.id) as { id: string }[]).map(
+          (r) => r.id,
+        );
+        // Tokens first: runner_tokens.runner_id is SET NULL on delete, not cascaded.
+        stmt(this.db, 'DELETE FROM runner_tokens WHERE runner_id IN (SELECT id FROM runners WHERE pool_id = ?)').run(p.id);
+        stmt(this.db, 'DELETE FROM pools WHERE id = ?').run(p.id); // cascades runners, registration tokens
+        insertAuditRow(this.db, audit);
+        return { kind: 'deleted', runnerIds };
+      })
+      .immediate();
+  }
+}
+
+interface RegistrationTokenSql {
+  id: string;
+  pool_id: number;
+  hash: string;
+  expires_at: number;
+  uses_left: number | null;
+  created_by: string;
+  created_at: number;
+  pool_name: string;
+  project: string;
+  pool_airgapped: number;
+}
+
+export class SqliteRegistrationTokenStore implements RegistrationTokenStore {
+  constructor(private readonly db: Db) {}
+
+  async insert(row: RegistrationTokenRow, audit: NewAuditRow): Promise<void> {
+    this.db.transaction(() => {
+      stmt(
+        this.db,
+        `INSERT INTO registration_tokens (id, pool_id, hash, expires_at, uses_left, created_by, created_at)
+         VALUES (?, ?, ?, ?, ?, ?, ?)`,
+      ).run(row.id, row.poolId, row.hash, row.expiresAt, row.usesLeft, row.createdBy, row.createdAt);
+      insertAuditRow(this.db, audit);
+    })();
+  }
+
+  async get(id: string): Promise<RegistrationTokenRecord | null> {
+    const r = stmt(
+      this.db,
+      `SELECT t.*, p.name AS pool_name, p.project AS project, p.airgapped AS pool_airgapped
+       FROM registration_tokens t JOIN pools p ON p.id = t.pool_id WHERE t.id = ?`,
+    ).get(id) as RegistrationTokenSql | undefined;
+    if (!r) return null;
+    return {
+      id: r.id,
+      poolId: r.pool_id,
+      hash: r.hash,
+      expiresAt: r.expires_at,
+      usesLeft: r.uses_left,
+      createdBy: r.created_by,
+      createdAt: r.created_at,
+      poolName: r.pool_name,
+      project: r.project,
+      poolAirgapped: r.pool_airgapped === 1,
+    };
+  }
+}

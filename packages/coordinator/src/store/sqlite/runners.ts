@@ -1,0 +1,173 @@
+import type { Capabilities, HostFacts, Labels, RunnerStatus } from '@rbtk/protocol';
+import type { NewAuditRow, RunnerRecord } from '../rows.js';
+import type { HelloInput, RegisterInput, RegisterResult, RunnerStore } from '../store.js';
+import { insertAuditRow } from './audit.js';
+import { type Db, fromJson, stmt, toJson } from './db.js';
+
+interface RunnerSql {
+  id: string;
+  pool_id: number;
+  name: string;
+  labels: string;
+  airgapped: number;
+  status: string;
+  draining: number;
+  agent_version: string | null;
+  host: string | null;
+  capabilities: string | null;
+  registration_token_id: string | null;
+  registered_at: number;
+  last_heartbeat_at: number | null;
+  pool_name: string;
+  project: string;
+}
+
+const SELECT_RUNNERS = `
+  SELECT r.*, p.name AS pool_name, p.project AS project
+  FROM runners r JOIN pools p ON p.id = r.pool_id`;
+
+/** When a runner last spoke: its last heartbeat, or its registration if it never did. */
+const SILENT_SINCE = 'COALESCE(r.last_heartbeat_at, r.registered_at)';
+
+/** hello and heartbeats put the runner back ONLINE, or DRAINING while it drains. */
+const LIVE_STATUS = "CASE WHEN draining = 1 THEN 'DRAINING' ELSE 'ONLINE' END";
+
+const runner = (r: RunnerSql): RunnerRecord => ({
+  id: r.id,
+  poolId: r.pool_id,
+  name: r.name,
+  labels: JSON.parse(r.labels) as Labels,
+  airgapped: r.airgapped === 1,
+  status: r.status as RunnerStatus,
+  draining: r.draining === 1,
+  agentVersion: r.agent_version,
+  host: fromJson<HostFacts>(r.host),
+  capabilities: fromJson<Capabilities>(r.capabilities),
+  registrationTokenId: r.registration_token_id,
+  registeredAt: r.registered_at,
+  lastHeartbeatAt: r.last_heartbeat_at,
+  poolName: r.pool_name,
+  project: r.project,
+});
+
+export class SqliteRunnerStore implements RunnerStore {
+  constructor(private readonly db: Db) {}
+
+  private getSync(id: string): RunnerRecord | null {
+    const r = stmt(this.db, `${SELECT_RUNNERS} WHERE r.id = ?`).get(id) as RunnerSql | undefined;
+    return r ? runner(r) : null;
+  }
+
+  async list(project: string, poolName?: string): Promise<RunnerRecord[]> {
+    const rows = stmt(
+      this.db,
+      `${SELECT_RUNNERS} WHERE p.project = @project AND (@pool IS NULL OR p.name = @pool) ORDER BY p.name, r.name, r.id`,
+    ).all({ project, pool: poolName ?? null }) as RunnerSql[];
+    return rows.map(runner);
+  }
+
+  async get(id: string): Promise<RunnerRecord | null> {
+    return this.getSync(id);
+  }
+
+  async register(input: RegisterInput): Promise<RegisterResult> {
+    const { runner: r, token, now } = input;
+    return this.db
+      .transaction((): RegisterResult => {
+        // Re-checked here, under the write lock: two hosts racing for the last use get one each.
+        const t = stmt(this.db, 'SELECT expires_at, uses_left FROM registration_tokens WHERE id = ?').get(
+          input.registrationTokenId,
+        ) as { expires_at: number; uses_left: number | null } | undefined;
+        if (!t) return 'unknown';
+        if (t.expires_at <= now) return 'expired';
+        if (t.uses_left !== null && t.uses_left <= 0) return 'used_up';
+        if (t.uses_left !== null) {
+          stmt(this.db, 'UPDATE registration_tokens SET uses_left = uses_left - 1 WHERE id = ?').run(input.registrationTokenId);
+        }
+        stmt(
+          this.db,
+          `INSERT INTO runners (id, pool_id, name, labels, airgapped, status, draining, agent_version, host,
+             capabilities, registration_token_id, registered_at, last_heartbeat_at)
+           VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+        ).run(
+          r.id,
+          r.poolId,
+          r.name,
+          JSON.stringify(r.labels),
+          r.airgapped ? 1 : 0,
+          r.status,
+          r.draining ? 1 : 0,
+          r.agentVersion,
+          toJson(r.host),
+          toJson(r.capabilities),
+          r.registrationTokenId,
+          r.registeredAt,
+          r.lastHeartbeatAt,
+        );
+        stmt(this.db, 'INSERT INTO runner_tokens (id, runner_id, hash, state, created_at) VALUES (?, ?, ?, ?, ?)').run(
+          token.id,
+          r.id,
+          token.hash,
+          token.state,
+          token.createdAt,
+        );
+        insertAuditRow(this.db, input.audit);
+        return 'registered';
+      })
+      .immediate();
+  }
+
+  async recordHello(id: string, hello: HelloInput, now: number): Promise<RunnerRecord | null> {
+    stmt(
+      this.db,
+      `UPDATE runners SET agent_version = ?, host = ?, capabilities = ?, labels = ?,
+         last_heartbeat_at = ?, status = ${LIVE_STATUS} WHERE id = ?`,
+    ).run(hello.agentVersion, toJson(hello.host), toJson(hello.capabilities), JSON.stringify(hello.labels), now, id);
+    return this.getSync(id);
+  }
+
+  async recordHeartbeat(id: string, now: number): Promise<RunnerRecord | null> {
+    stmt(this.db, `UPDATE runners SET last_heartbeat_at = ?, status = ${LIVE_STATUS} WHERE id = ?`).run(now, id);
+    return this.getSync(id);
+  }
+
+  async markOffline(before: number): Promise<string[]> {
+    const rows = stmt(
+      this.db,
+      `UPDATE runners AS r SET status = 'OFFLINE' WHERE status != 'OFFLINE' AND ${SILENT_SINCE} <= ? RETURNING id`,
+    ).all(before) as { id: string }[];
+    return rows.map((r) => r.id);
+  }
+
+  async listSilent(before: number): Promise<RunnerRecord[]> {
+    const rows = stmt(this.db, `${SELECT_RUNNERS} WHERE ${SILENT_SINCE} <= ? ORDER BY r.id`).all(before) as RunnerSql[];
+    return rows.map(runner);
+  }
+
+  async reap(id: string, before: number, audit: NewAuditRow): Promise<boolean> {
+    return this.db
+      .transaction((): boolean => {
+        const still = stmt(this.db, `SELECT 1 FROM runners r WHERE r.id = ? AND ${SILENT_SINCE} <= ?`).get(id, before);
+        if (!still) return false;
+        stmt(this.db, 'DELETE FROM runner_tokens WHERE runner_id = ?').run(id);
+        stmt(this.db, 'DELETE FROM runners WHERE id = ?').run(id);
+        insertAuditRow(this.db, audit);
+        return true;
+      })
+      .immediate();
+  }
+
+  async revoke(id: string, now: number, audit: (runner: RunnerRecord) => NewAuditRow): Promise<RunnerRecord | null> {
+    return this.db
+      .transaction((): RunnerRecord | null => {
+        const found = this.getSync(id);
+        if (!found) return null;
+        // Tombstones: these tokens must answer token_revoked, not token_unknown, from now on.
+        stmt(this.db, "UPDATE runner_tokens SET state = 'revoked', revoked_at = ? WHERE runner_id = ?").run(now, id);
+        stmt(this.db, 'DELETE FROM runners WHERE id = ?').run(id);
+        insertAuditRow(this.db, audit(found));
+        return found;
+      })
+      .immediate();
+  }
+}

@@ -1,0 +1,55 @@
+import { mkdirSync } from 'node:fs';
+import path from 'node:path';
+import type { Store } from '../store.js';
+import { SqliteAuditStore } from './audit.js';
+import { type Db, openDatabase } from './db.js';
+import { migrate } from './migrations.js';
+import { SqlitePoolStore, SqliteRegistrationTokenStore } from './pools.js';
+import { SqliteApiTokenStore, SqliteProjectStore } from './projects.js';
+import { SqliteRunnerTokenStore } from './runner-tokens.js';
+import { SqliteRunnerStore } from './runners.js';
+
+/** The embedded store: one SQLite file, migrated on open. */
+export class SqliteStore implements Store {
+  readonly projects: SqliteProjectStore;
+  readonly apiTokens: SqliteApiTokenStore;
+  readonly pools: SqlitePoolStore;
+  readonly registrationTokens: SqliteRegistrationTokenStore;
+  readonly runners: SqliteRunnerStore;
+  readonly runnerTokens: SqliteRunnerTokenStore;
+  readonly audit: SqliteAuditStore;
+  private closed = false;
+
+  private constructor(readonly db: Db) {
+    this.projects = new SqliteProjectStore(db);
+    this.apiTokens = new SqliteApiTokenStore(db);
+    this.pools = new SqlitePoolStore(db);
+    this.registrationTokens = new SqliteRegistrationTokenStore(db);
+    this.runners = new SqliteRunnerStore(db);
+    this.runnerTokens = new SqliteRunnerTokenStore(db);
+    this.audit = new SqliteAuditStore(db);
+  }
+
+  /** Opens (creating the directory and file if needed) and migrates. */
+  static open(file: string): SqliteStore {
+    mkdirSync(path.dirname(file), { recursive: true, mode: 0o700 });
+    const db = openDatabase(file);
+    try {
+      migrate(db);
+    } catch (err) {
+      db.close();
+      throw err;
+    }
+    return new SqliteStore(db);
+  }
+
+  async ping(): Promise<void> {
+    this.db.prepare('SELECT 1').get();
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    this.db.close();
+  }
+}

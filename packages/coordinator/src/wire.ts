@@ -1,0 +1,81 @@
+import type { ApiToken, AuditEntry, Pool, Project, RegistrationToken, Runner } from '@rbtk/protocol';
+import type { ApiTokenRow, AuditRow, PoolRecord, ProjectRow, RegistrationTokenRecord, RunnerRecord } from './store/rows.js';
+
+/*
+ * Store records -> protocol types, in one place. Times become ISO-8601, pools
+ * are named instead of numbered, hashes never leave.
+ */
+
+const iso = (ms: number): string => new Date(ms).toISOString();
+
+export function toProject(row: ProjectRow): Project {
+  return { name: row.name, createdAt: iso(row.createdAt) };
+}
+
+export function toPool(row: PoolRecord): Pool {
+  return {
+    name: row.name,
+    project: row.project,
+    type: row.type,
+    status: row.status,
+    tags: row.tags,
+    airgapped: row.airgapped,
+    runners: { ...row.counts },
+    createdAt: iso(row.createdAt),
+    updatedAt: iso(row.updatedAt),
+  };
+}
+
+/** `connected`: whether the runner holds a live WebSocket session on this coordinator. */
+export function toRunner(row: RunnerRecord, connected: boolean): Runner {
+  return {
+    id: row.id,
+    name: row.name,
+    pool: row.poolName,
+    project: row.project,
+    status: row.status,
+    labels: row.labels,
+    airgapped: row.airgapped,
+    connected,
+    agentVersion: row.agentVersion,
+    host: row.host,
+    registeredAt: iso(row.registeredAt),
+    lastHeartbeatAt: row.lastHeartbeatAt === null ? null : iso(row.lastHeartbeatAt),
+  };
+}
+
+/** `token` is passed only in the response that minted it. */
+export function toRegistrationToken(row: RegistrationTokenRecord, token?: string): RegistrationToken {
+  return {
+    id: row.id,
+    pool: row.poolName,
+    project: row.project,
+    expiresAt: iso(row.expiresAt),
+    usesLeft: row.usesLeft,
+    ...(token === undefined ? {} : { token }),
+  };
+}
+
+export function toApiToken(row: ApiTokenRow, token?: string): ApiToken {
+  return {
+    id: row.id,
+    role: row.role,
+    project: row.project,
+    name: row.name,
+    createdAt: iso(row.createdAt),
+    ...(token === undefined ? {} : { token }),
+  };
+}
+
+export function toAuditEntry(row: AuditRow): AuditEntry {
+  return {
+    id: row.id,
+    at: iso(row.at),
+    actor: row.actor,
+    action: row.action,
+    resourceType: row.resourceType,
+    resourceId: row.resourceId,
+    project: row.project,
+    details: row.details,
+  };
+}

@@ -1,0 +1,155 @@
+import {
+  CloseCode,
+  type CoordinatorMessage,
+  coerceError,
+  ErrorCode,
+  type Heartbeat,
+  type Hello,
+  parseRunnerMessage,
+  type TokenConfirm,
+} from '@rbtk/protocol';
+import type { RawData, WebSocket } from 'ws';
+import type { CoordinatorContext } from '../context.js';
+import type { Logger } from '../log.js';
+import { TokenRotation } from '../rotation.js';
+import type { RunnerRecord } from '../store/rows.js';
+import type { LiveSession } from './sessions.js';
+
+/**
+ * One runner's WebSocket session: hello, heartbeats and token confirms.
+ * Frames are handled one at a time, in order, so a token_confirm never
+ * overtakes the heartbeat_ack that carried its token.
+ */
+export class RunnerSession implements LiveSession {
+  readonly runnerId: string;
+  private readonly log: Logger;
+  private readonly rotation: TokenRotation;
+  private greeted = false;
+  private closing = false;
+  private queue: Promise<void> = Promise.resolve();
+
+  constructor(
+    private readonly ctx: CoordinatorContext,
+    private readonly ws: WebSocket,
+    runner: RunnerRecord,
+  ) {
+    this.runnerId = runner.id;
+    this.log = ctx.log.child({ runnerId: runner.id, pool: runner.poolName, project: runner.project });
+    this.rotation = new TokenRotation(ctx, runner.id);
+  }
+
+  start(): void {
+    this.ctx.sessions.add(this);
+    this.ws.on('message', (data, isBinary) => {
+      this.queue = this.queue.then(() => this.onFrame(data, isBinary));
+    });
+    this.ws.on('close', (code) => {
+      this.closing = true;
+      this.ctx.sessions.remove(this);
+      this.log.info({ code }, 'runner disconnected');
+    });
+    // ws reports oversized frames (then closes with 1009) and socket errors here.
+    this.ws.on('error', (err) => this.log.warn({ err: coerceError(err).message }, 'runner socket error'));
+    this.log.info('runner connected');
+  }
+
+  close(code: number, reason: string): void {
+    this.closing = true;
+    this.ws.close(code, reason);
+  }
+
+  private send(message: CoordinatorMessage): void {
+    if (!this.closing) this.ws.send(JSON.stringify(message));
+  }
+
+  /** Tells the runner what was wrong with its frame, then closes (4400 unless said otherwise). */
+  private refuse(code: string, message: string, closeCode: number = CloseCode.BadMessage): void {
+    this.log.warn({ code, reason: message }, 'runner frame refused');
+    this.send({ type: 'error', code, message });
+    this.close(closeCode, code);
+  }
+
+  private async onFrame(data: RawData, isBinary: boolean): Promise<void> {
+    if (this.closing) return;
+    if (isBinary) return this.refuse(ErrorCode.MalformedMessage, 'frames must be text (JSON), not binary');
+    const parsed = parseRunnerMessage(rawToString(data));
+    if (!parsed.ok) return this.refuse(parsed.code, parsed.error);
+    const message = parsed.message;
+    if (message.type !== 'hello' && !this.greeted) {
+      return this.refuse(ErrorCode.HelloRequired, `send "hello" before "${message.type}"`);
+    }
+    try {
+      switch (message.type) {
+        case 'hello':
+          return await this.onHello(message);
+        case 'heartbeat':
+          return await this.onHeartbeat(message);
+        case 'token_confirm':
+          return await this.onTokenConfirm(message);
+      }
+    } catch (err) {
+      // Our fault, not the runner's: say so without detail and let it reconnect.
+      this.log.error({ err: coerceError(err) }, 'runner frame handling failed');
+      this.refuse(ErrorCode.Internal, 'internal error', CloseCode.InternalError);
+    }
+  }
+
+  private async onHello(hello: Hello): Promise<void> {
+    const runner = await this.ctx.store.runners.recordHello(
+      this.runnerId,
+      { agentVersion: hello.agentVersion, host: hello.host, capabilities: hello.capabilities, labels: hello.capabilities.labels },
+      this.ctx.now(),
+    );
+    if (!runner) return this.gone();
+    this.greeted = true;
+    this.send({
+      type: 'welcome',
+      runnerId: runner.id,
+      name: runner.name,
+      pool: runner.poolName,
+      project: runner.project,
+      status: runner.status,
+      heartbeatIntervalMs: this.ctx.timings.heartbeatIntervalMs,
+      offlineAfterMs: this.ctx.timings.offlineAfterMs,
+      serverTime: new Date(this.ctx.now()).toISOString(),
+    });
+    this.log.info({ agentVersion: hello.agentVersion, status: runner.status }, 'runner hello');
+  }
+
+  private async onHeartbeat(heartbeat: Heartbeat): Promise<void> {
+    const runner = await this.ctx.store.runners.recordHeartbeat(this.runnerId, this.ctx.now());
+    if (!runner) return this.gone();
+    const rotatedToken = await this.rotation.onHeartbeat();
+    this.send({
+      type: 'heartbeat_ack',
+      seq: heartbeat.seq,
+      status: runner.status,
+      heartbeatIntervalMs: this.ctx.timings.heartbeatIntervalMs,
+      ...(rotatedToken ? { rotatedToken } : {}),
+    });
+  }
+
+  private async onTokenConfirm(confirm: TokenConfirm): Promise<void> {
+    if (await this.rotation.onConfirm(confirm.tokenId)) {
+      this.send({ type: 'token_confirmed', tokenId: confirm.tokenId });
+      return;
+    }
+    // Not fatal: the runner keeps its current token, which still works.
+    this.send({
+      type: 'error',
+      code: ErrorCode.TokenUnknown,
+      message: `token ${confirm.tokenId} is neither a pending nor the current token of this runner`,
+    });
+  }
+
+  /** The runner row vanished under us (revoked or reaped meanwhile). */
+  private gone(): void {
+    this.refuse(ErrorCode.TokenRevoked, 'this runner no longer exists: register it again', CloseCode.Revoked);
+  }
+}
+
+function rawToString(data: RawData): string {
+  if (Array.isArray(data)) return Buffer.concat(data).toString('utf8');
+  if (data instanceof ArrayBuffer) return Buffer.from(data).toString('utf8');
+  return data.toString('utf8');
+}

@@ -1,0 +1,114 @@
+import { readFileSync, statSync } from 'node:fs';
+import { createServer } from 'node:net';
+import path from 'node:path';
+import { PassThrough } from 'node:stream';
+import { ROUTES } from '@rbtk/protocol';
+import { describe, expect, it } from 'vitest';
+import { createLogger, startCoordinator } from '../src/index.js';
+import { eventually, TestSocket, tempDir } from './helpers.js';
+
+function capturedLogger() {
+  const stream = new PassThrough();
+  const lines: Record<string, unknown>[] = [];
+  let buf = '';
+  stream.on('data', (chunk: Buffer) => {
+    buf += chunk.toString();
+    let i: number;
+    while ((i = buf.indexOf('\n')) >= 0) {
+      lines.push(JSON.parse(buf.slice(0, i)));
+      buf = buf.slice(i + 1);
+    }
+  });
+  return { logger: createLogger({ level: 'debug', destination: stream, pretty: false }), lines };
+}
+
+const count = (kind: string) => process.getActiveResourcesInfo().filter((r) => r === kind).length;
+
+describe('startCoordinator', () => {
+  it('bootstraps once: default project, admin token file 0600, path logged, never the token', async () => {
+    const dir = tempDir();
+    try {
+      const { logger, lines } = capturedLogger();
+      const c = await startCoordinator({ dataDir: dir.dir, port: 0, logger });
+      const file = path.join(dir.dir, 'admin.token');
+      expect(c.adminTokenFile).toBe(file);
+      expect(statSync(file).mode & 0o777).toBe(0o600);
+      const token = readFileSync(file, 'utf8').trim();
+      expect(token).toMatch(/^rbtk_api_[A-Za-z0-9]{16}_[A-Za-z0-9_-]{43}$/);
+      expect(c.url).toMatch(/^http:\/\/127\.0\.0\.1:\d+$/);
+      const listening = lines.find((l) => l.msg === 'listening');
+      expect(listening).toMatchObject({ url: c.url });
+      expect(lines.find((l) => l.msg === 'instance admin token written')).toMatchObject({ path: file });
+
+      const res = await fetch(c.url + ROUTES.projects, { headers: { authorization: `Bearer ${token}` } });
+      expect(((await res.json()) as { name: string }[]).map((p) => p.name)).toEqual(['default']);
+      // Requests log the method and path, never the authorization header.
+      await c.stop();
+      expect(JSON.stringify(lines)).not.toContain(token.split('_')[3]);
+
+      // Second start: same token, no new file.
+      const again = await startCoordinator({ dataDir: dir.dir, port: 0, logger: createLogger({ level: 'silent' }) });
+      expect(readFileSync(file, 'utf8').trim()).toBe(token);
+      const ok = await fetch(again.url + ROUTES.pools, { headers: { authorization: `Bearer ${token}` } });
+      expect(ok.status).toBe(200);
+      await again.stop();
+    } finally {
+      dir.cleanup();
+    }
+  });
+
+  it('stop() leaves no server, loop timer or socket behind, and is safe to call twice', async () => {
+    const dir = tempDir();
+    await new Promise((r) => setTimeout(r, 50)); // let handles closed by earlier tests go
+    const timeouts = count('Timeout');
+    const servers = count('TCPServerWrap');
+    const c = await startCoordinator({ dataDir: dir.dir, port: 0, offlineAfterMs: 200, logger: createLogger({ level: 'silent' }) });
+    expect(count('TCPServerWrap')).toBe(servers + 1);
+    await Promise.all([c.stop(), c.stop()]);
+    await c.stop();
+    // libuv frees closed handles on its next turn.
+    await eventually(async () => count('TCPServerWrap') === servers && count('Timeout') <= timeouts, 2000);
+    dir.cleanup();
+  });
+
+  it('fails to start on a taken port and releases the database', async () => {
+    const dir = tempDir();
+    const blocker = createServer();
+    await new Promise<void>((r) => blocker.listen(0, '127.0.0.1', r));
+    const port = (blocker.address() as { port: number }).port;
+    try {
+      await expect(startCoordinator({ dataDir: dir.dir, port, logger: createLogger({ level: 'silent' }) })).rejects.toThrow(/EADDRINUSE/);
+      // The same data dir starts fine elsewhere (the store was closed).
+      const c = await startCoordinator({ dataDir: dir.dir, port: 0, logger: createLogger({ level: 'silent' }) });
+      await c.stop();
+    } finally {
+      blocker.close();
+      dir.cleanup();
+    }
+  });
+
+  it('rejects bad timings', async () => {
+    const dir = tempDir();
+    await expect(startCoordinator({ dataDir: dir.dir, port: 0, offlineAfterMs: 0 })).rejects.toThrow(/offlineAfterMs/);
+    dir.cleanup();
+  });
+
+  it('keeps serving other runners when one socket misbehaves at the TCP level', async () => {
+    const dir = tempDir();
+    const c = await startCoordinator({ dataDir: dir.dir, port: 0, logger: createLogger({ level: 'silent' }) });
+    try {
+      // Half an upgrade request, then a reset.
+      const { connect } = await import('node:net');
+      const u = new URL(c.url);
+      const sock = connect(Number(u.port), u.hostname);
+      await new Promise((r) => sock.once('connect', r));
+      sock.write(`GET ${ROUTES.runnerSocket} HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n`);
+      sock.resetAndDestroy();
+      const refusal = await TestSocket.refusal(c.url.replace('http', 'ws') + ROUTES.runnerSocket, null);
+      expect(refusal.status).toBe(401);
+    } finally {
+      await c.stop();
+      dir.cleanup();
+    }
+  });
+});
