@@ -20,6 +20,12 @@ describe('registration tokens, air-gapped pools and projects', () => {
     expect(await fleet.close()).toEqual([]);
   });
 
+  it('keeps its state in DIR/rbtk.db (SQLite, WAL)', async () => {
+    const db = await readFile(join(fleet.dataDir, 'rbtk.db'));
+    expect(db.subarray(0, 15).toString()).toBe('SQLite format 3');
+    expect(db[18]).toBe(2); // file format version 2 = WAL
+  });
+
   it('keeps the admin token in a 0600 file and logs only its path', async () => {
     const path = join(fleet.dataDir, 'admin.token');
     expect((await stat(path)).mode & 0o777).toBe(0o600);

@@ -46,6 +46,7 @@ export async function runDaemon(deps: DaemonDeps, signal: AbortSignal): Promise<
     agentVersion: version,
     host: await (deps.hostFacts ?? collectHostFacts)(),
     capabilities: { executors: config.executors, maxJobs: config.max_jobs, labels: config.labels, airgapped: config.airgapped },
+    held: [],
   };
   let connections = 0;
 

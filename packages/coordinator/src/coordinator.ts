@@ -13,7 +13,7 @@ import { SqliteStore } from './store/sqlite/sqlite-store.js';
 import { createRunnerSocketServer } from './ws/runner-socket.js';
 import { SessionRegistry } from './ws/sessions.js';
 
-export const DATABASE_FILE = 'coordinator.db';
+export const DATABASE_FILE = 'rbtk.db';
 const DEFAULT_HOST = '127.0.0.1';
 const DEFAULT_PORT = 7420;
 /** How long stop() lets in-flight HTTP requests finish before cutting connections. */

@@ -8,7 +8,7 @@ import type { Timings } from './context.js';
 import type { Logger, LogLevel } from './log.js';
 
 export interface CoordinatorOptions {
-  /** Holds coordinator.db and admin.token; created (mode 0700) if missing. */
+  /** Holds rbtk.db and admin.token; created (mode 0700) if missing. */
   dataDir: string;
   /** Interface to listen on; default 127.0.0.1. */
   host?: string;

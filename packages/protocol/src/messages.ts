@@ -1,5 +1,19 @@
 import { z } from 'zod';
-import { ErrorCode } from './errors.js';
+import { parseFrame } from './frame.js';
+import {
+  Accept,
+  Assign,
+  CancelAttempt,
+  COORDINATOR_JOB_MESSAGE_TYPES,
+  HeldAttempt,
+  LogAck,
+  LogFrame,
+  Reject,
+  ResultAck,
+  ResultFrame,
+  RUNNER_JOB_MESSAGE_TYPES,
+  Started,
+} from './job-messages.js';
 import { Id, Labels, Name, RunnerName, Timestamp } from './schemas/common.js';
 import { HostFacts } from './schemas/host.js';
 import { RunnerStatus } from './schemas/runner.js';
@@ -27,6 +41,8 @@ export const Hello = z.object({
   agentVersion: z.string().max(64),
   host: HostFacts,
   capabilities: Capabilities,
+  /** Attempts the runner still holds (after a reconnect or restart); the coordinator sorts stale ones out. */
+  held: z.array(HeldAttempt).default([]),
 });
 export type Hello = z.infer<typeof Hello>;
 
@@ -46,7 +62,16 @@ export const TokenConfirm = z.object({
 });
 export type TokenConfirm = z.infer<typeof TokenConfirm>;
 
-export const RunnerMessage = z.discriminatedUnion('type', [Hello, Heartbeat, TokenConfirm]);
+export const RunnerMessage = z.discriminatedUnion('type', [
+  Hello,
+  Heartbeat,
+  TokenConfirm,
+  Accept,
+  Reject,
+  Started,
+  LogFrame,
+  ResultFrame,
+]);
 export type RunnerMessage = z.infer<typeof RunnerMessage>;
 
 // ---- coordinator → runner ---------------------------------------------------
@@ -94,48 +119,28 @@ export const ErrorMessage = z.object({
 });
 export type ErrorMessage = z.infer<typeof ErrorMessage>;
 
-export const CoordinatorMessage = z.discriminatedUnion('type', [Welcome, HeartbeatAck, TokenConfirmed, ErrorMessage]);
+export const CoordinatorMessage = z.discriminatedUnion('type', [
+  Welcome,
+  HeartbeatAck,
+  TokenConfirmed,
+  ErrorMessage,
+  Assign,
+  CancelAttempt,
+  LogAck,
+  ResultAck,
+]);
 export type CoordinatorMessage = z.infer<typeof CoordinatorMessage>;
 
 // ---- parsing ------------------------------------------------------------------
 
-export type ParseResult<T> = { ok: true; message: T } | { ok: false; code: ErrorCode; error: string };
-
-/**
- * Parses one frame against a union schema and says exactly what is wrong:
- * not JSON, not an object with a known `type`, or a known type with bad fields.
- */
-export function parseFrame<T extends { type: string }>(
-  schema: z.ZodType<T>,
-  knownTypes: readonly string[],
-  data: string,
-): ParseResult<T> {
-  let value: unknown;
-  try {
-    value = JSON.parse(data);
-  } catch (err) {
-    return { ok: false, code: ErrorCode.MalformedMessage, error: `frame is not valid JSON: ${(err as Error).message}` };
-  }
-  if (typeof value !== 'object' || value === null || Array.isArray(value)) {
-    return { ok: false, code: ErrorCode.MalformedMessage, error: 'frame must be a JSON object with a "type"' };
-  }
-  const type = (value as { type?: unknown }).type;
-  if (typeof type !== 'string' || !knownTypes.includes(type)) {
-    return {
-      ok: false,
-      code: ErrorCode.UnknownMessage,
-      error: `unknown message type ${JSON.stringify(type)}; expected one of ${knownTypes.join(', ')}`,
-    };
-  }
-  const parsed = schema.safeParse(value);
-  if (!parsed.success) {
-    return { ok: false, code: ErrorCode.MalformedMessage, error: `invalid "${type}" message: ${z.prettifyError(parsed.error)}` };
-  }
-  return { ok: true, message: parsed.data };
-}
-
-export const RUNNER_MESSAGE_TYPES = ['hello', 'heartbeat', 'token_confirm'] as const;
-export const COORDINATOR_MESSAGE_TYPES = ['welcome', 'heartbeat_ack', 'token_confirmed', 'error'] as const;
+export const RUNNER_MESSAGE_TYPES = ['hello', 'heartbeat', 'token_confirm', ...RUNNER_JOB_MESSAGE_TYPES] as const;
+export const COORDINATOR_MESSAGE_TYPES = [
+  'welcome',
+  'heartbeat_ack',
+  'token_confirmed',
+  'error',
+  ...COORDINATOR_JOB_MESSAGE_TYPES,
+] as const;
 
 export const parseRunnerMessage = (data: string) => parseFrame(RunnerMessage, RUNNER_MESSAGE_TYPES, data);
 export const parseCoordinatorMessage = (data: string) =>

@@ -123,7 +123,7 @@ function buildProgram(): Command {
         .default(parseListen(DEFAULT_LISTEN), DEFAULT_LISTEN),
     )
     .addOption(
-      new Option('--data-dir <dir>', 'directory for coordinator.db and admin.token (default: $STATE_DIRECTORY, else ./.data)').env(
+      new Option('--data-dir <dir>', 'directory for rbtk.db and admin.token (default: $STATE_DIRECTORY, else ./.data)').env(
         'RBTK_DATA_DIR',
       ),
     )
