@@ -5,9 +5,9 @@ import { fileURLToPath } from 'node:url';
 
 export const REPO_ROOT = fileURLToPath(new URL('../..', import.meta.url));
 export const BIN = {
-  coordinator: `${REPO_ROOT}packages/coordinator/dist/cli/coordinator.js`,
-  rbtk: `${REPO_ROOT}packages/coordinator/dist/cli/rbtk.js`,
-  runner: `${REPO_ROOT}packages/agent/dist/cli/runner.js`,
+  coordinator: `${REPO_ROOT}packages/coordinator/bin/rbtk-coordinator.js`,
+  rbtk: `${REPO_ROOT}packages/coordinator/bin/rbtk.js`,
+  runner: `${REPO_ROOT}packages/agent/bin/rbtk-runner.js`,
 };
 
 export type LogLine = Record<string, unknown> & { msg?: string };
@@ -110,6 +110,13 @@ export class ProcessGroup {
     });
     const proc = new Proc(name, child);
     this.procs.push(proc);
+    return proc;
+  }
+
+  /** The running process of that name; throws when there is none. */
+  find(name: string): Proc {
+    const proc = [...this.procs].reverse().find((p) => p.name === name && p.running);
+    if (!proc) throw new Error(`no running process named ${name}`);
     return proc;
   }
 

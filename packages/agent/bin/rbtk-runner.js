@@ -1,0 +1,3 @@
+#!/usr/bin/env node
+// Committed entry point: npm links bins at install time, before dist/ is built.
+import "../dist/cli/runner.js";
