@@ -52,6 +52,10 @@ describe('runner lifecycle, real processes', () => {
     const table = await fleet.rbtk(['runner', 'list']);
     expect(table.stdout).toMatch(/host-a\s+ci\s+ONLINE/);
 
+    // Secrets never reach a log: neither the first runner token nor any rotated one.
+    const logs = [...fleet.coordinator.output, ...fleet.procs.find('runner host-a').output].join('\n');
+    for (const token of seen) expect(logs).not.toContain(token.split('_').pop());
+
     const status = await fleet.runner(['status', '--config', path, '--json']);
     expect(status.code, status.stderr).toBe(0);
     expect(JSON.parse(status.stdout)).toMatchObject({ connected: true });
