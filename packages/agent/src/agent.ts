@@ -1,23 +1,34 @@
 import { mkdir } from 'node:fs/promises';
-import type { RunnerConfig } from '@rbtk/protocol';
+import { join } from 'node:path';
+import type { ExecutorName, RunnerConfig } from '@rbtk/protocol';
 import { controlSocketPath, resolveStateDir } from './config/paths.js';
 import { removeStaleTempFiles } from './config/write.js';
 import { startControlServer } from './control/server.js';
 import { runDaemon, type DaemonDeps, type DaemonResult } from './daemon.js';
 import { DaemonState } from './daemon-state.js';
+import { DockerExecutor } from './executors/docker.js';
+import { cleanupLeftovers, type LeftoverContainer } from './executors/docker-leftovers.js';
+import type { Executor } from './executors/executor.js';
+import { createExecutors, type ExecutorOptions } from './executors/index.js';
+import { JobManager } from './jobs/manager.js';
+import { Spool } from './jobs/spool.js';
 import type { Logger } from './log.js';
 import { agentVersion } from './version.js';
 
-export interface AgentOptions extends Partial<Omit<DaemonDeps, 'config' | 'configPath' | 'logger' | 'state'>> {
+export interface AgentOptions extends Partial<Omit<DaemonDeps, 'config' | 'configPath' | 'logger' | 'state' | 'jobs'>> {
   config: RunnerConfig;
   configPath: string;
   logger: Logger;
   env?: NodeJS.ProcessEnv;
+  /** Executors to use instead of those built from runner.yaml (tests). */
+  executors?: Partial<Record<ExecutorName, Executor>>;
+  executorOptions?: ExecutorOptions;
 }
 
 /**
- * What `rbtk-runner run` does: prepare the state directory, open the control
- * socket, run the connect loop until the signal aborts, and clean up.
+ * What `rbtk-runner run` does: prepare the state directory, recover the
+ * spool (and containers a previous run left), open the control socket, run
+ * the connect loop until the signal aborts, and clean up.
  */
 export async function runAgent(options: AgentOptions, signal: AbortSignal): Promise<DaemonResult> {
   const { config, configPath, logger } = options;
@@ -28,14 +39,39 @@ export async function runAgent(options: AgentOptions, signal: AbortSignal): Prom
 
   const version = options.agentVersion ?? agentVersion();
   const state = new DaemonState(config, version);
+  const executors = options.executors ?? createExecutors(config, options.executorOptions);
+  const jobs = new JobManager({ runnerId: config.runner_id, config, executors, spool: new Spool(join(stateDir, 'spool')), logger });
+  await jobs.recover(await removeLeftoverContainers(executors, config.runner_id, logger));
+  state.trackJobs(() => jobs.status());
   const control = await startControlServer(controlSocketPath(stateDir), { status: () => state.snapshot() }, logger);
   logger.info(
     { configPath, stateDir, controlSocket: control.path, runnerId: config.runner_id, url: config.url, agentVersion: version },
     'starting',
   );
   try {
-    return await runDaemon({ ...options, agentVersion: version, state }, signal);
+    return await runDaemon({ ...options, agentVersion: version, state, jobs }, signal);
   } finally {
+    // Also after a revocation or a fatal error: no job outlives the daemon.
+    await jobs.shutdown(0);
     await control.close();
+  }
+}
+
+/** Containers of this runner that a previous run left behind; their attempts are reported failed. */
+async function removeLeftoverContainers(
+  executors: Partial<Record<ExecutorName, Executor>>,
+  runnerId: string,
+  logger: Logger,
+): Promise<LeftoverContainer[]> {
+  const docker = executors.docker;
+  if (!(docker instanceof DockerExecutor)) return [];
+  try {
+    const removed = await cleanupLeftovers(docker.docker, runnerId);
+    for (const c of removed) logger.warn({ container: c.name, jobId: c.jobId, attempt: c.attempt }, 'removed a job container left by a previous run');
+    return removed;
+  } catch (err) {
+    // Docker down is not fatal: docker jobs will fail with Docker's own message.
+    logger.warn({ err: (err as Error).message }, 'cannot list job containers left by a previous run');
+    return [];
   }
 }

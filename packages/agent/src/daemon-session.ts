@@ -1,5 +1,6 @@
 import { CloseCode } from '@rbtk/protocol';
 import type { DaemonState } from './daemon-state.js';
+import type { JobManager } from './jobs/manager.js';
 import { runHeartbeatLoop, type HeartbeatLoopEnd } from './heartbeat.js';
 import type { Logger } from './log.js';
 import type { CloseInfo, Session } from './session.js';
@@ -10,6 +11,8 @@ export interface ConnectedDeps {
   state: DaemonState;
   rotation: TokenRotation;
   logger: Logger;
+  /** Absent in a runner that runs no jobs (tests of the connection alone). */
+  jobs?: JobManager;
   random?: () => number;
 }
 
@@ -31,6 +34,9 @@ export async function runConnectedSession(deps: ConnectedDeps, signal: AbortSign
   let intervalMs = welcome.heartbeatIntervalMs;
   let lastAckAt = Date.now();
 
+  // Before the handler: frames queued since the welcome (an assign) are delivered inside onMessage,
+  // and their answers need the session. Attaching also resends what the last connection left unacknowledged.
+  deps.jobs?.attach((frame) => session.send(frame));
   session.onMessage((message) => {
     switch (message.type) {
       case 'heartbeat_ack':
@@ -49,6 +55,15 @@ export async function runConnectedSession(deps: ConnectedDeps, signal: AbortSign
         break;
       case 'error':
         logger.warn({ code: message.code, error: message.message }, 'coordinator reported an error');
+        break;
+      case 'assign':
+      case 'cancel':
+      case 'log_ack':
+      case 'result_ack':
+        if (deps.jobs) deps.jobs.handle(message);
+        else if (message.type === 'assign') {
+          session.send({ type: 'reject', jobId: message.jobId, attempt: message.attempt, reason: 'this runner runs no jobs' });
+        }
         break;
     }
   });
@@ -73,6 +88,7 @@ export async function runConnectedSession(deps: ConnectedDeps, signal: AbortSign
     );
   } finally {
     signal.removeEventListener('abort', stopLoop);
+    deps.jobs?.detach();
   }
 
   if (heartbeats === 'stale') {

@@ -1,4 +1,5 @@
 import type { HeartbeatAck, RunnerConfig, RunnerStatus, Welcome } from '@rbtk/protocol';
+import type { JobStatus } from './jobs/held-attempt.js';
 
 /** What `GET /status` on the control socket answers. */
 export interface DaemonStatus {
@@ -22,11 +23,14 @@ export interface DaemonStatus {
   rotations: number;
   reconnects: number;
   lastError: string | null;
+  /** Attempts this runner holds: running, or finished with a result not yet acknowledged. */
+  jobs: JobStatus[];
 }
 
 /** The daemon's live state, updated by the connect loop and read by the control server. */
 export class DaemonState {
-  private readonly s: DaemonStatus;
+  private readonly s: Omit<DaemonStatus, 'jobs'>;
+  private jobSource: (() => JobStatus[]) | undefined;
 
   constructor(config: RunnerConfig, agentVersion: string, now = new Date()) {
     this.s = {
@@ -91,6 +95,11 @@ export class DaemonState {
     });
   }
 
+  /** Where snapshot() reads the jobs from (the job manager). */
+  trackJobs(source: () => JobStatus[]): void {
+    this.jobSource = source;
+  }
+
   rotated(): void {
     this.s.rotations++;
   }
@@ -100,6 +109,6 @@ export class DaemonState {
   }
 
   snapshot(): DaemonStatus {
-    return { ...this.s };
+    return { ...this.s, jobs: this.jobSource?.() ?? [] };
   }
 }

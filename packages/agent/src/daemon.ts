@@ -1,9 +1,10 @@
-import { CloseCode, type HostFacts, type Hello, type RunnerConfig } from '@rbtk/protocol';
+import { CloseCode, parseDuration, type HostFacts, type Hello, type RunnerConfig } from '@rbtk/protocol';
 import { Backoff, type BackoffOptions } from './backoff.js';
 import { runConnectedSession, type SessionEnd } from './daemon-session.js';
 import { DaemonState } from './daemon-state.js';
 import { RevokedError, isUnrecoverable } from './errors.js';
 import { collectHostFacts } from './inventory/host.js';
+import type { JobManager } from './jobs/manager.js';
 import type { Logger } from './log.js';
 import { openSession } from './session.js';
 import { sleep } from './sleep.js';
@@ -20,6 +21,8 @@ export interface DaemonDeps {
   agentVersion?: string;
   backoff?: Partial<BackoffOptions>;
   handshakeTimeoutMs?: number;
+  /** Runs the jobs the coordinator assigns; without it every assignment is rejected. */
+  jobs?: JobManager;
   /** Injected by tests to simulate a full disk during rotation. */
   writeConfig?: (path: string, config: RunnerConfig) => Promise<void>;
 }
@@ -33,20 +36,22 @@ export interface DaemonResult {
 /**
  * The runner's connect loop: open a session, heartbeat until it ends, back off
  * (full jitter, 500 ms doubling to 30 s, reset after a connection that lived
- * 30 s) and reconnect. Returns when the signal aborts; throws RevokedError or
+ * 30 s) and reconnect. When the signal aborts, running jobs get up to
+ * shutdown_timeout to finish (the connection stays up meanwhile, so their
+ * results go out), then the loop stops. Throws RevokedError or
  * ProtocolMismatchError, after which reconnecting cannot help.
  */
-export async function runDaemon(deps: DaemonDeps, signal: AbortSignal): Promise<DaemonResult> {
-  const { config, logger } = deps;
+export async function runDaemon(deps: DaemonDeps, outer: AbortSignal): Promise<DaemonResult> {
+  const { config, logger, jobs } = deps;
+  const signal = stopAfterJobs(outer, jobs, parseDuration(config.shutdown_timeout));
   const version = deps.agentVersion ?? agentVersion();
   const state = deps.state ?? new DaemonState(config, version);
   const rotation = new TokenRotation({ configPath: deps.configPath, config, logger, writeConfig: deps.writeConfig });
   const backoff = new Backoff(deps.backoff);
-  const hello: Omit<Hello, 'type'> = {
+  const hello: Omit<Hello, 'type' | 'held'> = {
     agentVersion: version,
     host: await (deps.hostFacts ?? collectHostFacts)(),
     capabilities: { executors: config.executors, maxJobs: config.max_jobs, labels: config.labels, airgapped: config.airgapped },
-    held: [],
   };
   let connections = 0;
 
@@ -56,7 +61,15 @@ export async function runDaemon(deps: DaemonDeps, signal: AbortSignal): Promise<
       try {
         // Waits for a rotation write in flight, then uses whatever token is in memory.
         const token = await rotation.currentToken();
-        const session = await openSession({ url: config.url, token, hello, logger, signal, handshakeTimeoutMs: deps.handshakeTimeoutMs });
+        // held is read at each connect: the coordinator sorts out which attempts are still current.
+        const session = await openSession({
+          url: config.url,
+          token,
+          hello: { ...hello, held: jobs?.heldAttempts() ?? [] },
+          logger,
+          signal,
+          handshakeTimeoutMs: deps.handshakeTimeoutMs,
+        });
         connections++;
         const { welcome } = session;
         state.connected(welcome);
@@ -73,7 +86,7 @@ export async function runDaemon(deps: DaemonDeps, signal: AbortSignal): Promise<
           },
           'connected',
         );
-        const end = await runConnectedSession({ session, state, rotation, logger }, signal);
+        const end = await runConnectedSession({ session, state, rotation, logger, jobs }, signal);
         const livedMs = Date.now() - session.connectedAt;
         reason = describeEnd(end);
         state.disconnected(reason);
@@ -106,6 +119,16 @@ export async function runDaemon(deps: DaemonDeps, signal: AbortSignal): Promise<
     await rotation.idle();
   }
   return { reason: 'stopped', connections };
+}
+
+/** A signal that aborts once `outer` aborted and the jobs have stopped (or at once without jobs). */
+function stopAfterJobs(outer: AbortSignal, jobs: JobManager | undefined, timeoutMs: number): AbortSignal {
+  if (!jobs) return outer;
+  const inner = new AbortController();
+  const onAbort = () => void jobs.shutdown(timeoutMs).finally(() => inner.abort());
+  if (outer.aborted) onAbort();
+  else outer.addEventListener('abort', onAbort, { once: true });
+  return inner.signal;
 }
 
 function describeEnd(end: SessionEnd): string {

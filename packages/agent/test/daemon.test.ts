@@ -68,6 +68,7 @@ describe('runDaemon against a real WebSocket peer', () => {
         agentVersion: '0.1.0',
         host: HOST,
         capabilities: { executors: ['docker'], maxJobs: 2, labels: { arch: 'x64' }, airgapped: false },
+        held: [],
       },
     ]);
     expect(peer.messages('heartbeat').slice(0, 5).map((h) => h.seq)).toEqual([0, 1, 2, 3, 4]);

@@ -1,3 +1,4 @@
+import type { JobService } from './jobs/job-service.js';
 import type { Logger } from './log.js';
 import type { Store } from './store/store.js';
 import type { SessionRegistry } from './ws/sessions.js';
@@ -9,12 +10,15 @@ export interface Timings {
   reapAfterMs: number;
   /** 0: a new token on every heartbeat. */
   tokenRotationMs: number;
+  /** How long a runner has to accept an assignment before it goes to another. */
+  acceptTimeoutMs: number;
 }
 
 /** What request handlers, sessions and loops share. Built once by startCoordinator. */
 export interface CoordinatorContext {
   store: Store;
   sessions: SessionRegistry;
+  jobs: JobService;
   log: Logger;
   timings: Timings;
   /** Epoch milliseconds; injectable so tests control time. */

@@ -2,16 +2,20 @@ import { mkdirSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import path from 'node:path';
-import { coerceError } from '@rbtk/protocol';
+import { coerceError, ROUTES } from '@rbtk/protocol';
 import { ADMIN_TOKEN_FILE, bootstrap } from './bootstrap.js';
 import type { CoordinatorContext } from './context.js';
 import { createRequestListener } from './http/server.js';
+import { JobService } from './jobs/job-service.js';
+import { runJobTimeoutLoop } from './jobs/timeout-loop.js';
 import { runLivenessLoop } from './liveness.js';
 import { createLogger } from './log.js';
 import { type Coordinator, type CoordinatorOptions, defaultPingInterval, resolveTimings } from './options.js';
 import { SqliteStore } from './store/sqlite/sqlite-store.js';
 import { createRunnerSocketServer } from './ws/runner-socket.js';
 import { SessionRegistry } from './ws/sessions.js';
+import { createSubmitterSocketServer } from './ws/submitter-socket.js';
+import { routeUpgrades } from './ws/upgrade.js';
 
 export const DATABASE_FILE = 'rbtk.db';
 const DEFAULT_HOST = '127.0.0.1';
@@ -21,8 +25,9 @@ const HTTP_CLOSE_GRACE_MS = 2000;
 
 /**
  * Starts the coordinator: opens and migrates the store, bootstraps the
- * default project and admin token, serves REST and the runner WebSocket on
- * one port, and runs the liveness and ping loops until stop().
+ * default project and admin token, requeues attempts orphaned by a previous
+ * run, serves REST, the runner WebSocket and the submitter WebSocket on one
+ * port, and runs the liveness, job-timeout and ping loops until stop().
  */
 export async function startCoordinator(options: CoordinatorOptions): Promise<Coordinator> {
   const timings = resolveTimings(options);
@@ -35,17 +40,27 @@ export async function startCoordinator(options: CoordinatorOptions): Promise<Coo
   let server: Server | undefined;
   try {
     await bootstrap({ store, log, dataDir, now: now() });
-    const ctx: CoordinatorContext = { store, sessions: new SessionRegistry(), log, timings, now };
+    const jobs = new JobService({ store, log, now, acceptTimeoutMs: timings.acceptTimeoutMs });
+    const ctx: CoordinatorContext = { store, sessions: new SessionRegistry(), jobs, log, timings, now };
+    // Attempts left on runners that are gone are requeued; queued jobs wait for their runners' hello.
+    await jobs.resume();
     const sockets = createRunnerSocketServer(ctx);
+    const submitters = createSubmitterSocketServer(ctx);
     server = createServer(createRequestListener(ctx));
-    server.on('upgrade', sockets.handleUpgrade);
+    server.on('upgrade', routeUpgrades({ [ROUTES.jobsSocket]: submitters }, sockets));
     const address = await listen(server, options.host ?? DEFAULT_HOST, options.port ?? DEFAULT_PORT);
     const url = `http://${address.family === 'IPv6' ? `[${address.address}]` : address.address}:${address.port}`;
 
     const abort = new AbortController();
+    const pingInterval = options.pingIntervalMs ?? defaultPingInterval(timings.heartbeatIntervalMs);
     const loops = [
-      runLivenessLoop({ ...timings, store, sessions: ctx.sessions, log, now }, abort.signal),
-      sockets.runPingLoop(options.pingIntervalMs ?? defaultPingInterval(timings.heartbeatIntervalMs), abort.signal),
+      runLivenessLoop(
+        { ...timings, store, sessions: ctx.sessions, log, now, onOffline: (id) => jobs.runnerOffline(id), onReaped: () => jobs.routingChanged() },
+        abort.signal,
+      ),
+      runJobTimeoutLoop({ jobs, log }, abort.signal),
+      sockets.runPingLoop(pingInterval, abort.signal),
+      submitters.runPingLoop(pingInterval, abort.signal),
     ];
     log.info({ url, dataDir, ...timings }, 'listening');
 
@@ -57,7 +72,8 @@ export async function startCoordinator(options: CoordinatorOptions): Promise<Coo
         abort.abort();
         const closed = new Promise<void>((resolve) => httpServer.close(() => resolve()));
         httpServer.closeIdleConnections();
-        await sockets.close();
+        jobs.stop();
+        await Promise.all([sockets.close(), submitters.close()]);
         await Promise.allSettled(loops);
         const timer = setTimeout(() => httpServer.closeAllConnections(), HTTP_CLOSE_GRACE_MS);
         await closed;

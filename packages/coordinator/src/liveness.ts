@@ -13,6 +13,10 @@ export interface LivenessDeps {
   reapAfterMs: number;
   /** Epoch milliseconds; tests pass a fake clock. */
   now: () => number;
+  /** Called for each runner just marked OFFLINE: its jobs are requeued as runner_lost. */
+  onOffline?: (runnerId: string) => Promise<void>;
+  /** Called after runners were reaped (routing forgets what they could run). */
+  onReaped?: () => void;
 }
 
 export interface LivenessResult {
@@ -33,7 +37,15 @@ export function livenessInterval(offlineAfterMs: number): number {
 export async function livenessTick(deps: LivenessDeps): Promise<LivenessResult> {
   const now = deps.now();
   const markedOffline = await deps.store.runners.markOffline(now - deps.offlineAfterMs);
-  for (const id of markedOffline) deps.log.info({ runnerId: id }, 'runner offline');
+  for (const id of markedOffline) {
+    deps.log.info({ runnerId: id }, 'runner offline');
+    try {
+      await deps.onOffline?.(id);
+    } catch (err) {
+      // The next restart's resume() requeues what is left on OFFLINE runners.
+      deps.log.error({ err: coerceError(err), runnerId: id }, 'requeue of an offline runner\'s jobs failed');
+    }
+  }
 
   const reaped: string[] = [];
   const before = now - deps.reapAfterMs;
@@ -54,6 +66,7 @@ export async function livenessTick(deps: LivenessDeps): Promise<LivenessResult> 
       deps.log.info({ runnerId: runner.id, pool: runner.poolName, project: runner.project }, 'runner reaped');
     }
   }
+  if (reaped.length > 0) deps.onReaped?.();
   // Revoked-token tombstones only need to outlive any agent still retrying with them.
   await deps.store.runnerTokens.pruneRevoked(before);
   return { markedOffline, reaped };

@@ -4,6 +4,9 @@ import {
   DEFAULT_REAP_AFTER_MS,
   DEFAULT_TOKEN_ROTATION_MS,
 } from '@rbtk/protocol';
+
+/** How long a runner has to accept an assignment (--accept-timeout). */
+export const DEFAULT_ACCEPT_TIMEOUT_MS = 10_000;
 import type { Timings } from './context.js';
 import type { Logger, LogLevel } from './log.js';
 
@@ -19,6 +22,8 @@ export interface CoordinatorOptions {
   reapAfterMs?: number;
   /** 0: rotate the runner token on every heartbeat. */
   tokenRotationMs?: number;
+  /** A runner that does not accept an assignment this fast loses it to another; default 10 s. */
+  acceptTimeoutMs?: number;
   /** WebSocket ping interval for finding dead TCP peers; default from the heartbeat interval. */
   pingIntervalMs?: number;
   /** A ready logger; else one is made with logLevel (default info). */
@@ -46,6 +51,7 @@ export function resolveTimings(options: CoordinatorOptions): Timings {
     offlineAfterMs: options.offlineAfterMs ?? DEFAULT_OFFLINE_AFTER_MS,
     reapAfterMs: options.reapAfterMs ?? DEFAULT_REAP_AFTER_MS,
     tokenRotationMs: options.tokenRotationMs ?? DEFAULT_TOKEN_ROTATION_MS,
+    acceptTimeoutMs: options.acceptTimeoutMs ?? DEFAULT_ACCEPT_TIMEOUT_MS,
   };
   for (const [name, value] of Object.entries(timings)) {
     const min = name === 'tokenRotationMs' ? 0 : 1;

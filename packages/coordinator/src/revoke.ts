@@ -33,6 +33,10 @@ export async function revokeRunner(ctx: CoordinatorContext, input: RevokeInput):
   );
   if (!revoked) return null;
   ctx.sessions.close(input.runnerId, CloseCode.Revoked, 'runner revoked');
+  // A second transaction: should we crash in between, resume() at start requeues jobs of runners that are gone.
+  ctx.jobs.index.remove(input.runnerId);
+  ctx.jobs.routingChanged();
+  await ctx.jobs.runnerGone(input.runnerId, 'runner_revoked');
   ctx.log.warn({ runnerId: revoked.id, pool: revoked.poolName, project: revoked.project, reason: input.reason }, 'runner revoked');
   return toRunner(revoked, connected);
 }

@@ -1,4 +1,5 @@
-import type { ApiToken, AuditEntry, Pool, Project, RegistrationToken, Runner } from '@rbtk/protocol';
+import type { ApiToken, AuditEntry, Job, LogChunk, Pool, Project, RegistrationToken, Runner } from '@rbtk/protocol';
+import type { JobRecord, LogChunkRow } from './store/job-rows.js';
 import type { ApiTokenRow, AuditRow, PoolRecord, ProjectRow, RegistrationTokenRecord, RunnerRecord } from './store/rows.js';
 
 /*
@@ -78,4 +79,34 @@ export function toAuditEntry(row: AuditRow): AuditEntry {
     project: row.project,
     details: row.details,
   };
+}
+
+const isoOrNull = (ms: number | null): string | null => (ms === null ? null : iso(ms));
+
+export function toJob(row: JobRecord): Job {
+  return {
+    id: row.id,
+    project: row.project,
+    pool: row.poolName,
+    state: row.state,
+    spec: row.spec,
+    attempt: row.attempt,
+    runnerId: row.runnerId,
+    exitCode: row.exitCode,
+    reason: row.reason,
+    logBytes: row.logBytes,
+    createdAt: iso(row.createdAt),
+    startedAt: isoOrNull(row.startedAt),
+    finishedAt: isoOrNull(row.finishedAt),
+  };
+}
+
+/**
+ * A stored chunk as seen from byte `from`: a chunk that straddles it is cut
+ * there, so a reader resuming mid-chunk gets each byte once.
+ */
+export function toLogChunk(row: LogChunkRow, from = 0): LogChunk {
+  if (from <= row.offset) return { jobId: row.jobId, offset: row.offset, stream: row.stream, data: row.data };
+  const data = Buffer.from(row.data, 'utf8').subarray(from - row.offset).toString('utf8');
+  return { jobId: row.jobId, offset: from, stream: row.stream, data };
 }

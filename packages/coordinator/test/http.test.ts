@@ -4,6 +4,7 @@ import { ROUTES } from '@rbtk/protocol';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createRequestListener } from '../src/http/server.js';
 import { SqliteStore } from '../src/store/sqlite/sqlite-store.js';
+import { JobService } from '../src/jobs/job-service.js';
 import { SessionRegistry } from '../src/ws/sessions.js';
 import { sleep, TestCoordinator, TestSocket, tempDir, testLogger } from './helpers.js';
 
@@ -293,7 +294,8 @@ describe('unexpected errors', () => {
       store,
       sessions: new SessionRegistry(),
       log: testLogger(),
-      timings: { heartbeatIntervalMs: 1000, offlineAfterMs: 1000, reapAfterMs: 1000, tokenRotationMs: 0 },
+      timings: { heartbeatIntervalMs: 1000, offlineAfterMs: 1000, reapAfterMs: 1000, tokenRotationMs: 0, acceptTimeoutMs: 10_000 },
+      jobs: new JobService({ store, log: testLogger(), now: Date.now, acceptTimeoutMs: 10_000 }),
       now: Date.now,
     };
     const server = createServer(

@@ -7,6 +7,7 @@ import { authenticateRunnerToken, KEEP_SUPERSEDED_TOKENS } from '../src/rotation
 import type { RunnerRow } from '../src/store/rows.js';
 import { MIGRATIONS, migrate } from '../src/store/sqlite/migrations.js';
 import { SqliteStore } from '../src/store/sqlite/sqlite-store.js';
+import { JobService } from '../src/jobs/job-service.js';
 import { SessionRegistry } from '../src/ws/sessions.js';
 import { tempDir, testLogger } from './helpers.js';
 
@@ -160,7 +161,8 @@ describe('runner tokens', () => {
       store,
       sessions: new SessionRegistry(),
       log: testLogger(),
-      timings: { heartbeatIntervalMs: 1000, offlineAfterMs: 1000, reapAfterMs: 10_000, tokenRotationMs: 0 },
+      timings: { heartbeatIntervalMs: 1000, offlineAfterMs: 1000, reapAfterMs: 10_000, tokenRotationMs: 0, acceptTimeoutMs: 10_000 },
+      jobs: new JobService({ store, log: testLogger(), now: () => T0 + 10, acceptTimeoutMs: 10_000 }),
       now: () => T0 + 10,
     };
     // Connecting with the pending token promotes it.

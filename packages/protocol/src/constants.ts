@@ -30,4 +30,9 @@ export const ROUTES = {
   runnerSocket: '/v1/runner/ws',
   apiTokens: '/v1/tokens',
   audit: '/v1/audit',
+  jobs: '/v1/jobs',
+  job: (id: string) => `/v1/jobs/${encodeURIComponent(id)}`,
+  jobLogs: (id: string) => `/v1/jobs/${encodeURIComponent(id)}/logs`,
+  jobCancel: (id: string) => `/v1/jobs/${encodeURIComponent(id)}/cancel`,
+  jobsSocket: '/v1/jobs/ws',
 } as const;

@@ -21,6 +21,13 @@ export const ErrorCode = {
   HelloRequired: 'hello_required',
   Unavailable: 'unavailable',
   Internal: 'internal',
+  // Job routing refusals (submit): which pool, which runner.
+  PoolNotFound: 'pool_not_found',
+  NoPoolMatches: 'no_pool_matches',
+  AmbiguousSelector: 'ambiguous_selector',
+  Unsatisfiable: 'unsatisfiable',
+  /** Cancel of a job that already reached a terminal state. */
+  JobFinished: 'job_finished',
 } as const;
 export type ErrorCode = (typeof ErrorCode)[keyof typeof ErrorCode];
 
@@ -55,7 +62,9 @@ const STATUS: Partial<Record<ErrorCode, number>> = {
   forbidden: 403,
   airgapped_required: 403,
   not_found: 404,
+  pool_not_found: 404,
   conflict: 409,
+  job_finished: 409,
   protocol_mismatch: 426,
   unavailable: 503,
   internal: 500,

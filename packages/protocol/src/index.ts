@@ -16,3 +16,4 @@ export * from './schemas/runner.js';
 export * from './schemas/runner-config.js';
 export * from './schemas/audit.js';
 export * from './schemas/error.js';
+export * from './client/index.js';

@@ -41,7 +41,15 @@ function formatReport(r: RunnerStatusReport): string {
   if (d?.connected) {
     lines.push(['status', d.status ?? '-'], ['heartbeat', `${d.lastHeartbeatAt ?? 'none yet'} (${d.heartbeatsSent} sent)`]);
   }
+  if (d) lines.push(['jobs', describeJobs(r)]);
   return lines.map(([k, v]) => `${`${k}:`.padEnd(11)}${v}\n`).join('');
+}
+
+function describeJobs(r: RunnerStatusReport): string {
+  const jobs = r.daemon?.jobs ?? [];
+  const busy = jobs.filter((j) => j.state !== 'finished').length;
+  const list = jobs.map((j) => `${j.jobId}#${j.attempt} ${j.state}`).join(', ');
+  return `${busy} of ${r.maxJobs} slots in use${list ? `: ${list}` : ''}`;
 }
 
 function describeDaemon(r: RunnerStatusReport): string {

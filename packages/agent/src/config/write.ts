@@ -22,6 +22,7 @@ const KEY_ORDER: readonly (keyof RunnerConfig)[] = [
   'airgapped',
   'max_jobs',
   'executors',
+  'docker_network',
   'state_dir',
   'shutdown_timeout',
   'log_level',

@@ -8,7 +8,10 @@ import {
   parseRunnerMessage,
   type CoordinatorMessage,
   type ErrorBody,
+  type JobSpecInput,
+  type LogStream,
   type RegisterResponse,
+  type ResultFrame,
   type RunnerMessage,
   type Welcome,
 } from '@rbtk/protocol';
@@ -41,6 +44,16 @@ export interface PeerOptions {
   /** Extra fields on each heartbeat_ack (rotatedToken, status). */
   ack?(seq: number, conn: number): Partial<Extract<CoordinatorMessage, { type: 'heartbeat_ack' }>>;
   register?(auth: string | undefined, body: unknown): { status: number; body: RegisterResponse | ErrorBody };
+  /** Whether to answer log and result frames with log_ack / result_ack (default true). */
+  ackJobs?: boolean;
+}
+
+/** One attempt's log as a coordinator keeps it: appended only at its current length. */
+export interface PeerLog {
+  length: number;
+  chunks: { stream: LogStream; data: string }[];
+  /** Log frames received, duplicates included. */
+  frames: number;
 }
 
 /**
@@ -53,6 +66,8 @@ export class CoordinatorPeer {
   readonly received: Received[] = [];
   readonly closes: { conn: number; code: number; reason: string }[] = [];
   readonly sockets: WebSocket[] = [];
+  /** Job logs by `jobId#attempt`, kept with the coordinator's rules (duplicates dropped, gaps refused). */
+  readonly logs = new Map<string, PeerLog>();
   url = '';
   private readonly wss = new WebSocketServer({ noServer: true, maxPayload: MAX_WS_FRAME_BYTES });
   private readonly server: Server;
@@ -112,6 +127,46 @@ export class CoordinatorPeer {
 
   send(ws: WebSocket, message: CoordinatorMessage): void {
     ws.send(JSON.stringify(message));
+  }
+
+  /** The live session (the last one opened that is still open). */
+  get live(): WebSocket | undefined {
+    return [...this.sockets].reverse().find((ws) => ws.readyState === WebSocket.OPEN);
+  }
+
+  /** Pushes an assignment on the live session. */
+  assign(jobId: string, spec: JobSpecInput, options: { attempt?: number; timeoutMs?: number } = {}): void {
+    const ws = this.live;
+    if (!ws) throw new Error('peer: no live session to assign on');
+    ws.send(
+      JSON.stringify({
+        type: 'assign',
+        jobId,
+        attempt: options.attempt ?? 1,
+        spec: { requires: { labels: {} }, timeout: '1h', retries: 0, ...spec },
+        timeoutMs: options.timeoutMs ?? 60_000,
+        acceptWithinMs: 10_000,
+      }),
+    );
+  }
+
+  cancel(jobId: string, attempt = 1, reason: 'cancelled' | 'stale' | 'timed_out' = 'cancelled'): void {
+    this.send(this.live!, { type: 'cancel', jobId, attempt, reason });
+  }
+
+  /** The stored log of an attempt: all of it, or one stream. */
+  logText(jobId: string, attempt = 1, stream?: LogStream): string {
+    const log = this.logs.get(`${jobId}#${attempt}`);
+    return (log?.chunks ?? []).filter((c) => !stream || c.stream === stream).map((c) => c.data).join('');
+  }
+
+  results(jobId: string, attempt = 1): ResultFrame[] {
+    return this.messages('result').filter((r) => r.jobId === jobId && r.attempt === attempt);
+  }
+
+  /** Waits for the attempt's result and returns it. */
+  waitForResult(jobId: string, attempt = 1, timeoutMs = 20_000): Promise<ResultFrame> {
+    return this.waitFor(`result of ${jobId}#${attempt}`, () => this.results(jobId, attempt)[0], timeoutMs);
   }
 
   /** Closes every live session with a code, as the coordinator would on revoke or shutdown. */
@@ -175,9 +230,28 @@ export class CoordinatorPeer {
         });
       }
       if (message.type === 'token_confirm') this.send(ws, { type: 'token_confirmed', tokenId: message.tokenId });
+      if (message.type === 'log') this.storeLog(ws, message);
+      if (message.type === 'result' && this.options.ackJobs !== false) {
+        this.send(ws, { type: 'result_ack', jobId: message.jobId, attempt: message.attempt, accepted: true });
+      }
       this.options.onMessage?.(message, ws, this);
       this.wake();
     });
+  }
+
+  private storeLog(ws: WebSocket, frame: Extract<RunnerMessage, { type: 'log' }>): void {
+    const key = `${frame.jobId}#${frame.attempt}`;
+    const log = this.logs.get(key) ?? { length: 0, chunks: [], frames: 0 };
+    this.logs.set(key, log);
+    log.frames++;
+    // As the coordinator: append only at the current length; duplicates and gaps are answered with it.
+    if (frame.offset === log.length) {
+      log.chunks.push({ stream: frame.stream, data: frame.data });
+      log.length += Buffer.byteLength(frame.data);
+    }
+    if (this.options.ackJobs !== false) {
+      this.send(ws, { type: 'log_ack', jobId: frame.jobId, attempt: frame.attempt, offset: log.length });
+    }
   }
 
   private welcome(): Welcome {

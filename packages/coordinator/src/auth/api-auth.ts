@@ -27,7 +27,7 @@ export async function authenticateApi(store: Store, headers: IncomingHttpHeaders
   return { tokenId: row.id, role: row.role, project: row.project };
 }
 
-/** Every endpoint except health checks needs an admin token for now (jobs come later). */
+/** Every endpoint but health checks and jobs (which submitters may use) needs an admin token. */
 export function requireAdmin(principal: ApiPrincipal): void {
   if (principal.role !== 'admin') {
     throw new RbtkError(ErrorCode.Forbidden, `this endpoint needs an admin token; this token has role ${principal.role}`);

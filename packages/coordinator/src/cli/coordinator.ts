@@ -12,6 +12,7 @@ import {
   parseDuration,
 } from '@rbtk/protocol';
 import { startCoordinator } from '../coordinator.js';
+import { DEFAULT_ACCEPT_TIMEOUT_MS } from '../options.js';
 import { parseListen, type ListenAddress } from '../listen.js';
 import { createLogger, LOG_LEVELS, type LogLevel } from '../log.js';
 
@@ -25,6 +26,7 @@ interface ServeFlags {
   reapAfter: number;
   heartbeatInterval: number;
   tokenRotation: number;
+  acceptTimeout: number;
   logLevel: LogLevel;
 }
 
@@ -79,6 +81,7 @@ async function serve(flags: ServeFlags): Promise<void> {
       reapAfterMs: flags.reapAfter,
       heartbeatIntervalMs: flags.heartbeatInterval,
       tokenRotationMs: flags.tokenRotation,
+      acceptTimeoutMs: flags.acceptTimeout,
       logger: log,
     });
   } catch (err) {
@@ -108,14 +111,14 @@ async function serve(flags: ServeFlags): Promise<void> {
 
 function buildProgram(): Command {
   const program = new Command('rbtk-coordinator')
-    .description('The rbtk coordinator: pools, runner registration, tokens, liveness and audit over REST and WebSocket.')
+    .description('The rbtk coordinator: pools, runner registration, tokens, liveness, audit and jobs over REST and WebSocket.')
     .version(version())
     .exitOverride()
     .showHelpAfterError('(run with --help for usage)');
 
   program
     .command('serve')
-    .description('Serve the REST API and the runner WebSocket until SIGTERM/SIGINT.')
+    .description('Serve the REST API, the runner WebSocket and the submitter WebSocket until SIGTERM/SIGINT.')
     .addOption(
       new Option('--listen <host:port>', 'address to listen on (port 0: any free port)')
         .env('RBTK_LISTEN')
@@ -134,6 +137,9 @@ function buildProgram(): Command {
     )
     .addOption(
       durationOption('--token-rotation <duration>', 'RBTK_TOKEN_ROTATION', 'rotate runner tokens this often (0s: on every heartbeat)', DEFAULT_TOKEN_ROTATION_MS, 0),
+    )
+    .addOption(
+      durationOption('--accept-timeout <duration>', 'RBTK_ACCEPT_TIMEOUT', 'give a job to another runner when its runner does not accept it within this', DEFAULT_ACCEPT_TIMEOUT_MS, 1),
     )
     .addOption(new Option('--log-level <level>', 'log level').env('RBTK_LOG_LEVEL').choices(LOG_LEVELS).default('info'))
     .action(serve);

@@ -4,6 +4,9 @@ import {
   ApiTokenCreate,
   AuditEntry,
   ErrorCode,
+  Job,
+  JobSpec,
+  LogChunk,
   Pool,
   PoolCreate,
   Project,
@@ -14,10 +17,12 @@ import {
   ROUTES,
   Runner,
   type AuditResourceType,
+  type JobSpecInput,
+  type JobState,
   type PoolCreateInput,
   type RegistrationTokenCreateInput,
 } from '@rbtk/protocol';
-import { apiRequest, arrayOf, type ApiCall, type ResponseSchema, type Transport } from './api-request.js';
+import { apiExchange, apiRequest, arrayOf, type ApiCall, type ResponseSchema, type Transport } from './api-request.js';
 
 export interface ApiClientOptions {
   /** The coordinator's base URL, e.g. http://127.0.0.1:7420. */
@@ -28,6 +33,13 @@ export interface ApiClientOptions {
   project?: string;
   /** Per-request limit; a coordinator that does not answer in time counts as unreachable. */
   timeoutMs?: number;
+}
+
+export interface JobQuery {
+  pool?: string;
+  state?: JobState;
+  /** The newest N jobs (the coordinator's default is 100). */
+  limit?: number;
 }
 
 export interface AuditQuery {
@@ -139,5 +151,33 @@ export class ApiClient {
   createApiToken(input: ApiTokenCreate): Promise<ApiToken> {
     const body = checkBody(ApiTokenCreate, input, 'API token request');
     return apiRequest(this.transport, this.scoped({ method: 'POST', path: ROUTES.apiTokens, body }), ApiToken);
+  }
+
+  /** Submits a job; `created` is false when the idempotency key named an existing job (HTTP 200, not 201). */
+  async submitJob(input: JobSpecInput): Promise<{ job: Job; created: boolean }> {
+    const body = checkBody(JobSpec, input, 'job');
+    const { status, data } = await apiExchange(this.transport, this.scoped({ method: 'POST', path: ROUTES.jobs, body }), Job);
+    return { job: data, created: status === 201 };
+  }
+
+  /** Jobs, newest first. */
+  listJobs(query: JobQuery = {}): Promise<Job[]> {
+    const call: ApiCall = { method: 'GET', path: ROUTES.jobs, query: { pool: query.pool, state: query.state, limit: query.limit } };
+    return apiRequest(this.transport, this.scoped(call), arrayOf(Job));
+  }
+
+  getJob(id: string): Promise<Job> {
+    return apiRequest(this.transport, this.scoped({ method: 'GET', path: ROUTES.job(id) }), Job);
+  }
+
+  /** The current attempt's log from byte `offset`; possibly only a part of it: read on from the end of the last chunk. */
+  getJobLogs(id: string, offset = 0): Promise<LogChunk[]> {
+    const call: ApiCall = { method: 'GET', path: ROUTES.jobLogs(id), query: { offset } };
+    return apiRequest(this.transport, this.scoped(call), arrayOf(LogChunk));
+  }
+
+  /** Cancels a job: queued ones at once, running ones when their runner has stopped them. */
+  cancelJob(id: string): Promise<Job> {
+    return apiRequest(this.transport, this.scoped({ method: 'POST', path: ROUTES.jobCancel(id) }), Job);
   }
 }

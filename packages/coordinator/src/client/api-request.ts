@@ -120,6 +120,17 @@ function errorFromResponse(status: number, text: string, call: ApiCall): RbtkErr
 export async function apiRequest<T>(t: Transport, call: ApiCall, schema: ResponseSchema<T>): Promise<T>;
 export async function apiRequest(t: Transport, call: ApiCall, schema: null): Promise<void>;
 export async function apiRequest<T>(t: Transport, call: ApiCall, schema: ResponseSchema<T> | null): Promise<T | void> {
+  if (schema === null) {
+    await apiExchange(t, call, null);
+    return;
+  }
+  return (await apiExchange(t, call, schema)).data;
+}
+
+/** apiRequest that also answers the 2xx status, for endpoints where it means something (201 vs 200). */
+export async function apiExchange<T>(t: Transport, call: ApiCall, schema: ResponseSchema<T>): Promise<{ status: number; data: T }>;
+export async function apiExchange(t: Transport, call: ApiCall, schema: null): Promise<{ status: number; data: undefined }>;
+export async function apiExchange<T>(t: Transport, call: ApiCall, schema: ResponseSchema<T> | null): Promise<{ status: number; data: T | undefined }> {
   const url = apiUrl(t.baseUrl, call.path, call.query);
   const headers: Record<string, string> = { accept: 'application/json' };
   if (t.token) headers.authorization = `Bearer ${t.token}`;
@@ -140,7 +151,7 @@ export async function apiRequest<T>(t: Transport, call: ApiCall, schema: Respons
     throw unreachable(err, t.baseUrl, t.timeoutMs) ?? err;
   }
   if (status < 200 || status > 299) throw errorFromResponse(status, text, call);
-  if (schema === null) return;
+  if (schema === null) return { status, data: undefined };
   let json: unknown;
   try {
     json = JSON.parse(text);
@@ -154,5 +165,5 @@ export async function apiRequest<T>(t: Transport, call: ApiCall, schema: Respons
     throw new RbtkError(ErrorCode.Internal,
       `the coordinator's answer to ${describe(call)} does not match the protocol${where}: ${issue?.message ?? 'invalid'}`, status);
   }
-  return parsed.data;
+  return { status, data: parsed.data };
 }

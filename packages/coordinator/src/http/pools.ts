@@ -53,6 +53,7 @@ export const poolRoutes: Route[] = [
         }),
       );
       if (!created) throw new RbtkError(ErrorCode.Conflict, `pool "${body.name}" already exists in project "${project}"`);
+      rc.ctx.jobs.routingChanged();
       return { status: 201, body: toPool(created) };
     },
   },
@@ -79,6 +80,10 @@ export const poolRoutes: Route[] = [
       if (result.kind === 'busy') {
         throw new RbtkError(ErrorCode.Conflict, `pool ${name} still has ${result.activeRunners} online runner(s) — drain it first`);
       }
+      if (result.kind === 'unfinished_jobs') {
+        throw new RbtkError(ErrorCode.Conflict, `pool ${name} still has ${result.jobs} unfinished job(s) — cancel them or let them finish first`);
+      }
+      rc.ctx.jobs.routingChanged();
       // Offline runners may still hold a (silent) socket; their tokens are gone now.
       for (const id of result.runnerIds) rc.ctx.sessions.close(id, CloseCode.Revoked, 'pool deleted');
       return { status: 204 };

@@ -83,6 +83,7 @@ export const registrationRoutes: Route[] = [
       if (result === 'unknown') throw unknownToken();
       if (result === 'expired') throw expired(record.expiresAt);
       if (result === 'used_up') throw usedUp();
+      ctx.jobs.routingChanged();
       ctx.log.info({ runnerId, name: body.name, pool: record.poolName, project: record.project }, 'runner registered');
       const response: RegisterResponse = {
         runnerId,

@@ -3,6 +3,7 @@ import { coerceError, ErrorCode, RbtkError } from '@rbtk/protocol';
 import type { CoordinatorContext } from '../context.js';
 import { auditRoutes } from './audit.js';
 import { healthRoutes } from './health.js';
+import { jobRoutes } from './jobs.js';
 import { poolRoutes } from './pools.js';
 import { projectRoutes } from './projects.js';
 import { registrationRoutes } from './registration.js';
@@ -20,6 +21,7 @@ export const ROUTES_TABLE: readonly Route[] = [
   ...runnerRoutes,
   ...tokenRoutes,
   ...auditRoutes,
+  ...jobRoutes,
 ];
 
 /**

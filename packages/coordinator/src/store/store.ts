@@ -12,6 +12,7 @@ import type {
   RunnerRow,
   RunnerTokenRow,
 } from './rows.js';
+import type { JobStore } from './job-store.js';
 
 /*
  * The coordinator's storage, one interface per resource. Every method is async
@@ -37,7 +38,8 @@ export interface ApiTokenStore {
 export type DeletePoolResult =
   | { kind: 'deleted'; runnerIds: string[] }
   | { kind: 'not_found' }
-  | { kind: 'busy'; activeRunners: number };
+  | { kind: 'busy'; activeRunners: number }
+  | { kind: 'unfinished_jobs'; jobs: number };
 
 export interface PoolStore {
   list(project: string): Promise<PoolRecord[]>;
@@ -125,6 +127,7 @@ export interface Store {
   readonly runners: RunnerStore;
   readonly runnerTokens: RunnerTokenStore;
   readonly audit: AuditStore;
+  readonly jobs: JobStore;
   /** Throws when the database does not answer (readiness). */
   ping(): Promise<void>;
   /** Safe to call twice. */

@@ -10,13 +10,16 @@ import {
 } from '@rbtk/protocol';
 import type { RawData, WebSocket } from 'ws';
 import type { CoordinatorContext } from '../context.js';
+import { RunnerJobs } from '../jobs/runner-jobs.js';
 import type { Logger } from '../log.js';
 import { TokenRotation } from '../rotation.js';
 import type { RunnerRecord } from '../store/rows.js';
+import { rawToString } from './raw.js';
 import type { LiveSession } from './sessions.js';
 
 /**
- * One runner's WebSocket session: hello, heartbeats and token confirms.
+ * One runner's WebSocket session: hello, heartbeats, token confirms, and the
+ * job frames (handed to RunnerJobs).
  * Frames are handled one at a time, in order, so a token_confirm never
  * overtakes the heartbeat_ack that carried its token.
  */
@@ -27,6 +30,7 @@ export class RunnerSession implements LiveSession {
   private greeted = false;
   private closing = false;
   private queue: Promise<void> = Promise.resolve();
+  private readonly jobs: RunnerJobs;
 
   constructor(
     private readonly ctx: CoordinatorContext,
@@ -36,6 +40,7 @@ export class RunnerSession implements LiveSession {
     this.runnerId = runner.id;
     this.log = ctx.log.child({ runnerId: runner.id, pool: runner.poolName, project: runner.project });
     this.rotation = new TokenRotation(ctx, runner.id);
+    this.jobs = new RunnerJobs(ctx.jobs, runner.id, (m) => this.send(m));
   }
 
   start(): void {
@@ -46,6 +51,7 @@ export class RunnerSession implements LiveSession {
     this.ws.on('close', (code) => {
       this.closing = true;
       this.ctx.sessions.remove(this);
+      this.jobs.onClose();
       this.log.info({ code }, 'runner disconnected');
     });
     // ws reports oversized frames (then closes with 1009) and socket errors here.
@@ -86,6 +92,16 @@ export class RunnerSession implements LiveSession {
           return await this.onHeartbeat(message);
         case 'token_confirm':
           return await this.onTokenConfirm(message);
+        case 'accept':
+          return this.jobs.onAccept(message);
+        case 'reject':
+          return await this.jobs.onReject(message);
+        case 'started':
+          return await this.jobs.onStarted(message);
+        case 'log':
+          return await this.jobs.onLog(message);
+        case 'result':
+          return await this.jobs.onResult(message);
       }
     } catch (err) {
       // Our fault, not the runner's: say so without detail and let it reconnect.
@@ -114,11 +130,14 @@ export class RunnerSession implements LiveSession {
       serverTime: new Date(this.ctx.now()).toISOString(),
     });
     this.log.info({ agentVersion: hello.agentVersion, status: runner.status }, 'runner hello');
+    // After welcome, so the runner hears who it is before any cancel or assign.
+    await this.jobs.onHello(runner, hello);
   }
 
   private async onHeartbeat(heartbeat: Heartbeat): Promise<void> {
     const runner = await this.ctx.store.runners.recordHeartbeat(this.runnerId, this.ctx.now());
     if (!runner) return this.gone();
+    this.jobs.onStatus(runner.status);
     const rotatedToken = await this.rotation.onHeartbeat();
     this.send({
       type: 'heartbeat_ack',
@@ -146,10 +165,4 @@ export class RunnerSession implements LiveSession {
   private gone(): void {
     this.refuse(ErrorCode.TokenRevoked, 'this runner no longer exists: register it again', CloseCode.Revoked);
   }
-}
-
-function rawToString(data: RawData): string {
-  if (Array.isArray(data)) return Buffer.concat(data).toString('utf8');
-  if (data instanceof ArrayBuffer) return Buffer.from(data).toString('utf8');
-  return data.toString('utf8');
 }

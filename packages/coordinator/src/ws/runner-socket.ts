@@ -16,15 +16,9 @@ import { authenticateRunnerToken } from '../rotation.js';
 import { runPingLoop, trackPongs } from './ping.js';
 import { rejectUpgrade } from './reject.js';
 import { RunnerSession } from './runner-session.js';
+import type { SocketEndpoint } from './upgrade.js';
 
-export interface RunnerSocketServer {
-  /** The http server's 'upgrade' handler. */
-  handleUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer): void;
-  /** Pings every socket until the signal aborts. */
-  runPingLoop(intervalMs: number, signal: AbortSignal): Promise<void>;
-  /** Refuses new upgrades, closes every session with 1001, waits (briefly) for them to go. */
-  close(): Promise<void>;
-}
+export type RunnerSocketServer = SocketEndpoint;
 
 /** How long a graceful close may take before sockets are cut. */
 const CLOSE_GRACE_MS = 2000;

@@ -21,6 +21,8 @@ export const RunnerConfig = z
     airgapped: z.boolean().default(false),
     max_jobs: z.number().int().positive().max(1024).default(1),
     executors: z.array(ExecutorName).nonempty().default(['docker']),
+    /** HostConfig.NetworkMode of job containers; "none" unless a named (internal) network is allowed. */
+    docker_network: z.string().min(1).optional(),
     /** Spool, control socket and other state; must be writable by the runner. */
     state_dir: z.string().optional(),
     /** How long SIGTERM waits for in-flight jobs before stopping them. */

@@ -1,7 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { Command, Option } from 'commander';
-import { DEFAULT_LISTEN, ErrorCode, RbtkError } from '@rbtk/protocol';
+import { DEFAULT_LISTEN, ErrorCode, RbtkError, SubmitterClient } from '@rbtk/protocol';
 import { ApiClient } from '../../client/api-client.js';
 import { UsageError } from './exit-codes.js';
 import { parseName, parseUrl } from './parse.js';
@@ -81,23 +81,51 @@ export function resolveToken(opts: GlobalOptions, io: Io): ResolvedToken | undef
  */
 export async function withClient<T>(cmd: Command, io: Io, fn: (client: ApiClient, opts: GlobalOptions) => Promise<T>): Promise<T> {
   const opts = globalOptions(cmd);
+  const token = requireToken(opts, io);
+  const client = new ApiClient({ url: opts.url, token: token.token, project: opts.project });
+  try {
+    return await fn(client, opts);
+  } catch (err) {
+    throw namingTokenSource(err, token);
+  } finally {
+    await client.close();
+  }
+}
+
+/** withClient for the job socket (`/v1/jobs/ws`): submit --follow and logs --follow. */
+export async function withSubmitterClient<T>(
+  cmd: Command,
+  io: Io,
+  fn: (client: SubmitterClient, opts: GlobalOptions) => Promise<T>,
+): Promise<T> {
+  const opts = globalOptions(cmd);
+  const token = requireToken(opts, io);
+  let client: SubmitterClient | undefined;
+  try {
+    client = await SubmitterClient.connect({ url: opts.url, token: token.token, project: opts.project });
+    return await fn(client, opts);
+  } catch (err) {
+    throw namingTokenSource(err, token);
+  } finally {
+    await client?.close();
+  }
+}
+
+function requireToken(opts: GlobalOptions, io: Io): ResolvedToken {
   const token = resolveToken(opts, io);
   if (!token) {
     throw new RbtkError(ErrorCode.Unauthorized,
       `no API token: pass --token, set RBTK_TOKEN or RBTK_TOKEN_FILE, or run where ./${DEFAULT_TOKEN_FILE} exists`, 401);
   }
-  const client = new ApiClient({ url: opts.url, token: token.token, project: opts.project });
-  try {
-    return await fn(client, opts);
-  } catch (err) {
-    // Say which token was refused: the silent ./.data/admin.token fallback is otherwise a puzzle.
-    if (err instanceof RbtkError && err.status === 401) {
-      throw new RbtkError(err.code, `${err.message} (token from ${token.source})`, err.status, err.details);
-    }
-    throw err;
-  } finally {
-    await client.close();
+  return token;
+}
+
+/** Says which token was refused: the silent ./.data/admin.token fallback is otherwise a puzzle. */
+function namingTokenSource(err: unknown, token: ResolvedToken): unknown {
+  if (err instanceof RbtkError && err.status === 401) {
+    return new RbtkError(err.code, `${err.message} (token from ${token.source})`, err.status, err.details);
   }
+  return err;
 }
 
 /** `--json` output: one pretty-printed document. */

@@ -24,7 +24,20 @@ Exit codes:
   2  usage error: bad flags or values (nothing was sent)
   3  cannot reach the coordinator
   4  not found (HTTP 404)
-  5  unauthorized or forbidden (HTTP 401/403): missing, wrong or under-privileged token`;
+  5  unauthorized or forbidden (HTTP 401/403): missing, wrong or under-privileged token
+  job submit --follow and job logs --follow exit with the job's own exit code when it
+  ran, else 1 when it failed, 124 when it timed out, 130 when it was cancelled`;
+
+/** Exit codes of `--follow` for a job that did not succeed (its own exit code when it failed with one). */
+export const JobExitCode = { Failed: 1, TimedOut: 124, Cancelled: 130 } as const;
+
+/** Ends a command with this exit code and no message of rbtk's own (the job's status was already said). */
+export class ExitWith extends Error {
+  override readonly name = 'ExitWith';
+  constructor(readonly exitCode: number) {
+    super(`exit ${exitCode}`);
+  }
+}
 
 /** A mistake on the command line, found before any request is sent. */
 export class UsageError extends Error {
@@ -32,7 +45,8 @@ export class UsageError extends Error {
 }
 
 /** The one place an error becomes an exit code. */
-export function exitCodeFor(err: unknown): ExitCode {
+export function exitCodeFor(err: unknown): number {
+  if (err instanceof ExitWith) return err.exitCode;
   if (err instanceof UsageError) return ExitCode.Usage;
   if (err instanceof CommanderError) {
     // Help and --version asked for exit 0 in commander too; help shown for a missing subcommand does not.

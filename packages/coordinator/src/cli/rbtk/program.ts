@@ -2,7 +2,8 @@ import { createRequire } from 'node:module';
 import { Command, CommanderError } from 'commander';
 import { registerAuditCommand } from './audit.js';
 import { addGlobalOptions, DEFAULT_TOKEN_FILE, type Io } from './context.js';
-import { EXIT_CODES_HELP, exitCodeFor } from './exit-codes.js';
+import { EXIT_CODES_HELP, ExitWith, exitCodeFor } from './exit-codes.js';
+import { registerJobCommands } from './job.js';
 import { registerPoolCommands } from './pool.js';
 import { registerProjectCommands } from './project.js';
 import { registerRunnerCommands } from './runner.js';
@@ -26,7 +27,7 @@ function packageVersion(): string {
 /** The `rbtk` command tree, writing through `io`; commander errors are thrown, not exited. */
 export function buildProgram(io: Io): Command {
   const program = new Command('rbtk')
-    .description('operate an rbtk coordinator: projects, pools, registration tokens, runners, audit log')
+    .description('operate an rbtk coordinator: projects, pools, registration tokens, runners, jobs, audit log')
     .version(packageVersion(), '-V, --version')
     .exitOverride()
     .configureHelp({ showGlobalOptions: true })
@@ -43,6 +44,7 @@ export function buildProgram(io: Io): Command {
   registerRunnerCommands(program, io);
   registerAuditCommand(program, io);
   registerTokenCommands(program, io);
+  registerJobCommands(program, io);
   program.addHelpText('after', `${ENVIRONMENT_HELP}\n${EXIT_CODES_HELP}\n`);
   return program;
 }
@@ -56,7 +58,8 @@ export async function runRbtk(args: readonly string[], io: Io): Promise<number> 
   } catch (err) {
     const code = exitCodeFor(err);
     // Commander has already printed its own errors (and help) through configureOutput.
-    if (!(err instanceof CommanderError)) io.stderr(`rbtk: ${err instanceof Error ? err.message : String(err)}\n`);
+    // ExitWith carries a job's exit status, which the command has already explained.
+    if (!(err instanceof CommanderError) && !(err instanceof ExitWith)) io.stderr(`rbtk: ${err instanceof Error ? err.message : String(err)}\n`);
     return code;
   }
 }

@@ -92,6 +92,70 @@ export const MIGRATIONS: readonly Migration[] = [
       CREATE INDEX audit_project ON audit (project, resource_type, id);
     `,
   },
+  {
+    version: 2,
+    name: 'jobs, job events, job logs',
+    sql: `
+      -- seq orders each pool's FIFO: a requeued job keeps its place (created order).
+      -- runner_id has no foreign key: runners are deleted (revoke, reap) while
+      -- their jobs' history stays.
+      CREATE TABLE jobs (
+        seq INTEGER PRIMARY KEY AUTOINCREMENT,
+        id TEXT NOT NULL UNIQUE,
+        project TEXT NOT NULL REFERENCES projects(name) ON DELETE CASCADE,
+        pool_id INTEGER NOT NULL REFERENCES pools(id) ON DELETE CASCADE,
+        state TEXT NOT NULL CHECK (state IN ('queued', 'assigned', 'running', 'succeeded', 'failed', 'cancelled', 'timed_out')),
+        spec TEXT NOT NULL,
+        timeout_ms INTEGER NOT NULL,
+        retries INTEGER NOT NULL,
+        idempotency_key TEXT,
+        attempt INTEGER NOT NULL DEFAULT 0,
+        -- attempts that ended in a retry-consuming failure (runner lost/revoked, executor failed)
+        failures INTEGER NOT NULL DEFAULT 0,
+        runner_id TEXT,
+        exit_code INTEGER,
+        reason TEXT,
+        -- runners that rejected this job: never offered it again
+        excluded TEXT NOT NULL DEFAULT '[]',
+        cancel_requested INTEGER NOT NULL DEFAULT 0,
+        -- bytes of the current attempt's log
+        log_bytes INTEGER NOT NULL DEFAULT 0,
+        -- state changes so far; watchers use it to drop events they have already seen
+        version INTEGER NOT NULL DEFAULT 0,
+        created_at INTEGER NOT NULL,
+        assigned_at INTEGER,
+        started_at INTEGER,
+        finished_at INTEGER
+      );
+      CREATE UNIQUE INDEX jobs_idempotency ON jobs (project, idempotency_key) WHERE idempotency_key IS NOT NULL;
+      CREATE INDEX jobs_queue ON jobs (pool_id, seq) WHERE state = 'queued';
+      CREATE INDEX jobs_in_flight ON jobs (runner_id) WHERE state IN ('assigned', 'running');
+      CREATE INDEX jobs_running ON jobs (started_at) WHERE state = 'running';
+      CREATE INDEX jobs_project ON jobs (project, seq);
+      -- No AUTOINCREMENT: events are never deleted on their own, and it would cost a write per event.
+      CREATE TABLE job_events (
+        id INTEGER PRIMARY KEY,
+        job_id TEXT NOT NULL REFERENCES jobs(id) ON DELETE CASCADE,
+        at INTEGER NOT NULL,
+        state TEXT NOT NULL,
+        attempt INTEGER NOT NULL,
+        runner_id TEXT,
+        reason TEXT,
+        exit_code INTEGER
+      );
+      CREATE INDEX job_events_job ON job_events (job_id, id);
+      -- Each attempt keeps its own log; the job's visible log is its current attempt's.
+      CREATE TABLE job_logs (
+        job_id TEXT NOT NULL REFERENCES jobs(id) ON DELETE CASCADE,
+        attempt INTEGER NOT NULL,
+        byte_offset INTEGER NOT NULL,
+        size INTEGER NOT NULL,
+        stream TEXT NOT NULL CHECK (stream IN ('stdout', 'stderr')),
+        data TEXT NOT NULL,
+        PRIMARY KEY (job_id, attempt, byte_offset)
+      ) WITHOUT ROWID;
+    `,
+  },
 ];
 
 /** Applies the migrations this database lacks; returns the versions applied. Idempotent. */

@@ -81,6 +81,12 @@ export class SqlitePoolStore implements PoolStore {
         if (!p) return { kind: 'not_found' };
         const active = p.counts.online + p.counts.draining;
         if (active > 0) return { kind: 'busy', activeRunners: active };
+        // Jobs cascade with their pool: refuse rather than silently drop unfinished ones.
+        const unfinished = stmt(
+          this.db,
+          "SELECT COUNT(*) AS n FROM jobs WHERE pool_id = ? AND state IN ('queued', 'assigned', 'running')",
+        ).get(p.id) as { n: number };
+        if (unfinished.n > 0) return { kind: 'unfinished_jobs', jobs: unfinished.n };
         const runnerIds = (stmt(this.db, 'SELECT id FROM runners WHERE pool_id = ?').all(p.id) as { id: string }[]).map(
           (r) => r.id,
         );

@@ -2,6 +2,7 @@ import { mkdirSync } from 'node:fs';
 import path from 'node:path';
 import type { Store } from '../store.js';
 import { SqliteAuditStore } from './audit.js';
+import { SqliteJobStore } from './jobs.js';
 import { type Db, openDatabase } from './db.js';
 import { migrate } from './migrations.js';
 import { SqlitePoolStore, SqliteRegistrationTokenStore } from './pools.js';
@@ -18,6 +19,7 @@ export class SqliteStore implements Store {
   readonly runners: SqliteRunnerStore;
   readonly runnerTokens: SqliteRunnerTokenStore;
   readonly audit: SqliteAuditStore;
+  readonly jobs: SqliteJobStore;
   private closed = false;
 
   private constructor(readonly db: Db) {
@@ -28,6 +30,7 @@ export class SqliteStore implements Store {
     this.runners = new SqliteRunnerStore(db);
     this.runnerTokens = new SqliteRunnerTokenStore(db);
     this.audit = new SqliteAuditStore(db);
+    this.jobs = new SqliteJobStore(db);
   }
 
   /** Opens (creating the directory and file if needed) and migrates. */

@@ -1,0 +1,275 @@
+// npm run bench:dispatch — how fast does a job get from submit to a runner?
+//
+// Measured in one run, on this machine, against the floor it cannot beat:
+//   1. floor: a bare WebSocket round trip on loopback;
+//   2. the coordinator (the real bin, its own process) with 200 simulated
+//      runners that speak the real protocol and complete each job at once:
+//      dispatch latency at a fixed 1,000 jobs/s, then maximum throughput;
+//   3. real rbtk-runner daemons running the shell job `true`, 1 and 4 of them.
+// Every state change is durable (SQLite WAL, synchronous=FULL) throughout.
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import WebSocket, { WebSocketServer } from 'ws';
+import { PROTOCOL_VERSION, PROTOCOL_VERSION_HEADER } from '@rbtk/protocol';
+import { ROOT, fmt, machine, printTable, saveResults, sleep, startProcess, summarize } from './lib.mjs';
+
+const QUICK = process.argv.includes('--quick');
+const SIM_RUNNERS = QUICK ? 50 : 200;
+const RATE = 1_000;
+const RATE_SECONDS = QUICK ? 1 : 3;
+const THROUGHPUT_JOBS = QUICK ? 2_000 : 10_000;
+const REAL_JOBS = QUICK ? 50 : 200;
+
+const wsUrl = (url, path) => url.replace(/^http/, 'ws') + path;
+const open = (ws) => new Promise((resolve, reject) => (ws.once('open', resolve), ws.once('error', reject)));
+
+async function measureFloor(n = 5_000) {
+  const wss = new WebSocketServer({ host: '127.0.0.1', port: 0 });
+  wss.on('connection', (ws) => ws.on('message', (d) => ws.send(d)));
+  await new Promise((r) => wss.once('listening', r));
+  const ws = new WebSocket(`ws://127.0.0.1:${wss.address().port}`);
+  await open(ws);
+  const lat = [];
+  const started = performance.now();
+  for (let i = 0; i < n; i++) {
+    const t0 = performance.now();
+    ws.send(JSON.stringify({ type: 'ping', i }));
+    await new Promise((r) => ws.once('message', r));
+    lat.push(performance.now() - t0);
+  }
+  const seconds = (performance.now() - started) / 1000;
+  ws.close();
+  await new Promise((r) => wss.close(r));
+  return { ...summarize(lat), perSecond: n / seconds };
+}
+
+async function startCoordinator(dir) {
+  const { child, line } = await startProcess(
+    `${ROOT}packages/coordinator/bin/rbtk-coordinator.js`,
+    ['serve', '--listen', '127.0.0.1:0', '--data-dir', dir, '--log-level', 'warn'],
+    (l) => l.msg === 'listening',
+    { RBTK_LOG_LEVEL: 'info' },
+  );
+  const admin = (await readFile(join(dir, 'admin.token'), 'utf8')).trim();
+  return { child, url: line.url, admin };
+}
+
+async function api(url, token, method, path, body) {
+  const res = await fetch(url + path, {
+    method,
+    headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' },
+    body: body && JSON.stringify(body),
+  });
+  if (!res.ok) throw new Error(`${method} ${path}: ${res.status} ${await res.text()}`);
+  return res.status === 204 ? undefined : res.json();
+}
+
+/** A runner that speaks the real protocol and completes every job at once. */
+class SimRunner {
+  constructor(onAssign, onDone) {
+    this.onAssign = onAssign;
+    this.onDone = onDone;
+  }
+
+  async connect(url, token) {
+    this.ws = new WebSocket(wsUrl(url, '/v1/runner/ws'), {
+      headers: { authorization: `Bearer ${token}`, [PROTOCOL_VERSION_HEADER]: String(PROTOCOL_VERSION) },
+    });
+    await open(this.ws);
+    const welcomed = new Promise((r) => (this.welcomed = r));
+    this.ws.on('message', (data) => this.handle(JSON.parse(data.toString())));
+    this.ws.send(JSON.stringify({
+      type: 'hello',
+      agentVersion: 'bench',
+      host: { hostname: 'sim', os: 'sim', arch: 'x64', cpus: 1, memoryBytes: 1 },
+      capabilities: { executors: ['shell'], maxJobs: 1, labels: {}, airgapped: false },
+      held: [],
+    }));
+    await welcomed;
+  }
+
+  handle(m) {
+    const send = (frame) => this.ws.send(JSON.stringify(frame));
+    if (m.type === 'welcome') this.welcomed();
+    else if (m.type === 'assign') {
+      this.onAssign(m.jobId);
+      const ids = { jobId: m.jobId, attempt: m.attempt };
+      send({ type: 'accept', ...ids });
+      send({ type: 'started', ...ids });
+      send({ type: 'result', ...ids, outcome: 'succeeded', exitCode: 0, logBytes: 0 });
+    } else if (m.type === 'result_ack') this.onDone(m.jobId);
+  }
+
+  close() {
+    this.ws.close();
+  }
+}
+
+/** Submits over the submitter WebSocket, many requests in flight. */
+class Submitter {
+  pending = new Map();
+  seq = 0;
+
+  async connect(url, token) {
+    this.ws = new WebSocket(wsUrl(url, '/v1/jobs/ws'), {
+      headers: { authorization: `Bearer ${token}`, [PROTOCOL_VERSION_HEADER]: String(PROTOCOL_VERSION) },
+    });
+    await open(this.ws);
+    this.ws.on('message', (data) => {
+      const m = JSON.parse(data.toString());
+      const p = this.pending.get(m.reqId);
+      if (!p) return;
+      this.pending.delete(m.reqId);
+      m.type === 'error' ? p.reject(new Error(m.message)) : p.resolve(m.job);
+    });
+  }
+
+  submit(spec) {
+    const reqId = String(++this.seq);
+    return new Promise((resolve, reject) => {
+      this.pending.set(reqId, { resolve, reject });
+      this.ws.send(JSON.stringify({ type: 'submit', reqId, spec }));
+    });
+  }
+}
+
+const TRUE_JOB = { pool: 'bench', executor: { type: 'shell', command: ['true'] } };
+
+async function simulated(url, admin) {
+  await api(url, admin, 'POST', '/v1/pools', { name: 'bench' });
+  const reg = await api(url, admin, 'POST', '/v1/pools/bench/tokens', { ttl: '1h', uses: SIM_RUNNERS });
+  const submittedAt = new Map();
+  const assignedAt = new Map();
+  let done = 0;
+  let onAllDone = () => {};
+  const runners = [];
+  for (let i = 0; i < SIM_RUNNERS; i++) {
+    const res = await fetch(`${url}/v1/runners/register`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${reg.token}`, 'content-type': 'application/json' },
+      body: JSON.stringify({ name: `sim-${i}` }),
+    });
+    const { token } = await res.json();
+    const sim = new SimRunner(
+      (jobId) => assignedAt.set(jobId, performance.now()),
+      () => {
+        done++;
+        onAllDone();
+      },
+    );
+    await sim.connect(url, token);
+    runners.push(sim);
+  }
+  const submitter = new Submitter();
+  await submitter.connect(url, admin);
+
+  // Phase A: a steady 1,000 jobs/s; latency from the submit frame to the assign frame at a runner.
+  // The submit's start time is kept by reqId and moved to the job id when its answer arrives.
+  const paced = RATE * RATE_SECONDS;
+  assignedAt.clear();
+  const startA = performance.now();
+  const inflight = [];
+  for (let i = 0; i < paced; i++) {
+    const due = startA + (i * 1000) / RATE;
+    const wait = due - performance.now();
+    if (wait > 1) await sleep(wait);
+    const t0 = performance.now();
+    inflight.push(submitter.submit(TRUE_JOB).then((job) => submittedAt.set(job.id, t0)));
+  }
+  await Promise.all(inflight);
+  await waitUntil(() => done >= paced, 30_000);
+  // The assign may reach a runner before the submit's answer reaches us: pair them up afterwards.
+  const rateA = summarize([...submittedAt].map(([id, t0]) => assignedAt.get(id) - t0));
+
+  // Phase B: as fast as it goes, 500 submits in flight; completed = result acknowledged (durable).
+  const before = done;
+  const startB = performance.now();
+  let sent = 0;
+  const window = [];
+  while (sent < THROUGHPUT_JOBS) {
+    while (window.length < 500 && sent < THROUGHPUT_JOBS) {
+      const p = submitter.submit(TRUE_JOB).then(() => window.splice(window.indexOf(p), 1));
+      window.push(p);
+      sent++;
+    }
+    await Promise.race(window);
+  }
+  await waitUntil(() => done - before >= THROUGHPUT_JOBS, 120_000);
+  const secondsB = (performance.now() - startB) / 1000;
+  for (const r of runners) r.close();
+  submitter.ws.close();
+  return { rateA: { ...rateA, rate: RATE, jobs: paced }, throughput: { jobs: THROUGHPUT_JOBS, perSecond: THROUGHPUT_JOBS / secondsB } };
+}
+
+async function waitUntil(cond, timeoutMs) {
+  const deadline = Date.now() + timeoutMs;
+  while (!cond()) {
+    if (Date.now() > deadline) throw new Error('benchmark timed out waiting for jobs to complete');
+    await sleep(5);
+  }
+}
+
+async function realAgents(count) {
+  const dir = await mkdtemp(join(tmpdir(), 'rbtk-bench-real-'));
+  const coord = await startCoordinator(join(dir, 'coordinator'));
+  const agents = [];
+  try {
+    const { url, admin } = coord;
+    await api(url, admin, 'POST', '/v1/pools', { name: 'bench' });
+    for (let i = 0; i < count; i++) {
+      const reg = await api(url, admin, 'POST', '/v1/pools/bench/tokens', { ttl: '1h', uses: 1 });
+      const config = join(dir, `agent-${i}`, 'runner.yaml');
+      const { execFileSync } = await import('node:child_process');
+      execFileSync(process.execPath, [`${ROOT}packages/agent/bin/rbtk-runner.js`, 'register', '--url', url, '--token', reg.token, '--name', `agent-${i}`, '--executor', 'shell', '--max-jobs', '4', '--config', config], { stdio: 'ignore' });
+      const { child } = await startProcess(`${ROOT}packages/agent/bin/rbtk-runner.js`, ['run', '--config', config], (l) => l.msg === 'connected');
+      agents.push(child);
+    }
+    const submitter = new Submitter();
+    await submitter.connect(url, admin);
+    const t0 = performance.now();
+    const ids = await Promise.all(Array.from({ length: REAL_JOBS }, () => submitter.submit(TRUE_JOB).then((j) => j.id)));
+    let jobs = [];
+    for (;;) {
+      jobs = await api(url, admin, 'GET', `/v1/jobs?pool=bench&limit=${REAL_JOBS}`);
+      if (jobs.length >= REAL_JOBS && jobs.every((j) => ['succeeded', 'failed'].includes(j.state))) break;
+      if (performance.now() - t0 > 120_000) throw new Error('real agents did not finish in 120 s');
+      await sleep(100);
+    }
+    const seconds = (performance.now() - t0) / 1000;
+    const toRunning = jobs.filter((j) => ids.includes(j.id) && j.startedAt).map((j) => Date.parse(j.startedAt) - Date.parse(j.createdAt));
+    submitter.ws.close();
+    return { agents: count, jobs: REAL_JOBS, failed: jobs.filter((j) => j.state !== 'succeeded').length, ...summarize(toRunning), perSecond: REAL_JOBS / seconds };
+  } finally {
+    for (const a of agents) a.kill('SIGTERM');
+    coord.child.kill('SIGTERM');
+    await sleep(300);
+    await rm(dir, { recursive: true, force: true });
+  }
+}
+
+const floor = await measureFloor();
+const dir = await mkdtemp(join(tmpdir(), 'rbtk-bench-'));
+const coord = await startCoordinator(dir);
+let sim;
+try {
+  sim = await simulated(coord.url, coord.admin);
+} finally {
+  coord.child.kill('SIGTERM');
+  await sleep(300);
+  await rm(dir, { recursive: true, force: true });
+}
+const real1 = await realAgents(1);
+const real4 = await realAgents(4);
+
+const rows = [
+  { case: 'floor: bare WebSocket round trip', p50_ms: fmt(floor.p50, 3), p99_ms: fmt(floor.p99, 3), 'jobs/s': fmt(floor.perSecond, 0), note: 'sequential echo' },
+  { case: `coordinator, ${SIM_RUNNERS} sim runners @ ${RATE}/s`, p50_ms: fmt(sim.rateA.p50, 3), p99_ms: fmt(sim.rateA.p99, 3), 'jobs/s': String(RATE), note: `submit→assign; p99 = ${fmt(sim.rateA.p99 / floor.p99, 1)}× floor; target p99 < 5 ms` },
+  { case: `coordinator, ${SIM_RUNNERS} sim runners, max`, p50_ms: '', p99_ms: '', 'jobs/s': fmt(sim.throughput.perSecond, 0), note: 'completed, durable; target ≥ 5,000 jobs/s' },
+  { case: '1 real agent (max_jobs 4), shell true', p50_ms: fmt(real1.p50, 0), p99_ms: fmt(real1.p99, 0), 'jobs/s': fmt(real1.perSecond, 0), note: `submit→running (server clock, ms); ${real1.failed} failed` },
+  { case: '4 real agents (max_jobs 4), shell true', p50_ms: fmt(real4.p50, 0), p99_ms: fmt(real4.p99, 0), 'jobs/s': fmt(real4.perSecond, 0), note: `submit→running (server clock, ms); ${real4.failed} failed` },
+];
+console.log(`\nrbtk dispatch benchmark — ${JSON.stringify(machine())}\n`);
+printTable(rows, ['case', 'p50_ms', 'p99_ms', 'jobs/s', 'note']);
+const file = await saveResults('dispatch', { machine: machine(), quick: QUICK, floor, sim, real1, real4 });
+console.log(`\nsaved ${file}`);

@@ -1,0 +1,262 @@
+import type {
+  Assign,
+  CancelAttempt,
+  CoordinatorJobMessage,
+  ExecutorName,
+  HeldAttempt as HeldAttemptFrame,
+  RunnerConfig,
+  RunnerMessage,
+} from '@rbtk/protocol';
+import type { Executor, StopReason } from '../executors/executor.js';
+import type { LeftoverContainer } from '../executors/docker-leftovers.js';
+import type { Logger } from '../log.js';
+import { sleep } from '../sleep.js';
+import { attemptKey, type HeldAttempt, type JobStatus } from './held-attempt.js';
+import { runAttempt } from './run-attempt.js';
+import { flushAttempt, resetForConnection } from './send-attempt.js';
+import type { Spool } from './spool.js';
+
+export interface JobManagerDeps {
+  runnerId: string;
+  config: Pick<RunnerConfig, 'max_jobs' | 'executors'>;
+  executors: Partial<Record<ExecutorName, Executor>>;
+  spool: Spool;
+  logger: Logger;
+}
+
+export type SendFrame = (frame: RunnerMessage) => boolean;
+
+export const RESTARTED_MESSAGE = 'rbtk-runner restarted while the job was running';
+export const STOPPED_MESSAGE = 'rbtk-runner stopped before the job finished';
+
+/**
+ * The runner's job slots: takes assignments (or rejects them), runs each
+ * attempt through its executor, enforces the timeout, stops attempts on cancel,
+ * and keeps every attempt in the spool until the coordinator acknowledged its
+ * result. Frames go out through the current session; without one they wait in
+ * the spool and are resent on the next connection.
+ */
+export class JobManager {
+  private readonly held = new Map<string, HeldAttempt>();
+  private send: SendFrame | undefined;
+  private stopping: Promise<void> | undefined;
+
+  constructor(private readonly deps: JobManagerDeps) {}
+
+  /**
+   * At daemon start: attempts left in the spool without a result, and job
+   * containers found by their labels, were running when the runner died:
+   * nobody watches them now, so they are reported failed.
+   */
+  async recover(leftovers: LeftoverContainer[] = []): Promise<void> {
+    const { spool, logger } = this.deps;
+    for (const spooled of await spool.load()) {
+      if (!spooled.result) {
+        if (spooled.meta.pgid) killGroup(spooled.meta.pgid);
+        await spooled.finish({ outcome: 'failed', exitCode: null, message: RESTARTED_MESSAGE });
+        logger.warn({ jobId: spooled.meta.jobId, attempt: spooled.meta.attempt }, 'job was running when rbtk-runner stopped; reporting it failed');
+      }
+      this.adopt(spooled.meta.jobId, spooled.meta.attempt).spooled = spooled;
+    }
+    for (const c of leftovers) {
+      if (!c.jobId || !c.attempt || this.held.has(attemptKey(c.jobId, c.attempt))) continue;
+      const spooled = await spool.create({ jobId: c.jobId, attempt: c.attempt, executor: 'docker', acceptedAt: new Date().toISOString() });
+      await spooled.finish({ outcome: 'failed', exitCode: null, message: RESTARTED_MESSAGE });
+      this.adopt(c.jobId, c.attempt).spooled = spooled;
+      logger.warn({ jobId: c.jobId, attempt: c.attempt }, 'job was running when rbtk-runner stopped; reporting it failed');
+    }
+    for (const h of this.held.values()) this.watchSpool(h);
+  }
+
+  /** hello.held: every attempt in the spool, finished or not. */
+  heldAttempts(): HeldAttemptFrame[] {
+    return [...this.held.values()]
+      .filter((h) => h.spooled)
+      .map((h) => ({ jobId: h.jobId, attempt: h.attempt, finished: h.state === 'finished' }));
+  }
+
+  status(): JobStatus[] {
+    return [...this.held.values()].map((h) => ({ jobId: h.jobId, attempt: h.attempt, state: h.state }));
+  }
+
+  /** A session was welcomed: resend what the coordinator has not acknowledged, in order. */
+  attach(send: SendFrame): void {
+    this.send = send;
+    for (const h of this.held.values()) {
+      resetForConnection(h);
+      this.flush(h);
+    }
+  }
+
+  detach(): void {
+    this.send = undefined;
+  }
+
+  handle(message: CoordinatorJobMessage): void {
+    switch (message.type) {
+      case 'assign':
+        void this.assign(message);
+        break;
+      case 'cancel':
+        this.cancel(message);
+        break;
+      case 'log_ack':
+        this.held.get(attemptKey(message.jobId, message.attempt))?.spooled?.ack(message.offset);
+        break;
+      case 'result_ack':
+        this.resultAcked(message.jobId, message.attempt, message.accepted, message.reason);
+        break;
+    }
+  }
+
+  /**
+   * Takes no new work, lets running attempts finish for up to timeoutMs, then
+   * stops the rest; waits briefly for the coordinator to acknowledge results.
+   * Safe to call twice (the second call gets the first one's promise).
+   */
+  shutdown(timeoutMs: number, ackWaitMs = 2_000): Promise<void> {
+    this.stopping ??= (async () => {
+      const running = () => [...this.held.values()].filter((h) => h.state !== 'finished');
+      if (running().length > 0) {
+        this.deps.logger.info({ jobs: running().length, timeoutMs }, 'waiting for running jobs to finish');
+        const timeout = new AbortController();
+        await Promise.race([Promise.all(running().map((h) => h.done)), sleep(timeoutMs, timeout.signal)]);
+        timeout.abort();
+        for (const h of running()) this.stop(h, { outcome: 'cancelled', message: STOPPED_MESSAGE });
+        await Promise.all(running().map((h) => h.done));
+      }
+      const deadline = Date.now() + ackWaitMs;
+      while (this.send && this.held.size > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+      await Promise.all([...this.held.values()].map((h) => h.spooled?.idle()));
+    })();
+    return this.stopping;
+  }
+
+  /** Resolves when no attempt is running (tests, shutdown). */
+  async idle(): Promise<void> {
+    await Promise.all([...this.held.values()].map((h) => h.done));
+  }
+
+  private async assign(message: Assign): Promise<void> {
+    const { logger, config, executors } = this.deps;
+    const { jobId, attempt } = message;
+    const key = attemptKey(jobId, attempt);
+    const known = this.held.get(key);
+    if (known) {
+      // The same assignment again (a resend after a reconnect): the answer has not changed.
+      if (known.state !== 'finished' && known.spooled) this.sendFrame({ type: 'accept', jobId, attempt });
+      return;
+    }
+    const type = message.spec.executor.type;
+    const busy = [...this.held.values()].filter((h) => h.state !== 'finished').length;
+    let refusal: string | undefined;
+    if (this.stopping) refusal = 'rbtk-runner is stopping';
+    else if (!config.executors.includes(type) || !executors[type]) {
+      refusal = `executor "${type}" is not enabled on this runner (executors: ${config.executors.join(', ')})`;
+    } else if (busy >= config.max_jobs) refusal = `no free slot: ${busy} of ${config.max_jobs} jobs running`;
+    if (refusal) {
+      logger.info({ jobId, attempt, reason: refusal }, 'job rejected');
+      this.sendFrame({ type: 'reject', jobId, attempt, reason: refusal });
+      return;
+    }
+
+    // The slot is taken now, before any await, so two assignments cannot both get the last one.
+    const h = this.adopt(jobId, attempt);
+    Object.assign(h, { state: 'starting', acceptSent: false, startedSent: false });
+    try {
+      h.spooled = await this.deps.spool.create({ jobId, attempt, executor: type, acceptedAt: new Date().toISOString() });
+    } catch (err) {
+      this.held.delete(key);
+      const reason = `cannot write the spool: ${(err as Error).message}`;
+      logger.error({ jobId, attempt, reason }, 'job rejected');
+      this.sendFrame({ type: 'reject', jobId, attempt, reason });
+      return;
+    }
+    this.watchSpool(h);
+    h.acceptSent = this.sendFrame({ type: 'accept', jobId, attempt });
+    logger.info({ jobId, attempt, executor: type, timeoutMs: message.timeoutMs }, 'job accepted');
+    h.done = runAttempt(
+      {
+        runnerId: this.deps.runnerId,
+        executor: executors[type]!,
+        logger,
+        onStarted: () => this.started(h),
+        stop: (reason) => this.stop(h, reason),
+      },
+      h,
+      message,
+    );
+  }
+
+  private started(h: HeldAttempt): void {
+    h.startedSent = this.sendFrame({ type: 'started', jobId: h.jobId, attempt: h.attempt });
+  }
+
+  private cancel(message: CancelAttempt): void {
+    const h = this.held.get(attemptKey(message.jobId, message.attempt));
+    if (!h || h.state === 'finished') {
+      this.deps.logger.debug({ jobId: message.jobId, attempt: message.attempt, reason: message.reason }, 'cancel for an attempt not running here');
+      return;
+    }
+    const reason: StopReason =
+      message.reason === 'timed_out'
+        ? { outcome: 'timed_out', message: 'timed out: the coordinator\'s deadline passed' }
+        : { outcome: 'cancelled', message: message.reason };
+    this.stop(h, reason);
+  }
+
+  private stop(h: HeldAttempt, reason: StopReason): void {
+    if (h.state === 'finished') return;
+    this.deps.logger.info({ jobId: h.jobId, attempt: h.attempt, outcome: reason.outcome, reason: reason.message }, 'stopping job');
+    h.state = 'stopping';
+    h.stopReason ??= reason;
+    h.execution?.stop(reason);
+  }
+
+  private resultAcked(jobId: string, attempt: number, accepted: boolean, reason: string | undefined): void {
+    const key = attemptKey(jobId, attempt);
+    const h = this.held.get(key);
+    if (!h?.spooled?.result) return;
+    if (!accepted) this.deps.logger.warn({ jobId, attempt, reason }, 'the coordinator refused the result');
+    else this.deps.logger.debug({ jobId, attempt }, 'result acknowledged');
+    this.held.delete(key);
+    void h.spooled.remove();
+  }
+
+  private adopt(jobId: string, attempt: number): HeldAttempt {
+    const h: HeldAttempt = {
+      jobId,
+      attempt,
+      state: 'finished',
+      hasStarted: false,
+      acceptSent: true,
+      startedSent: true,
+      sentUpTo: 0,
+      resultSent: false,
+    };
+    this.held.set(attemptKey(jobId, attempt), h);
+    return h;
+  }
+
+  /** Log bytes and the result are sent once they are on disk. */
+  private watchSpool(h: HeldAttempt): void {
+    resetForConnection(h);
+    h.spooled!.onDurable = () => this.flush(h);
+  }
+
+  private flush(h: HeldAttempt): void {
+    if (this.send) flushAttempt(h, this.send);
+  }
+
+  private sendFrame(frame: RunnerMessage): boolean {
+    return this.send?.(frame) ?? false;
+  }
+}
+
+function killGroup(pgid: number): void {
+  try {
+    process.kill(-pgid, 'SIGKILL');
+  } catch {
+    // ESRCH: nothing left of it.
+  }
+}

@@ -1,0 +1,67 @@
+import { formatDuration, type Assign } from '@rbtk/protocol';
+import { failedBeforeStart, type ExecutionResult, type Executor, type StopReason } from '../executors/executor.js';
+import type { Logger } from '../log.js';
+import type { HeldAttempt } from './held-attempt.js';
+import { LogDecoder } from './log-decoder.js';
+
+export interface RunAttemptDeps {
+  runnerId: string;
+  executor: Executor;
+  logger: Logger;
+  onStarted(): void;
+  /** Stops the attempt through the manager (state, log line). */
+  stop(reason: StopReason): void;
+}
+
+/** setTimeout fires at once beyond this; a longer timeout waits the longest it can. */
+const MAX_TIMER_MS = 2 ** 31 - 1;
+
+/**
+ * Runs one accepted attempt to its end: output bytes into the spool (decoded,
+ * chunked), the timeout, and the result into the spool. Never throws.
+ */
+export async function runAttempt(deps: RunAttemptDeps, h: HeldAttempt, assign: Assign): Promise<void> {
+  const { logger } = deps;
+  const spooled = h.spooled!;
+  const ids = { jobId: h.jobId, attempt: h.attempt };
+  const decoder = new LogDecoder();
+  const startedAt = Date.now();
+
+  let result: ExecutionResult;
+  const timer = setTimeout(
+    () => deps.stop({ outcome: 'timed_out', message: `timed out after ${formatDuration(assign.timeoutMs)}` }),
+    Math.min(assign.timeoutMs, MAX_TIMER_MS),
+  );
+  try {
+    const execution = deps.executor.start({ runnerId: deps.runnerId, ...ids }, assign.spec.executor, {
+      started: (detail) => {
+        if (h.state === 'starting') h.state = 'running';
+        h.hasStarted = true;
+        if (detail?.pgid) spooled.updateMeta({ pgid: detail.pgid });
+        logger.info({ ...ids, ...detail }, 'job started');
+        deps.onStarted();
+      },
+      output: (stream, data) => spooled.append(decoder.write(stream, data)),
+    });
+    h.execution = execution;
+    // A cancel that arrived while the spool was being created.
+    if (h.stopReason) execution.stop(h.stopReason);
+    result = await execution.wait();
+  } catch (err) {
+    result = failedBeforeStart(`the ${assign.spec.executor.type} executor failed: ${(err as Error).message}`);
+  } finally {
+    clearTimeout(timer);
+  }
+  spooled.append(decoder.end());
+  h.state = 'finished';
+  const level = result.outcome === 'succeeded' ? 'info' : 'warn';
+  logger[level](
+    { ...ids, outcome: result.outcome, exitCode: result.exitCode, message: result.message, logBytes: spooled.logBytes, durationMs: Date.now() - startedAt },
+    'job finished',
+  );
+  try {
+    await spooled.finish(result);
+  } catch (err) {
+    logger.error({ ...ids, err: (err as Error).message }, 'could not write the job result to the spool');
+  }
+}

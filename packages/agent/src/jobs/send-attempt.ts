@@ -1,0 +1,46 @@
+import type { RunnerMessage } from '@rbtk/protocol';
+import type { HeldAttempt } from './held-attempt.js';
+
+/** A new connection: the coordinator may have missed anything not acknowledged, so start again from there. */
+export function resetForConnection(h: HeldAttempt): void {
+  const s = h.spooled;
+  h.sentUpTo = s ? (s.records[0]?.offset ?? s.logBytes) : 0;
+  h.resultSent = false;
+}
+
+/**
+ * Sends what the coordinator has not seen yet, in order: accept, started, the
+ * log records on disk from `sentUpTo`, then the result once every log byte
+ * before it went out. Stops at the first frame the socket refuses; the next
+ * connection starts over from the last acknowledgement.
+ */
+export function flushAttempt(h: HeldAttempt, send: (frame: RunnerMessage) => boolean): void {
+  const s = h.spooled;
+  if (!s) return;
+  const { jobId, attempt } = h;
+  if (!h.acceptSent) {
+    if (!send({ type: 'accept', jobId, attempt })) return;
+    h.acceptSent = true;
+  }
+  if (h.hasStarted && !h.startedSent) {
+    if (!send({ type: 'started', jobId, attempt })) return;
+    h.startedSent = true;
+  }
+  for (const r of s.records) {
+    if (r.offset < h.sentUpTo) continue;
+    if (r.offset >= s.durableBytes) return;
+    if (!send({ type: 'log', jobId, attempt, offset: r.offset, stream: r.stream, data: r.data })) return;
+    h.sentUpTo = r.offset + r.bytes;
+  }
+  const result = s.result;
+  if (!result || h.resultSent || h.sentUpTo < result.logBytes) return;
+  h.resultSent = send({
+    type: 'result',
+    jobId,
+    attempt,
+    outcome: result.outcome,
+    exitCode: result.exitCode,
+    ...(result.message !== undefined ? { message: result.message.slice(0, 8192) } : {}),
+    logBytes: result.logBytes,
+  });
+}

@@ -1,0 +1,248 @@
+import { mkdir, readdir, readFile, rm, appendFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import type { ExecutorName, LogStream, Outcome } from '@rbtk/protocol';
+import writeFileAtomic from 'write-file-atomic';
+import { safeName } from '../executors/executor.js';
+import type { DecodedChunk } from './log-decoder.js';
+
+/** Who the attempt is; written once when it is accepted. */
+export interface SpoolMeta {
+  jobId: string;
+  attempt: number;
+  executor: ExecutorName;
+  acceptedAt: string;
+  /** A shell job's process group, so a restarted runner can end what is left of it. */
+  pgid?: number;
+}
+
+export interface SpoolRecord {
+  offset: number;
+  stream: LogStream;
+  data: string;
+  bytes: number;
+}
+
+export interface SpoolResult {
+  outcome: Outcome;
+  exitCode: number | null;
+  message?: string;
+  logBytes: number;
+  finishedAt: string;
+}
+
+/**
+ * `<state dir>/spool/`: one directory per attempt, kept until the coordinator
+ * has acknowledged its result. Disk writes of one attempt go through one
+ * promise chain, so they land in the order they were asked for.
+ */
+export interface SpoolOptions {
+  /**
+   * Rewrite an attempt's log file once this many more bytes are acknowledged:
+   * trimming on every ack would rewrite (and fsync) the file per frame.
+   */
+  trimEveryBytes?: number;
+}
+
+const DEFAULT_TRIM_EVERY_BYTES = 256 * 1024;
+
+export class Spool {
+  private readonly trimEveryBytes: number;
+
+  constructor(
+    readonly dir: string,
+    options: SpoolOptions = {},
+  ) {
+    this.trimEveryBytes = options.trimEveryBytes ?? DEFAULT_TRIM_EVERY_BYTES;
+  }
+
+  async create(meta: SpoolMeta): Promise<SpooledAttempt> {
+    const dir = join(this.dir, `${safeName(meta.jobId)}-${meta.attempt}`);
+    await mkdir(dir, { recursive: true, mode: 0o750 });
+    await writeFileAtomic(join(dir, 'meta.json'), JSON.stringify(meta), { fsync: true });
+    return new SpooledAttempt(dir, meta, this.trimEveryBytes);
+  }
+
+  /** Every attempt on disk, as a restarted runner finds them. Directories without meta.json were never accepted. */
+  async load(): Promise<SpooledAttempt[]> {
+    let names: string[];
+    try {
+      names = await readdir(this.dir);
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return [];
+      throw err;
+    }
+    const found: SpooledAttempt[] = [];
+    for (const name of names.sort()) {
+      const dir = join(this.dir, name);
+      const meta = await readJson<SpoolMeta>(join(dir, 'meta.json'));
+      if (!meta || typeof meta.jobId !== 'string' || !Number.isInteger(meta.attempt)) {
+        await rm(dir, { recursive: true, force: true });
+        continue;
+      }
+      const attempt = new SpooledAttempt(dir, meta, this.trimEveryBytes);
+      attempt.restore(await readLog(join(dir, 'log.jsonl')), await readJson<SpoolResult>(join(dir, 'result.json')));
+      found.push(attempt);
+    }
+    return found;
+  }
+}
+
+/**
+ * One attempt's log and result. Memory is updated at once (so order is the
+ * order of calls); `durableBytes` says how much of the log is on disk, and
+ * only that much is ever sent.
+ */
+export class SpooledAttempt {
+  /** Log records not yet acknowledged, in offset order. */
+  records: SpoolRecord[] = [];
+  /** Bytes of log written so far (acknowledged or not). */
+  logBytes = 0;
+  /** Every byte below this is stored by the coordinator. */
+  acked = 0;
+  /** Bytes of log on disk. */
+  durableBytes = 0;
+  result: SpoolResult | undefined;
+  /** Called when more of the log or the result reached the disk. */
+  onDurable: (() => void) | undefined;
+  private chain: Promise<void> = Promise.resolve();
+  private trimQueued = false;
+  /** Where the log file on disk starts (its base), as of the last trim. */
+  private trimmedTo = 0;
+  private removed = false;
+
+  constructor(
+    readonly dir: string,
+    public meta: SpoolMeta,
+    private readonly trimEveryBytes = DEFAULT_TRIM_EVERY_BYTES,
+  ) {}
+
+  get key(): string {
+    return `${this.meta.jobId}#${this.meta.attempt}`;
+  }
+
+  append(chunks: DecodedChunk[]): void {
+    if (chunks.length === 0 || this.result) return;
+    const added = chunks.map((c) => {
+      const bytes = Buffer.byteLength(c.data);
+      const record = { offset: this.logBytes, stream: c.stream, data: c.data, bytes };
+      this.logBytes += bytes;
+      return record;
+    });
+    this.records.push(...added);
+    const end = this.logBytes;
+    this.enqueue(async () => {
+      await appendFile(join(this.dir, 'log.jsonl'), added.map(line).join(''));
+      this.durableBytes = end;
+      this.onDurable?.();
+    });
+  }
+
+  /** The coordinator stored everything below `offset`: forget those records, on disk too. */
+  ack(offset: number): void {
+    if (offset <= this.acked) return;
+    this.acked = Math.min(offset, this.logBytes);
+    // A record the ack ends inside stays whole: splitting it could cut a character.
+    this.records = this.records.filter((r) => r.offset + r.bytes > this.acked);
+    if (this.trimQueued || this.acked - this.trimmedTo < this.trimEveryBytes) return;
+    this.trimQueued = true;
+    this.enqueue(async () => {
+      this.trimQueued = false;
+      // Only what is already on disk: later records are still queued as appends.
+      const keep = this.records.filter((r) => r.offset < this.durableBytes);
+      // The base is where the kept records start, so a reload finds them contiguous.
+      const base = keep[0]?.offset ?? Math.min(this.acked, this.durableBytes);
+      this.trimmedTo = base;
+      await writeFileAtomic(join(this.dir, 'log.jsonl'), `${JSON.stringify({ base })}\n${keep.map(line).join('')}`);
+    });
+  }
+
+  updateMeta(patch: Partial<SpoolMeta>): void {
+    this.meta = { ...this.meta, ...patch };
+    const meta = this.meta;
+    this.enqueue(() => writeFileAtomic(join(this.dir, 'meta.json'), JSON.stringify(meta), { fsync: true }));
+  }
+
+  /** Writes the result after every log byte before it; resolves once it is durable. */
+  finish(result: Omit<SpoolResult, 'logBytes' | 'finishedAt'>): Promise<SpoolResult> {
+    const full: SpoolResult = { ...result, logBytes: this.logBytes, finishedAt: new Date().toISOString() };
+    const step = this.enqueue(async () => {
+      try {
+        await writeFileAtomic(join(this.dir, 'result.json'), JSON.stringify(full), { fsync: true });
+      } finally {
+        // Not on disk (disk full)? Still send it: losing it at a restart beats never reporting it.
+        this.result = full;
+        this.onDurable?.();
+      }
+    });
+    return step.then(() => full);
+  }
+
+  /** The result is acknowledged: nothing of this attempt is needed any more. */
+  remove(): Promise<void> {
+    this.removed = true;
+    return this.enqueue(() => rm(this.dir, { recursive: true, force: true }), true);
+  }
+
+  /** Resolves when every write asked for so far is done. */
+  idle(): Promise<void> {
+    return this.chain;
+  }
+
+  restore(log: { base: number; records: SpoolRecord[] }, result: SpoolResult | undefined): void {
+    this.records = log.records;
+    this.acked = log.base;
+    this.trimmedTo = log.base;
+    this.logBytes = log.records.length > 0 ? log.records.at(-1)!.offset + log.records.at(-1)!.bytes : log.base;
+    this.durableBytes = this.logBytes;
+    this.result = result;
+  }
+
+  private enqueue(step: () => Promise<unknown>, evenIfRemoved = false): Promise<void> {
+    const next = this.chain.then(async () => {
+      if (this.removed && !evenIfRemoved) return;
+      await step();
+    });
+    // One failed write (disk full) must not stop the ones after it; the caller of finish() sees it.
+    this.chain = next.catch(() => undefined);
+    return next;
+  }
+}
+
+const line = (r: SpoolRecord) => `${JSON.stringify({ o: r.offset, s: r.stream, d: r.data })}\n`;
+
+/** Reads log.jsonl; a torn last line (killed mid-append) and duplicates are skipped. */
+async function readLog(path: string): Promise<{ base: number; records: SpoolRecord[] }> {
+  let text: string;
+  try {
+    text = await readFile(path, 'utf8');
+  } catch {
+    return { base: 0, records: [] };
+  }
+  let base = 0;
+  const records: SpoolRecord[] = [];
+  for (const raw of text.split('\n')) {
+    if (!raw) continue;
+    let entry: { base?: number; o?: number; s?: LogStream; d?: string };
+    try {
+      entry = JSON.parse(raw) as typeof entry;
+    } catch {
+      continue;
+    }
+    if (typeof entry.base === 'number') {
+      base = entry.base;
+      continue;
+    }
+    const end = records.length > 0 ? records.at(-1)!.offset + records.at(-1)!.bytes : base;
+    if (typeof entry.o !== 'number' || typeof entry.d !== 'string' || entry.o !== end) continue;
+    records.push({ offset: entry.o, stream: entry.s === 'stderr' ? 'stderr' : 'stdout', data: entry.d, bytes: Buffer.byteLength(entry.d) });
+  }
+  return { base, records };
+}
+
+async function readJson<T>(path: string): Promise<T | undefined> {
+  try {
+    return JSON.parse(await readFile(path, 'utf8')) as T;
+  } catch {
+    return undefined;
+  }
+}

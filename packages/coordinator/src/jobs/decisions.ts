@@ -1,0 +1,100 @@
+import type { JobState, ResultFrame } from '@rbtk/protocol';
+import type { JobDecision } from '../store/job-rows.js';
+
+/*
+ * What each event does to a job, as pure decisions the store applies inside
+ * its transaction. Each checks the job as stored *then*: an event for an
+ * attempt that is no longer current, or a job that moved on, changes nothing.
+ */
+
+export const isInFlight = (s: JobState): boolean => s === 'assigned' || s === 'running';
+
+/** Requeue reasons that do not use up a retry: the job never ran. */
+export type FreeRequeueReason = 'accept_timeout' | 'rejected';
+
+export function assignTo(runnerId: string, now: number): JobDecision {
+  return (j) =>
+    j.state !== 'queued' || j.excluded.includes(runnerId)
+      ? null
+      : {
+          state: 'assigned',
+          attempt: j.attempt + 1,
+          runnerId,
+          assignedAt: now,
+          startedAt: null,
+          finishedAt: null,
+          exitCode: null,
+          reason: null,
+          logBytes: 0,
+        };
+}
+
+const current = (runnerId: string, attempt: number): ((j: Parameters<JobDecision>[0]) => boolean) => (j) =>
+  j.attempt === attempt && j.runnerId === runnerId && isInFlight(j.state);
+
+export function started(runnerId: string, attempt: number, now: number): JobDecision {
+  return (j) => (current(runnerId, attempt)(j) && j.state === 'assigned' ? { state: 'running', startedAt: now } : null);
+}
+
+/**
+ * The attempt ended without running to completion on its runner (runner lost
+ * or revoked, executor failure): back to the queue while retries remain,
+ * else failed. A job whose cancel was asked for is cancelled instead.
+ */
+function retryOrFail(j: Parameters<JobDecision>[0], reason: string, now: number, exitCode: number | null) {
+  if (j.cancelRequested) return { state: 'cancelled' as const, reason: 'cancelled', exitCode, finishedAt: now };
+  const failures = j.failures + 1;
+  if (failures <= j.retries) return { state: 'queued' as const, failures, reason, exitCode, runnerId: null };
+  return { state: 'failed' as const, failures, reason, exitCode, finishedAt: now };
+}
+
+/** The runner went OFFLINE or was revoked while holding this attempt. */
+export function runnerGone(runnerId: string, attempt: number, reason: 'runner_lost' | 'runner_revoked', now: number): JobDecision {
+  return (j) => (current(runnerId, attempt)(j) ? retryOrFail(j, reason, now, null) : null);
+}
+
+/** Requeue that costs no retry: the runner refused the job or never said it took it. */
+export function requeueFree(runnerId: string, attempt: number, why: FreeRequeueReason, detail?: string): JobDecision {
+  return (j) => {
+    if (!current(runnerId, attempt)(j) || j.state !== 'assigned') return null;
+    if (why === 'accept_timeout') return { state: 'queued', reason: 'accept_timeout', runnerId: null };
+    // Never offered to this runner again.
+    return { state: 'queued', reason: `rejected: ${detail ?? 'no reason given'}`, runnerId: null, excluded: [...j.excluded, runnerId] };
+  };
+}
+
+/** The runner's result for the attempt. */
+export function finish(runnerId: string, attempt: number, r: ResultFrame, now: number): JobDecision {
+  return (j) => {
+    if (!current(runnerId, attempt)(j)) return null;
+    switch (r.outcome) {
+      case 'succeeded':
+        return { state: 'succeeded', exitCode: r.exitCode, reason: null, finishedAt: now };
+      case 'failed':
+        return retryOrFail(j, r.message ?? (r.exitCode === null ? 'failed' : `exited with code ${r.exitCode}`), now, r.exitCode);
+      case 'cancelled':
+        return { state: 'cancelled', exitCode: r.exitCode, reason: r.message ?? 'cancelled', finishedAt: now };
+      case 'timed_out':
+        return { state: 'timed_out', exitCode: r.exitCode, reason: r.message ?? 'timed out', finishedAt: now };
+    }
+  };
+}
+
+/** A user's cancel: queued jobs stop at once, in-flight ones when their runner reports back. */
+export function requestCancel(now: number, atOnce: boolean): JobDecision {
+  return (j) => {
+    if (j.state === 'queued' || (atOnce && isInFlight(j.state))) {
+      return { state: 'cancelled', reason: 'cancelled', cancelRequested: true, finishedAt: now };
+    }
+    if (isInFlight(j.state) && !j.cancelRequested) return { cancelRequested: true };
+    return null;
+  };
+}
+
+/** The coordinator's backstop: still running well past its timeout. */
+export function timedOut(attempt: number, graceMs: number, now: number): JobDecision {
+  return (j) =>
+    j.state === 'running' && j.attempt === attempt
+      ? { state: 'timed_out', reason: `no result ${graceMs / 1000}s after the job's ${j.spec.timeout} timeout`, finishedAt: now }
+      : null;
+}

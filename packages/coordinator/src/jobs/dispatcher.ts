@@ -1,0 +1,108 @@
+import { coerceError } from '@rbtk/protocol';
+import type { Logger } from '../log.js';
+import type { JobDecision, JobRecord, JobTransition } from '../store/job-rows.js';
+import type { Store } from '../store/store.js';
+import { assignTo } from './decisions.js';
+import type { IndexedRunner, RunnerIndex } from './runner-index.js';
+
+export interface DispatchDeps {
+  store: Store;
+  index: RunnerIndex;
+  log: Logger;
+  now: () => number;
+  /** Commits decisions (one transaction) and runs the after-commit effects. */
+  apply(items: { jobId: string; decide: JobDecision }[]): Promise<JobTransition[]>;
+  /** Called for each committed assignment: push `assign`, start the accept timer. */
+  assigned(job: JobRecord, runner: IndexedRunner): void;
+}
+
+/** Queued jobs read per round; more rounds follow while slots and jobs remain. */
+const BATCH = 256;
+
+/**
+ * Event-driven dispatch, one pass at a time per pool. kick() is called on
+ * submit, hello, a freed slot, requeue and resume; kicks that arrive during a
+ * pass coalesce into one more pass, so a burst of submits becomes a few
+ * batched assignment transactions rather than one per job. Nothing polls.
+ */
+export class Dispatcher {
+  private readonly running = new Set<number>();
+  private readonly again = new Set<number>();
+  private readonly scheduled = new Set<number>();
+  private stopped = false;
+
+  constructor(private readonly deps: DispatchDeps) {}
+
+  kick(poolId: number): void {
+    if (this.stopped) return;
+    if (this.running.has(poolId)) {
+      this.again.add(poolId);
+      return;
+    }
+    if (this.scheduled.has(poolId)) return;
+    this.scheduled.add(poolId);
+    // Defer to the end of this turn: the submits and frames of one I/O turn share a pass.
+    setImmediate(() => {
+      this.scheduled.delete(poolId);
+      void this.run(poolId);
+    });
+  }
+
+  stop(): void {
+    this.stopped = true;
+  }
+
+  private async run(poolId: number): Promise<void> {
+    if (this.running.has(poolId) || this.stopped) return;
+    this.running.add(poolId);
+    try {
+      do {
+        this.again.delete(poolId);
+        await this.pass(poolId);
+      } while (this.again.has(poolId) && !this.stopped);
+    } catch (err) {
+      this.deps.log.error({ err: coerceError(err), poolId }, 'dispatch pass failed');
+    } finally {
+      this.running.delete(poolId);
+    }
+  }
+
+  /** Matches the pool's queued jobs, FIFO, to free slots, and commits each round in one transaction. */
+  private async pass(poolId: number): Promise<void> {
+    const { store, index } = this.deps;
+    let afterSeq = 0;
+    while (index.freeSlots(poolId) > 0 && !this.stopped) {
+      const queued = await store.jobs.listQueued(poolId, afterSeq, BATCH);
+      if (queued.length === 0) return;
+      afterSeq = queued[queued.length - 1]!.seq;
+      const now = this.deps.now();
+      const picks: { job: JobRecord; runner: IndexedRunner }[] = [];
+      for (const job of queued) {
+        const runner = index.pick(poolId, job);
+        if (!runner) continue; // no runner fits it right now: later jobs may still go (no head-of-line blocking)
+        index.reserve(runner, job, now);
+        picks.push({ job, runner });
+        if (index.freeSlots(poolId) === 0) break;
+      }
+      if (picks.length > 0) await this.commit(picks, now);
+      if (queued.length < BATCH) return;
+    }
+  }
+
+  private async commit(picks: { job: JobRecord; runner: IndexedRunner }[], now: number): Promise<void> {
+    let done: JobTransition[];
+    try {
+      done = await this.deps.apply(picks.map(({ job, runner }) => ({ jobId: job.id, decide: assignTo(runner.id, now) })));
+    } catch (err) {
+      for (const { job, runner } of picks) this.deps.index.release(runner.id, job.id);
+      throw err;
+    }
+    const committed = new Map(done.map((t) => [t.after.id, t.after]));
+    for (const { job, runner } of picks) {
+      const after = committed.get(job.id);
+      // Cancelled (or otherwise moved) between our read and the commit: give the slot back.
+      if (!after) this.deps.index.release(runner.id, job.id);
+      else this.deps.assigned(after, runner);
+    }
+  }
+}

@@ -1,0 +1,210 @@
+import {
+  type CancelReason,
+  coerceError,
+  ErrorCode,
+  type JobSpec,
+  parseDuration,
+  RbtkError,
+} from '@rbtk/protocol';
+import { randomId } from '../auth/secrets.js';
+import type { Logger } from '../log.js';
+import type { JobDecision, JobRecord, JobTransition } from '../store/job-rows.js';
+import type { SubmitResult } from '../store/job-store.js';
+import type { Store } from '../store/store.js';
+import { isInFlight, requestCancel, requeueFree, runnerGone, timedOut } from './decisions.js';
+import { Dispatcher } from './dispatcher.js';
+import { JobBus } from './job-bus.js';
+import { RoutingCache, routeJob } from './routing.js';
+import { type IndexedRunner, RunnerIndex } from './runner-index.js';
+
+export interface JobServiceDeps {
+  store: Store;
+  log: Logger;
+  now: () => number;
+  /** How long a runner has to accept an assignment. */
+  acceptTimeoutMs: number;
+}
+
+/** A decision, plus the cancel frame to send the job's previous runner if the change took the attempt away from it. */
+export interface JobChangeItem {
+  jobId: string;
+  decide: JobDecision;
+  cancelRunner?: CancelReason;
+}
+
+/** How long past its timeout a running job may stay silent before the coordinator marks it timed_out. */
+export const TIMEOUT_BACKSTOP_MS = 30_000;
+
+/**
+ * Jobs on this coordinator: submit, cancel, requeue and the after-commit
+ * effects of every state change (free the slot, dispatch, tell watchers, stop
+ * a stale attempt on its runner). Runner frames are handled in runner-jobs.ts.
+ */
+export class JobService {
+  readonly bus = new JobBus();
+  readonly index = new RunnerIndex();
+  readonly dispatcher: Dispatcher;
+  private readonly routing = new RoutingCache();
+  private readonly acceptTimers = new Map<string, { attempt: number; timer: NodeJS.Timeout }>();
+
+  constructor(readonly deps: JobServiceDeps) {
+    this.dispatcher = new Dispatcher({
+      store: deps.store,
+      index: this.index,
+      log: deps.log,
+      now: deps.now,
+      apply: (items) => this.apply(items),
+      assigned: (job, runner) => this.assigned(job, runner),
+    });
+  }
+
+  /** Commits the changes in one transaction, then runs their effects in commit order. */
+  async apply(items: JobChangeItem[]): Promise<JobTransition[]> {
+    const done = await this.deps.store.jobs.transition(items, this.deps.now());
+    const cancels = new Map(items.filter((i) => i.cancelRunner).map((i) => [i.jobId, i.cancelRunner!]));
+    for (const t of done) this.afterChange(t, cancels.get(t.after.id));
+    return done;
+  }
+
+  private afterChange({ before, after }: JobTransition, cancelRunner?: CancelReason): void {
+    const leftRunner =
+      before.runnerId !== null && isInFlight(before.state) && (!isInFlight(after.state) || after.attempt !== before.attempt);
+    if (leftRunner) {
+      this.clearAcceptTimer(after.id);
+      this.index.release(before.runnerId!, after.id);
+      if (cancelRunner) {
+        this.index.get(before.runnerId!)?.send({ type: 'cancel', jobId: after.id, attempt: before.attempt, reason: cancelRunner });
+      }
+      this.dispatcher.kick(after.poolId);
+    }
+    if (after.state === 'queued' && before.state !== 'queued') this.dispatcher.kick(after.poolId);
+    if (after.version !== before.version) this.bus.publish(after.id, { kind: 'job', job: after });
+  }
+
+  private assigned(job: JobRecord, runner: IndexedRunner): void {
+    const attempt = job.attempt;
+    const timer = setTimeout(() => {
+      this.acceptTimers.delete(job.id);
+      this.apply([{ jobId: job.id, decide: requeueFree(runner.id, attempt, 'accept_timeout'), cancelRunner: 'stale' }]).then(
+        (done) => {
+          if (done.length > 0) this.deps.log.warn({ jobId: job.id, attempt, runnerId: runner.id }, 'no accept in time: requeued');
+        },
+        (err: unknown) => this.deps.log.error({ err: coerceError(err), jobId: job.id }, 'accept timeout requeue failed'),
+      );
+    }, this.deps.acceptTimeoutMs);
+    this.acceptTimers.set(job.id, { attempt, timer });
+    runner.send({
+      type: 'assign',
+      jobId: job.id,
+      attempt,
+      spec: job.spec,
+      timeoutMs: job.timeoutMs,
+      acceptWithinMs: this.deps.acceptTimeoutMs,
+    });
+  }
+
+  /** The runner took the attempt (accept, started, or held at hello): stop waiting for it. */
+  clearAcceptTimer(jobId: string, attempt?: number): void {
+    const pending = this.acceptTimers.get(jobId);
+    if (!pending || (attempt !== undefined && pending.attempt !== attempt)) return;
+    clearTimeout(pending.timer);
+    this.acceptTimers.delete(jobId);
+  }
+
+  async submit(project: string, spec: JobSpec): Promise<SubmitResult> {
+    const pool = await routeJob(this.deps.store, this.routing, project, spec);
+    const result = await this.deps.store.jobs.submit({
+      id: randomId(16),
+      project,
+      poolId: pool.id,
+      spec,
+      timeoutMs: parseDuration(spec.timeout),
+      createdAt: this.deps.now(),
+    });
+    if (result.created) this.dispatcher.kick(pool.id);
+    return result;
+  }
+
+  /** Pools or registered runners changed (create, delete, register, hello, revoke, reap): route afresh. */
+  routingChanged(): void {
+    this.routing.invalidate();
+  }
+
+  /** A job of the project, or 404 (ids do not leak across projects). */
+  async find(project: string, id: string): Promise<JobRecord> {
+    const job = await this.deps.store.jobs.get(id);
+    if (!job || job.project !== project) throw new RbtkError(ErrorCode.NotFound, `job "${id}" not found in project "${project}"`);
+    return job;
+  }
+
+  /**
+   * Queued: cancelled at once. Assigned/running: the runner is told to stop and
+   * the job is cancelled when its result arrives, or at once if the runner is
+   * OFFLINE (or gone). Terminal: 409 job_finished.
+   */
+  async cancel(project: string, id: string): Promise<JobRecord> {
+    const job = await this.find(project, id);
+    if (!isInFlight(job.state) && job.state !== 'queued') {
+      throw new RbtkError(ErrorCode.JobFinished, `job is already ${job.state}`);
+    }
+    let atOnce = false;
+    if (isInFlight(job.state) && job.runnerId !== null) {
+      const runner = await this.deps.store.runners.get(job.runnerId);
+      atOnce = runner === null || runner.status === 'OFFLINE';
+    }
+    const [done] = await this.apply([{ jobId: id, decide: requestCancel(this.deps.now(), atOnce), cancelRunner: 'cancelled' }]);
+    const after = done?.after ?? (await this.find(project, id));
+    if (done && isInFlight(after.state) && after.runnerId !== null) {
+      this.index.get(after.runnerId)?.send({ type: 'cancel', jobId: id, attempt: after.attempt, reason: 'cancelled' });
+    }
+    if (!done && !isInFlight(after.state) && after.state !== 'queued') {
+      throw new RbtkError(ErrorCode.JobFinished, `job is already ${after.state}`);
+    }
+    return after;
+  }
+
+  /** Requeues (or fails) every attempt the runner holds: it went OFFLINE or was revoked. */
+  async runnerGone(runnerId: string, reason: 'runner_lost' | 'runner_revoked'): Promise<JobTransition[]> {
+    const jobs = await this.deps.store.jobs.inFlight(runnerId);
+    const now = this.deps.now();
+    const done = await this.apply(
+      jobs.map((j) => ({ jobId: j.id, decide: runnerGone(runnerId, j.attempt, reason, now), cancelRunner: 'stale' as const })),
+    );
+    for (const t of done) this.deps.log.warn({ jobId: t.after.id, runnerId, reason, state: t.after.state }, 'job attempt lost');
+    return done;
+  }
+
+  /** Liveness marked the runner OFFLINE: no new work for it, and its attempts are requeued. */
+  async runnerOffline(runnerId: string): Promise<void> {
+    const entry = this.index.get(runnerId);
+    if (entry) entry.status = 'OFFLINE';
+    await this.runnerGone(runnerId, 'runner_lost');
+  }
+
+  /** The timeout backstop: running jobs silent 30 s past their timeout become timed_out. */
+  async expireOverdue(graceMs = TIMEOUT_BACKSTOP_MS): Promise<JobTransition[]> {
+    const now = this.deps.now();
+    const overdue = await this.deps.store.jobs.overdue(now, graceMs);
+    return this.apply(overdue.map((j) => ({ jobId: j.id, decide: timedOut(j.attempt, graceMs, now), cancelRunner: 'timed_out' as const })));
+  }
+
+  /**
+   * After a (re)start: attempts on runners that are gone or OFFLINE are
+   * requeued as runner_lost, and every pool with queued jobs is dispatched
+   * as its runners come back.
+   */
+  async resume(): Promise<void> {
+    const now = this.deps.now();
+    const orphans = await this.deps.store.jobs.orphaned();
+    await this.apply(
+      orphans.map((j) => ({ jobId: j.id, decide: runnerGone(j.runnerId ?? '', j.attempt, 'runner_lost', now) })),
+    );
+    for (const poolId of await this.deps.store.jobs.poolsWithQueued()) this.dispatcher.kick(poolId);
+  }
+
+  stop(): void {
+    this.dispatcher.stop();
+    for (const { timer } of this.acceptTimers.values()) clearTimeout(timer);
+    this.acceptTimers.clear();
+  }
+}

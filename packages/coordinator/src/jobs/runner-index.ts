@@ -1,0 +1,118 @@
+import type { CoordinatorMessage, ExecutorName, Labels, RunnerStatus } from '@rbtk/protocol';
+import type { JobRecord } from '../store/job-rows.js';
+
+/** A connected runner as the dispatcher sees it. */
+export interface IndexedRunner {
+  id: string;
+  poolId: number;
+  status: RunnerStatus;
+  executors: ReadonlySet<ExecutorName>;
+  labels: Labels;
+  airgapped: boolean;
+  maxJobs: number;
+  gpus: number;
+  /** Attempts assigned to or running on it: job id -> GPUs it holds. */
+  inFlight: Map<string, number>;
+  gpusInUse: number;
+  lastAssignedAt: number;
+  /** The session that added it: a closing old session must not remove a newer one's entry. */
+  owner: object;
+  send(message: CoordinatorMessage): void;
+}
+
+const hasLabels = (have: Labels, want: Labels): boolean => Object.entries(want).every(([k, v]) => have[k] === v);
+
+/** Whether the runner could ever run the job, ignoring how busy it is now. */
+export function runnerFits(
+  r: { executors: ReadonlySet<ExecutorName>; labels: Labels; airgapped: boolean; gpus: number },
+  job: Pick<JobRecord, 'spec'>,
+): boolean {
+  const req = job.spec.requires;
+  return (
+    r.executors.has(job.spec.executor.type) &&
+    hasLabels(r.labels, req.labels) &&
+    (req.airgapped !== true || r.airgapped) &&
+    (req.gpus ?? 0) <= r.gpus
+  );
+}
+
+/**
+ * The connected runners of this coordinator, by pool, with their free slots:
+ * the dispatcher picks from memory and touches the database only to commit.
+ * Entries are added at hello (with the runner's in-flight jobs read from the
+ * database), so after a restart the index fills as runners come back.
+ */
+export class RunnerIndex {
+  private readonly byId = new Map<string, IndexedRunner>();
+  private readonly byPool = new Map<number, Set<IndexedRunner>>();
+
+  add(runner: IndexedRunner): void {
+    this.remove(runner.id);
+    this.byId.set(runner.id, runner);
+    let pool = this.byPool.get(runner.poolId);
+    if (!pool) {
+      pool = new Set();
+      this.byPool.set(runner.poolId, pool);
+    }
+    pool.add(runner);
+  }
+
+  /** Removes the runner (only if `owner` added it, when given). */
+  remove(id: string, owner?: object): IndexedRunner | undefined {
+    const runner = this.byId.get(id);
+    if (!runner || (owner !== undefined && runner.owner !== owner)) return undefined;
+    this.byId.delete(id);
+    const pool = this.byPool.get(runner.poolId);
+    pool?.delete(runner);
+    if (pool?.size === 0) this.byPool.delete(runner.poolId);
+    return runner;
+  }
+
+  get(id: string): IndexedRunner | undefined {
+    return this.byId.get(id);
+  }
+
+  /** Slots free on the pool's ONLINE runners. */
+  freeSlots(poolId: number): number {
+    let free = 0;
+    for (const r of this.byPool.get(poolId) ?? []) {
+      if (r.status === 'ONLINE') free += Math.max(0, r.maxJobs - r.inFlight.size);
+    }
+    return free;
+  }
+
+  /** Best runner for the job: ONLINE, free slot (and GPUs), fits; most free slots, then least recently assigned. */
+  pick(poolId: number, job: JobRecord): IndexedRunner | undefined {
+    let best: IndexedRunner | undefined;
+    let bestFree = 0;
+    const gpus = job.spec.requires.gpus ?? 0;
+    for (const r of this.byPool.get(poolId) ?? []) {
+      if (r.status !== 'ONLINE') continue;
+      const free = r.maxJobs - r.inFlight.size;
+      if (free <= 0 || r.gpus - r.gpusInUse < gpus) continue;
+      if (!runnerFits(r, job) || job.excluded.includes(r.id)) continue;
+      if (!best || free > bestFree || (free === bestFree && r.lastAssignedAt < best.lastAssignedAt)) {
+        best = r;
+        bestFree = free;
+      }
+    }
+    return best;
+  }
+
+  reserve(runner: IndexedRunner, job: JobRecord, now: number): void {
+    const gpus = job.spec.requires.gpus ?? 0;
+    runner.inFlight.set(job.id, gpus);
+    runner.gpusInUse += gpus;
+    runner.lastAssignedAt = now;
+  }
+
+  /** Frees the job's slot on the runner; true when it held one. */
+  release(runnerId: string, jobId: string): boolean {
+    const runner = this.byId.get(runnerId);
+    const gpus = runner?.inFlight.get(jobId);
+    if (!runner || gpus === undefined) return false;
+    runner.inFlight.delete(jobId);
+    runner.gpusInUse -= gpus;
+    return true;
+  }
+}

@@ -1,0 +1,150 @@
+import type {
+  Accept,
+  CoordinatorMessage,
+  Hello,
+  LogFrame,
+  Reject,
+  ResultFrame,
+  RunnerStatus,
+  Started,
+} from '@rbtk/protocol';
+import { isTerminalJobState } from '@rbtk/protocol';
+import type { RunnerRecord } from '../store/rows.js';
+import { finish, requeueFree, runnerGone, started } from './decisions.js';
+import type { JobService } from './job-service.js';
+import { runnerGpus } from './routing.js';
+
+type Send = (message: CoordinatorMessage) => void;
+
+/**
+ * The job side of one runner session: its entry in the dispatch index and its
+ * accept / reject / started / log / result frames, each fenced by attempt.
+ * `owner` tells this session's index entry from a newer session's.
+ */
+export class RunnerJobs {
+  private readonly owner = {};
+
+  constructor(
+    private readonly jobs: JobService,
+    private readonly runnerId: string,
+    private readonly send: Send,
+  ) {}
+
+  /**
+   * hello: reconcile what the runner holds with what the store says it runs.
+   * Held attempts that are no longer current are cancelled (stale); attempts
+   * the store has on this runner that it does not hold are requeued as
+   * runner_lost. Then the runner joins the dispatch index.
+   */
+  async onHello(runner: RunnerRecord, hello: Hello): Promise<void> {
+    const { store, now } = this.jobs.deps;
+    // hello may change the runner's labels and executors, which routing reads.
+    this.jobs.routingChanged();
+    const inFlight = await store.jobs.inFlight(this.runnerId);
+    const current = new Map(inFlight.map((j) => [j.id, j]));
+    for (const held of hello.held) {
+      const job = current.get(held.jobId);
+      if (job && job.attempt === held.attempt) continue;
+      // A finished attempt may be the current one with its result still unacknowledged: let the resend settle it.
+      const stored = job ?? (held.finished ? await store.jobs.get(held.jobId) : null);
+      if (held.finished && stored && stored.attempt === held.attempt && stored.runnerId === this.runnerId) continue;
+      this.send({ type: 'cancel', jobId: held.jobId, attempt: held.attempt, reason: 'stale' });
+    }
+    const heldKeys = new Set(hello.held.map((h) => `${h.jobId}:${h.attempt}`));
+    const lost = inFlight.filter((j) => !heldKeys.has(`${j.id}:${j.attempt}`));
+    const t = now();
+    await this.jobs.apply(lost.map((j) => ({ jobId: j.id, decide: runnerGone(this.runnerId, j.attempt, 'runner_lost', t) })));
+
+    const kept = inFlight.filter((j) => heldKeys.has(`${j.id}:${j.attempt}`));
+    this.jobs.index.add({
+      id: runner.id,
+      poolId: runner.poolId,
+      status: runner.status,
+      executors: new Set(hello.capabilities.executors),
+      labels: hello.capabilities.labels,
+      airgapped: runner.airgapped,
+      maxJobs: hello.capabilities.maxJobs,
+      gpus: runnerGpus(runner),
+      inFlight: new Map(kept.map((j) => [j.id, j.spec.requires.gpus ?? 0])),
+      gpusInUse: kept.reduce((n, j) => n + (j.spec.requires.gpus ?? 0), 0),
+      lastAssignedAt: 0,
+      owner: this.owner,
+      send: this.send,
+    });
+    for (const j of kept) {
+      // It holds the attempt, so it accepted it; a cancel asked for meanwhile is repeated.
+      this.jobs.clearAcceptTimer(j.id, j.attempt);
+      if (j.cancelRequested) this.send({ type: 'cancel', jobId: j.id, attempt: j.attempt, reason: 'cancelled' });
+    }
+    this.jobs.dispatcher.kick(runner.poolId);
+  }
+
+  /** Heartbeat or liveness changed the runner's status: ONLINE again means free slots to fill. */
+  onStatus(status: RunnerStatus): void {
+    const entry = this.jobs.index.get(this.runnerId);
+    if (!entry || entry.owner !== this.owner || entry.status === status) return;
+    entry.status = status;
+    if (status === 'ONLINE') this.jobs.dispatcher.kick(entry.poolId);
+  }
+
+  /** The socket closed: no new work goes to it; its attempts stay until it is OFFLINE or says hello again. */
+  onClose(): void {
+    this.jobs.index.remove(this.runnerId, this.owner);
+  }
+
+  onAccept(frame: Accept): void {
+    this.jobs.clearAcceptTimer(frame.jobId, frame.attempt);
+  }
+
+  async onReject(frame: Reject): Promise<void> {
+    await this.jobs.apply([{ jobId: frame.jobId, decide: requeueFree(this.runnerId, frame.attempt, 'rejected', frame.reason) }]);
+  }
+
+  async onStarted(frame: Started): Promise<void> {
+    this.jobs.clearAcceptTimer(frame.jobId, frame.attempt);
+    await this.jobs.apply([{ jobId: frame.jobId, decide: started(this.runnerId, frame.attempt, this.jobs.deps.now()) }]);
+  }
+
+  /** Appends in order; duplicates are acked and dropped, a gap is acked with the stored length so the runner resends. */
+  async onLog(frame: LogFrame): Promise<void> {
+    const result = await this.jobs.deps.store.jobs.appendLog({
+      jobId: frame.jobId,
+      attempt: frame.attempt,
+      offset: frame.offset,
+      stream: frame.stream,
+      data: frame.data,
+    });
+    const ack = (offset: number) => this.send({ type: 'log_ack', jobId: frame.jobId, attempt: frame.attempt, offset });
+    if (result.kind === 'stale') return ack(frame.offset + Buffer.byteLength(frame.data, 'utf8'));
+    if (result.kind === 'stored' && result.appended) {
+      this.jobs.bus.publish(frame.jobId, {
+        kind: 'log',
+        jobId: frame.jobId,
+        attempt: frame.attempt,
+        offset: frame.offset,
+        stream: frame.stream,
+        data: frame.data,
+      });
+    }
+    ack(result.length);
+  }
+
+  async onResult(frame: ResultFrame): Promise<void> {
+    const [done] = await this.jobs.apply([
+      { jobId: frame.jobId, decide: finish(this.runnerId, frame.attempt, frame, this.jobs.deps.now()) },
+    ]);
+    let accepted = done !== undefined;
+    if (!accepted) {
+      // A resend after a lost result_ack: the attempt is current and already settled.
+      const job = await this.jobs.deps.store.jobs.get(frame.jobId);
+      accepted = job !== null && job.attempt === frame.attempt && job.runnerId === this.runnerId && isTerminalJobState(job.state);
+    }
+    this.send({
+      type: 'result_ack',
+      jobId: frame.jobId,
+      attempt: frame.attempt,
+      accepted,
+      ...(accepted ? {} : { reason: 'stale attempt' }),
+    });
+  }
+}

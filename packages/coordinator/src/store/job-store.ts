@@ -1,0 +1,53 @@
+import type { JobState } from '@rbtk/protocol';
+import type {
+  AppendLogResult,
+  JobDecision,
+  JobEventRow,
+  JobRecord,
+  JobTransition,
+  LogChunkRow,
+  NewJob,
+} from './job-rows.js';
+
+export interface JobListFilter {
+  project: string;
+  poolId?: number;
+  state?: JobState;
+  limit: number;
+}
+
+export interface SubmitResult {
+  job: JobRecord;
+  /** false: a job with this idempotency key existed and is returned instead. */
+  created: boolean;
+}
+
+/*
+ * Jobs. Every state change is one transaction that also writes its job_events
+ * row; transitions decide inside the transaction (on the job as stored then),
+ * so a change that raced with another (a cancel, a requeue) is simply skipped.
+ */
+export interface JobStore {
+  /** Inserts a queued job, or returns the one with the same (project, idempotency key). */
+  submit(job: NewJob): Promise<SubmitResult>;
+  get(id: string): Promise<JobRecord | null>;
+  /** Newest first. */
+  list(filter: JobListFilter): Promise<JobRecord[]>;
+  /** The pool's queued jobs in FIFO order, after `afterSeq`. */
+  listQueued(poolId: number, afterSeq: number, limit: number): Promise<JobRecord[]>;
+  /** Ids of pools that have queued jobs (dispatch after a restart). */
+  poolsWithQueued(): Promise<number[]>;
+  /** Jobs assigned to or running on a runner. */
+  inFlight(runnerId: string): Promise<JobRecord[]>;
+  /** Assigned or running jobs whose runner is gone or OFFLINE (after a restart). */
+  orphaned(): Promise<JobRecord[]>;
+  /** Running jobs whose timeout plus grace passed at `now`. */
+  overdue(now: number, graceMs: number): Promise<JobRecord[]>;
+  /** Applies each decision to its job, all in one transaction; returns the jobs that changed. */
+  transition(items: { jobId: string; decide: JobDecision }[], now: number): Promise<JobTransition[]>;
+  events(jobId: string): Promise<JobEventRow[]>;
+  /** Appends a log chunk of `attempt` when it starts exactly at the stored length. */
+  appendLog(chunk: Omit<LogChunkRow, 'size'>): Promise<AppendLogResult>;
+  /** The attempt's log from byte `fromOffset` (a chunk straddling it included). */
+  logs(jobId: string, attempt: number, fromOffset: number): Promise<LogChunkRow[]>;
+}

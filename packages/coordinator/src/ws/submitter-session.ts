@@ -1,0 +1,102 @@
+import {
+  CloseCode,
+  coerceError,
+  ErrorCode,
+  parseSubmitterRequest,
+  RbtkError,
+  type SubmitterEvent,
+  type SubmitterRequest,
+} from '@rbtk/protocol';
+import type { RawData, WebSocket } from 'ws';
+import type { CoordinatorContext } from '../context.js';
+import { JobWatch } from '../jobs/job-watch.js';
+import type { Logger } from '../log.js';
+import { toJob } from '../wire.js';
+import { rawToString } from './raw.js';
+
+/**
+ * One submitter's WebSocket (`/v1/jobs/ws`): submit, watch, unwatch and
+ * cancel, each answered with its reqId. Requests are handled concurrently (a
+ * client that pipelines submits gets them committed together); answers name
+ * their reqId, so they need not come back in order. A request that fails (unknown job, routing refusal) gets an error
+ * with its reqId and the socket stays open; a malformed frame gets an error
+ * and close 4400.
+ */
+export class SubmitterSession {
+  private readonly log: Logger;
+  private readonly watches = new Map<string, JobWatch>();
+  private closing = false;
+
+  constructor(
+    private readonly ctx: CoordinatorContext,
+    private readonly ws: WebSocket,
+    private readonly project: string,
+    tokenId: string,
+  ) {
+    this.log = ctx.log.child({ submitter: tokenId, project });
+  }
+
+  start(): void {
+    this.ws.on('message', (data, isBinary) => void this.onFrame(data, isBinary));
+    this.ws.on('close', () => {
+      this.closing = true;
+      for (const watch of [...this.watches.values()]) watch.end();
+    });
+    this.ws.on('error', (err) => this.log.warn({ err: coerceError(err).message }, 'submitter socket error'));
+  }
+
+  private send(event: SubmitterEvent): void {
+    if (!this.closing) this.ws.send(JSON.stringify(event));
+  }
+
+  private refuse(code: string, message: string): void {
+    this.log.warn({ code, reason: message }, 'submitter frame refused');
+    this.send({ type: 'error', code, message });
+    this.closing = true;
+    this.ws.close(CloseCode.BadMessage, code);
+  }
+
+  private async onFrame(data: RawData, isBinary: boolean): Promise<void> {
+    if (this.closing) return;
+    if (isBinary) return this.refuse(ErrorCode.MalformedMessage, 'frames must be text (JSON), not binary');
+    const parsed = parseSubmitterRequest(rawToString(data));
+    if (!parsed.ok) return this.refuse(parsed.code, parsed.error);
+    const request = parsed.message;
+    try {
+      await this.handle(request);
+    } catch (err) {
+      if (err instanceof RbtkError) {
+        this.send({ type: 'error', reqId: request.reqId, code: err.code, message: err.message });
+        return;
+      }
+      this.log.error({ err: coerceError(err), type: request.type }, 'submitter request failed');
+      this.send({ type: 'error', reqId: request.reqId, code: ErrorCode.Internal, message: 'internal error; the coordinator log has the details' });
+    }
+  }
+
+  private async handle(request: SubmitterRequest): Promise<void> {
+    const jobs = this.ctx.jobs;
+    switch (request.type) {
+      case 'submit': {
+        const { job, created } = await jobs.submit(this.project, request.spec);
+        return this.send({ type: 'submitted', reqId: request.reqId, job: toJob(job), created });
+      }
+      case 'watch': {
+        const job = await jobs.find(this.project, request.jobId);
+        this.watches.get(job.id)?.end(); // a second watch of the same job replaces the first
+        const watch = new JobWatch(jobs, job.id, request.fromOffset, (e) => this.send(e), () => {
+          if (this.watches.get(job.id) === watch) this.watches.delete(job.id);
+        });
+        this.watches.set(job.id, watch);
+        this.send({ type: 'ack', reqId: request.reqId });
+        return watch.start();
+      }
+      case 'unwatch':
+        this.watches.get(request.jobId)?.end();
+        return this.send({ type: 'ack', reqId: request.reqId });
+      case 'cancel':
+        await jobs.cancel(this.project, request.jobId);
+        return this.send({ type: 'ack', reqId: request.reqId });
+    }
+  }
+}

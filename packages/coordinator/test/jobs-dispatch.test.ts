@@ -1,0 +1,181 @@
+import { ROUTES } from '@rbtk/protocol';
+import { afterEach, describe, expect, it } from 'vitest';
+import { eventually, sleep, TestCoordinator } from './helpers.js';
+import { shellJob, SimRunner } from './jobs-helpers.js';
+
+describe('job dispatch', () => {
+  let tc: TestCoordinator | undefined;
+  const runners: SimRunner[] = [];
+  const start = async (opts: Parameters<typeof TestCoordinator.start>[0] = {}) => (tc = await TestCoordinator.start(opts));
+  const runner = async (pool: string, opts: Parameters<typeof SimRunner.start>[2] = {}) => {
+    const r = await SimRunner.start(tc!, pool, opts);
+    runners.push(r);
+    return r;
+  };
+  const submit = async (pool: string, extra = {}) => {
+    const res = await tc!.api('POST', ROUTES.jobs, { body: shellJob(pool, extra) });
+    expect(res.status, JSON.stringify(res.body)).toBe(201);
+    return res.body.id as string;
+  };
+  const job = async (id: string) => (await tc!.api('GET', ROUTES.job(id))).body;
+  const state = (id: string, want: string) => eventually(async () => ((await job(id)).state === want ? job(id) : null));
+
+  afterEach(async () => {
+    for (const r of runners.splice(0)) r.terminate();
+    await tc?.stop();
+    tc = undefined;
+  });
+
+  it('assigns in FIFO order and records every state change', async () => {
+    await start();
+    const r = await runner('fifo');
+    const ids = [await submit('fifo'), await submit('fifo'), await submit('fifo')];
+    for (const id of ids) {
+      const a = await r.take();
+      expect(a).toMatchObject({ jobId: id, attempt: 1, acceptWithinMs: 10_000, timeoutMs: 3_600_000 });
+      expect(await r.complete(a)).toMatchObject({ accepted: true });
+    }
+    const done = await state(ids[2]!, 'succeeded');
+    expect(done).toMatchObject({ attempt: 1, exitCode: 0, runnerId: r.runnerId });
+    expect(done.startedAt).not.toBeNull();
+    expect(done.finishedAt).not.toBeNull();
+  });
+
+  it('two runners share a queue, and no runner gets more than its max slots', async () => {
+    await start();
+    const a = await runner('shared', { name: 'a', maxJobs: 2 });
+    const b = await runner('shared', { name: 'b', maxJobs: 1 });
+    const ids = [];
+    for (let i = 0; i < 5; i++) ids.push(await submit('shared'));
+    const aJobs = [await a.take(), await a.take()];
+    const bJobs = [await b.take()];
+    // Full: nothing more until a slot frees.
+    await expect(a.next('assign', () => true, 300)).rejects.toThrow();
+    await expect(b.next('assign', () => true, 10)).rejects.toThrow();
+    const taken = new Set([...aJobs, ...bJobs].map((x) => x.jobId));
+    expect(taken).toEqual(new Set(ids.slice(0, 3)));
+    await b.complete(bJobs[0]!);
+    const fourth = await b.take();
+    expect(fourth.jobId).toBe(ids[3]);
+    await a.complete(aJobs[0]!);
+    expect((await a.take()).jobId).toBe(ids[4]);
+  });
+
+  it('an assignment not accepted in time goes to another runner (accept_timeout, no retry used)', async () => {
+    await start({ acceptTimeoutMs: 300 });
+    const slow = await runner('acc', { name: 'slow' });
+    const id = await submit('acc');
+    const first = await slow.next('assign');
+    const fast = await runner('acc', { name: 'fast' });
+    const second = await fast.take();
+    expect(second).toMatchObject({ jobId: id, attempt: 2 });
+    // The slow runner is told to drop the attempt it never accepted.
+    expect(await slow.next('cancel')).toMatchObject({ jobId: id, attempt: first.attempt, reason: 'stale' });
+    await fast.complete(second);
+    expect(await state(id, 'succeeded')).toMatchObject({ attempt: 2, runnerId: fast.runnerId });
+  });
+
+  it('a rejected job goes to another runner and never back to the one that rejected it', async () => {
+    await start();
+    const picky = await runner('rej', { name: 'picky', maxJobs: 4 });
+    const id = await submit('rej');
+    const a = await picky.next('assign');
+    picky.send({ type: 'reject', jobId: id, attempt: a.attempt, reason: 'no space left' });
+    expect((await state(id, 'queued')).reason).toBe('rejected: no space left');
+    await expect(picky.next('assign', () => true, 300)).rejects.toThrow();
+    const other = await runner('rej', { name: 'other' });
+    const b = await other.take();
+    expect(b).toMatchObject({ jobId: id, attempt: 2 });
+  });
+
+  it('refuses a result from a stale attempt, and acks its logs so the runner can drop them', async () => {
+    await start({ acceptTimeoutMs: 300 });
+    const old = await runner('stale', { name: 'old' });
+    const id = await submit('stale');
+    const first = await old.next('assign'); // never accepted: times out
+    const fresh = await runner('stale', { name: 'fresh' });
+    const second = await fresh.take();
+    expect(second.attempt).toBe(2);
+    expect(await old.log(first, 0, 'late output')).toMatchObject({ offset: 11 });
+    expect(await old.result(first, 'failed', 1)).toEqual({
+      type: 'result_ack',
+      jobId: id,
+      attempt: first.attempt,
+      accepted: false,
+      reason: 'stale attempt',
+    });
+    fresh.started(second);
+    expect(await fresh.log(second, 0, 'mine')).toMatchObject({ offset: 4 });
+    await fresh.result(second, 'succeeded', 0, 4);
+    const done = await state(id, 'succeeded');
+    expect(done.logBytes).toBe(4);
+    expect((await tc!.api('GET', ROUTES.jobLogs(id))).body).toEqual([{ jobId: id, offset: 0, stream: 'stdout', data: 'mine' }]);
+  });
+
+  it('stores logs in order: duplicates dropped, a gap answered with the stored length', async () => {
+    await start();
+    const r = await runner('logs');
+    const id = await submit('logs');
+    const a = await r.take();
+    r.started(a);
+    expect((await r.log(a, 0, 'hello ')).offset).toBe(6);
+    expect((await r.log(a, 0, 'hello ')).offset).toBe(6); // duplicate
+    expect((await r.log(a, 20, 'later')).offset).toBe(6); // gap: resend from 6
+    expect((await r.log(a, 6, 'wörld', 'stderr')).offset).toBe(12);
+    const logs = await tc!.api('GET', `${ROUTES.jobLogs(id)}?offset=3`);
+    expect(logs.body).toEqual([
+      { jobId: id, offset: 3, stream: 'stdout', data: 'lo ' },
+      { jobId: id, offset: 6, stream: 'stderr', data: 'wörld' },
+    ]);
+  });
+
+  it('retries a failed attempt while retries remain, then fails', async () => {
+    await start();
+    const r = await runner('retry');
+    const id = await submit('retry', { retries: 1 });
+    const a1 = await r.take();
+    r.started(a1);
+    await r.result(a1, 'failed', 2);
+    const a2 = await r.take();
+    expect(a2.attempt).toBe(2);
+    r.started(a2);
+    await r.result(a2, 'failed', 3);
+    expect(await state(id, 'failed')).toMatchObject({ exitCode: 3, attempt: 2, reason: 'exited with code 3' });
+  });
+
+  it('cancels a queued job at once and a running one when its runner reports back', async () => {
+    await start();
+    const r = await runner('cancel');
+    const running = await submit('cancel');
+    const queued = await submit('cancel');
+    const a = await r.take();
+    r.started(a);
+    await state(running, 'running');
+    const q = await tc!.api('POST', ROUTES.jobCancel(queued));
+    expect(q.body).toMatchObject({ state: 'cancelled', reason: 'cancelled' });
+    const c = await tc!.api('POST', ROUTES.jobCancel(running));
+    expect(c.status).toBe(200);
+    expect(c.body.state).toBe('running');
+    expect(await r.next('cancel')).toEqual({ type: 'cancel', jobId: running, attempt: 1, reason: 'cancelled' });
+    await r.result(a, 'cancelled', null);
+    await state(running, 'cancelled');
+    const again = await tc!.api('POST', ROUTES.jobCancel(running));
+    expect(again).toEqual({ status: 409, body: { error: { code: 'job_finished', message: 'job is already cancelled' } } });
+    // The cancelled queued job was never assigned.
+    await expect(r.next('assign', () => true, 300)).rejects.toThrow();
+  });
+
+  it('marks a job timed_out 30 s past its timeout when its runner stays silent (backstop)', async () => {
+    let clock = Date.now();
+    await start({ now: () => clock });
+    const r = await runner('slowpoke');
+    const id = await submit('slowpoke', { timeout: '1s' });
+    const a = await r.take();
+    r.started(a);
+    await state(id, 'running');
+    clock += 31_000 + 1000;
+    expect(await r.next('cancel')).toMatchObject({ jobId: id, attempt: 1, reason: 'timed_out' });
+    expect(await state(id, 'timed_out')).toMatchObject({ attempt: 1 });
+    await sleep(10);
+  });
+});

@@ -1,0 +1,50 @@
+import { type Job, type JobSpecInput, type LogChunk } from '@rbtk/protocol';
+import type { Fleet } from './fleet.js';
+import { waitFor } from './processes.js';
+
+/** Thin REST helpers for tests that poll job state without spawning a CLI each time. */
+export class Jobs {
+  constructor(private readonly fleet: Fleet) {}
+
+  private async call<T>(method: string, path: string, body?: unknown): Promise<T> {
+    const res = await fetch(`${this.fleet.url}${path}`, {
+      method,
+      headers: { authorization: `Bearer ${this.fleet.adminToken}`, 'content-type': 'application/json' },
+      body: body === undefined ? undefined : JSON.stringify(body),
+    });
+    const text = await res.text();
+    if (!res.ok) throw new Error(`${method} ${path} → ${res.status} ${text}`);
+    return (text ? JSON.parse(text) : undefined) as T;
+  }
+
+  submit(spec: JobSpecInput): Promise<Job> {
+    return this.call('POST', '/v1/jobs', spec);
+  }
+
+  get(id: string): Promise<Job> {
+    return this.call('GET', `/v1/jobs/${id}`);
+  }
+
+  cancel(id: string): Promise<Job> {
+    return this.call('POST', `/v1/jobs/${id}/cancel`);
+  }
+
+  async log(id: string): Promise<string> {
+    const chunks = await this.call<LogChunk[]>('GET', `/v1/jobs/${id}/logs?offset=0`);
+    return chunks.map((c) => c.data).join('');
+  }
+
+  waitForState(id: string, states: Job['state'][], timeoutMs = 30_000): Promise<Job> {
+    return waitFor(`job ${id} in ${states.join('|')}`, async () => {
+      const job = await this.get(id);
+      return states.includes(job.state) ? job : undefined;
+    }, timeoutMs, 100);
+  }
+}
+
+export const shell = (script: string, extra: Partial<JobSpecInput> = {}): JobSpecInput => ({
+  pool: 'build',
+  executor: { type: 'shell', command: ['sh', '-c', script] },
+  ...extra,
+});
+
