@@ -47,9 +47,8 @@ async function measureFloor(n = 5_000) {
 async function startCoordinator(dir) {
   const { child, line } = await startProcess(
     `${ROOT}packages/coordinator/bin/rbtk-coordinator.js`,
-    ['serve', '--listen', '127.0.0.1:0', '--data-dir', dir, '--log-level', 'warn'],
+    ['serve', '--listen', '127.0.0.1:0', '--data-dir', dir],
     (l) => l.msg === 'listening',
-    { RBTK_LOG_LEVEL: 'info' },
   );
   const admin = (await readFile(join(dir, 'admin.token'), 'utf8')).trim();
   return { child, url: line.url, admin };
@@ -163,6 +162,7 @@ async function simulated(url, admin) {
   }
   const submitter = new Submitter();
   await submitter.connect(url, admin);
+  progress(`${SIM_RUNNERS} simulated runners connected`);
 
   // Phase A: a steady 1,000 jobs/s; latency from the submit frame to the assign frame at a runner.
   // The submit's start time is kept by reqId and moved to the job id when its answer arrives.
@@ -178,7 +178,8 @@ async function simulated(url, admin) {
     inflight.push(submitter.submit(TRUE_JOB).then((job) => submittedAt.set(job.id, t0)));
   }
   await Promise.all(inflight);
-  await waitUntil(() => done >= paced, 30_000);
+  progress(`${paced} paced jobs submitted`);
+  await waitUntil(() => done >= paced, 30_000, () => `${done}/${paced} paced jobs done`);
   // The assign may reach a runner before the submit's answer reaches us: pair them up afterwards.
   const rateA = summarize([...submittedAt].map(([id, t0]) => assignedAt.get(id) - t0));
 
@@ -195,17 +196,20 @@ async function simulated(url, admin) {
     }
     await Promise.race(window);
   }
-  await waitUntil(() => done - before >= THROUGHPUT_JOBS, 120_000);
+  progress(`${THROUGHPUT_JOBS} jobs submitted as fast as possible`);
+  await waitUntil(() => done - before >= THROUGHPUT_JOBS, 120_000, () => `${done - before}/${THROUGHPUT_JOBS} done`);
   const secondsB = (performance.now() - startB) / 1000;
   for (const r of runners) r.close();
   submitter.ws.close();
   return { rateA: { ...rateA, rate: RATE, jobs: paced }, throughput: { jobs: THROUGHPUT_JOBS, perSecond: THROUGHPUT_JOBS / secondsB } };
 }
 
-async function waitUntil(cond, timeoutMs) {
+const progress = (msg) => console.error(`[bench] ${msg}`);
+
+async function waitUntil(cond, timeoutMs, what = () => 'jobs to complete') {
   const deadline = Date.now() + timeoutMs;
   while (!cond()) {
-    if (Date.now() > deadline) throw new Error('benchmark timed out waiting for jobs to complete');
+    if (Date.now() > deadline) throw new Error(`benchmark timed out waiting: ${what()}`);
     await sleep(5);
   }
 }
