@@ -7,7 +7,7 @@ import {
   containerName,
   failedBeforeStart,
   resultOf,
-  stopReasonOf,
+  stopOnAbort,
   type AttemptRef,
   type Execution,
   type ExecutionResult,
@@ -59,10 +59,7 @@ class DockerExecution implements Execution {
     signal?: AbortSignal,
   ) {
     this.done = this.run(spec, sink);
-    if (signal) {
-      if (signal.aborted) this.stop(stopReasonOf(signal));
-      else signal.addEventListener('abort', () => this.stop(stopReasonOf(signal)), { once: true });
-    }
+    stopOnAbort(this, signal);
   }
 
   wait(): Promise<ExecutionResult> {

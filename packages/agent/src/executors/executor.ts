@@ -74,3 +74,10 @@ export function safeName(jobId: string): string {
 export function containerName(ref: Pick<AttemptRef, 'jobId' | 'attempt'>): string {
   return `rbtk-${safeName(ref.jobId)}-${ref.attempt}`;
 }
+
+/** Stops an execution when the signal aborts (at once if it already has). */
+export function stopOnAbort(execution: Execution, signal: AbortSignal | undefined): void {
+  if (!signal) return;
+  if (signal.aborted) execution.stop(stopReasonOf(signal));
+  else signal.addEventListener('abort', () => execution.stop(stopReasonOf(signal)), { once: true });
+}

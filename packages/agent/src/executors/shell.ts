@@ -5,7 +5,7 @@ import type { ExecutorSpec, ShellExecutorSpec } from '@rbtk/protocol';
 import {
   failedBeforeStart,
   resultOf,
-  stopReasonOf,
+  stopOnAbort,
   type AttemptRef,
   type Execution,
   type ExecutionResult,
@@ -52,10 +52,7 @@ class ShellExecution implements Execution {
     signal?: AbortSignal,
   ) {
     this.done = this.run(spec, sink);
-    if (signal) {
-      if (signal.aborted) this.stop(stopReasonOf(signal));
-      else signal.addEventListener('abort', () => this.stop(stopReasonOf(signal)), { once: true });
-    }
+    stopOnAbort(this, signal);
   }
 
   wait(): Promise<ExecutionResult> {
