@@ -12,6 +12,7 @@ export * from './schemas/project.js';
 export * from './schemas/pool.js';
 export * from './schemas/token.js';
 export * from './schemas/host.js';
+export * from './schemas/gpu.js';
 export * from './schemas/runner.js';
 export * from './schemas/runner-config.js';
 export * from './schemas/audit.js';

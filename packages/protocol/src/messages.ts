@@ -15,6 +15,7 @@ import {
   Started,
 } from './job-messages.js';
 import { Id, Labels, Name, RunnerName, Timestamp } from './schemas/common.js';
+import { GpuInventory } from './schemas/gpu.js';
 import { HostFacts } from './schemas/host.js';
 import { RunnerStatus } from './schemas/runner.js';
 import { ExecutorName } from './schemas/runner-config.js';
@@ -32,6 +33,8 @@ export const Capabilities = z.object({
   maxJobs: z.number().int().positive(),
   labels: Labels,
   airgapped: z.boolean(),
+  /** GPUs on the host; absent from runners that predate GPU support. */
+  gpus: GpuInventory.optional(),
 });
 export type Capabilities = z.infer<typeof Capabilities>;
 
