@@ -10,12 +10,14 @@ import { DockerExecutor } from './executors/docker.js';
 import { cleanupLeftovers, type LeftoverContainer } from './executors/docker-leftovers.js';
 import type { Executor } from './executors/executor.js';
 import { createExecutors, type ExecutorOptions } from './executors/index.js';
+import { collectGpuInventory, type GpuInventoryOptions } from './inventory/gpu-inventory.js';
+import { GpuAllocator } from './jobs/gpu-allocator.js';
 import { JobManager } from './jobs/manager.js';
 import { Spool } from './jobs/spool.js';
 import type { Logger } from './log.js';
 import { agentVersion } from './version.js';
 
-export interface AgentOptions extends Partial<Omit<DaemonDeps, 'config' | 'configPath' | 'logger' | 'state' | 'jobs'>> {
+export interface AgentOptions extends Partial<Omit<DaemonDeps, 'config' | 'configPath' | 'logger' | 'state' | 'jobs' | 'gpus'>> {
   config: RunnerConfig;
   configPath: string;
   logger: Logger;
@@ -23,6 +25,8 @@ export interface AgentOptions extends Partial<Omit<DaemonDeps, 'config' | 'confi
   /** Executors to use instead of those built from runner.yaml (tests). */
   executors?: Partial<Record<ExecutorName, Executor>>;
   executorOptions?: ExecutorOptions;
+  /** How nvidia-smi is found and run (tests: a stand-in on PATH, a short timeout). */
+  gpuOptions?: Omit<GpuInventoryOptions, 'docker'>;
 }
 
 /**
@@ -40,7 +44,17 @@ export async function runAgent(options: AgentOptions, signal: AbortSignal): Prom
   const version = options.agentVersion ?? agentVersion();
   const state = new DaemonState(config, version);
   const executors = options.executors ?? createExecutors(config, options.executorOptions);
-  const jobs = new JobManager({ runnerId: config.runner_id, config, executors, spool: new Spool(join(stateDir, 'spool')), logger });
+  const gpus = await inventoryGpus(options, executors);
+  const allocator = new GpuAllocator(gpus);
+  state.trackGpus(gpus, () => allocator.free());
+  const jobs = new JobManager({
+    runnerId: config.runner_id,
+    config,
+    executors,
+    spool: new Spool(join(stateDir, 'spool')),
+    logger,
+    gpus: allocator,
+  });
   await jobs.recover(await removeLeftoverContainers(executors, config.runner_id, logger));
   state.trackJobs(() => jobs.status());
   const control = await startControlServer(controlSocketPath(stateDir), { status: () => state.snapshot() }, logger);
@@ -49,12 +63,29 @@ export async function runAgent(options: AgentOptions, signal: AbortSignal): Prom
     'starting',
   );
   try {
-    return await runDaemon({ ...options, agentVersion: version, state, jobs }, signal);
+    return await runDaemon({ ...options, agentVersion: version, state, jobs, gpus }, signal);
   } finally {
     // Also after a revocation or a fatal error: no job outlives the daemon.
     await jobs.shutdown(0);
     await control.close();
   }
+}
+
+/** nvidia-smi's GPUs and whether Docker can serve them, logged once; hello carries them. */
+async function inventoryGpus(options: AgentOptions, executors: Partial<Record<ExecutorName, Executor>>) {
+  const docker = executors.docker instanceof DockerExecutor ? executors.docker.docker : undefined;
+  const { inventory, warnings } = await collectGpuInventory({
+    probeImage: options.config.test_image,
+    ...options.gpuOptions,
+    docker,
+  });
+  for (const warning of warnings) options.logger.warn({ warning }, 'GPU inventory');
+  if (inventory.gpus.length > 0) {
+    const fields = { gpus: inventory.gpus.length, driver: inventory.driverVersion, cuda: inventory.cudaVersion, usable: inventory.usable };
+    if (inventory.usable) options.logger.info(fields, 'GPUs found');
+    else options.logger.warn({ ...fields, reason: inventory.reason }, 'GPUs found but not usable by jobs');
+  }
+  return inventory;
 }
 
 /** Containers of this runner that a previous run left behind; their attempts are reported failed. */

@@ -1,4 +1,4 @@
-import type { HeartbeatAck, RunnerConfig, RunnerStatus, Welcome } from '@rbtk/protocol';
+import type { GpuInventory, HeartbeatAck, RunnerConfig, RunnerStatus, Welcome } from '@rbtk/protocol';
 import type { JobStatus } from './jobs/held-attempt.js';
 
 /** What `GET /status` on the control socket answers. */
@@ -25,12 +25,18 @@ export interface DaemonStatus {
   lastError: string | null;
   /** Attempts this runner holds: running, or finished with a result not yet acknowledged. */
   jobs: JobStatus[];
+  /** The GPUs advertised in hello, with whether Docker can hand them out; null before they were read. */
+  gpus: GpuInventory | null;
+  /** Usable GPUs no attempt holds. */
+  freeGpus: string[];
 }
 
 /** The daemon's live state, updated by the connect loop and read by the control server. */
 export class DaemonState {
-  private readonly s: Omit<DaemonStatus, 'jobs'>;
+  private readonly s: Omit<DaemonStatus, 'jobs' | 'gpus' | 'freeGpus'>;
   private jobSource: (() => JobStatus[]) | undefined;
+  private gpus: GpuInventory | null = null;
+  private freeGpus: () => string[] = () => [];
 
   constructor(config: RunnerConfig, agentVersion: string, now = new Date()) {
     this.s = {
@@ -100,6 +106,12 @@ export class DaemonState {
     this.jobSource = source;
   }
 
+  /** The inventory sent in hello, and where the free GPUs are read from (the allocator). */
+  trackGpus(inventory: GpuInventory, free: () => string[]): void {
+    this.gpus = inventory;
+    this.freeGpus = free;
+  }
+
   rotated(): void {
     this.s.rotations++;
   }
@@ -109,6 +121,6 @@ export class DaemonState {
   }
 
   snapshot(): DaemonStatus {
-    return { ...this.s, jobs: this.jobSource?.() ?? [] };
+    return { ...this.s, jobs: this.jobSource?.() ?? [], gpus: this.gpus, freeGpus: this.freeGpus() };
   }
 }

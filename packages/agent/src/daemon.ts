@@ -1,4 +1,4 @@
-import { CloseCode, parseDuration, type HostFacts, type Hello, type RunnerConfig } from '@rbtk/protocol';
+import { CloseCode, parseDuration, type GpuInventory, type HostFacts, type Hello, type RunnerConfig } from '@rbtk/protocol';
 import { Backoff, type BackoffOptions } from './backoff.js';
 import { runConnectedSession, type SessionEnd } from './daemon-session.js';
 import { DaemonState } from './daemon-state.js';
@@ -21,6 +21,8 @@ export interface DaemonDeps {
   agentVersion?: string;
   backoff?: Partial<BackoffOptions>;
   handshakeTimeoutMs?: number;
+  /** The host's GPUs, sent in hello (collected once at start by runAgent); absent: none sent. */
+  gpus?: GpuInventory;
   /** Runs the jobs the coordinator assigns; without it every assignment is rejected. */
   jobs?: JobManager;
   /** Injected by tests to simulate a full disk during rotation. */
@@ -51,7 +53,13 @@ export async function runDaemon(deps: DaemonDeps, outer: AbortSignal): Promise<D
   const hello: Omit<Hello, 'type' | 'held'> = {
     agentVersion: version,
     host: await (deps.hostFacts ?? collectHostFacts)(),
-    capabilities: { executors: config.executors, maxJobs: config.max_jobs, labels: config.labels, airgapped: config.airgapped },
+    capabilities: {
+      executors: config.executors,
+      maxJobs: config.max_jobs,
+      labels: config.labels,
+      airgapped: config.airgapped,
+      ...(deps.gpus ? { gpus: deps.gpus } : {}),
+    },
   };
   let connections = 0;
 

@@ -24,6 +24,8 @@ export const Assign = z.object({
   spec: JobSpec,
   timeoutMs: z.number().int().positive(),
   acceptWithinMs: z.number().int().positive(),
+  /** The GPU uuids the coordinator chose for a `gpus: N` job; absent: the runner picks N free ones. */
+  gpuIds: z.array(z.string().min(1)).max(64).optional(),
 });
 export type Assign = z.infer<typeof Assign>;
 

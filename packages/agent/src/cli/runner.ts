@@ -1,6 +1,7 @@
 #!/usr/bin/env node
 import { Command, CommanderError } from 'commander';
 import { agentVersion } from '../version.js';
+import { addDoctorCommand } from './doctor.js';
 import { EXIT } from './exit-codes.js';
 import { addRegisterCommand } from './register.js';
 import { addRunCommand } from './run.js';
@@ -17,6 +18,7 @@ const program = new Command('rbtk-runner')
 addRegisterCommand(program);
 addRunCommand(program);
 addStatusCommand(program);
+addDoctorCommand(program);
 
 try {
   await program.parseAsync(process.argv);

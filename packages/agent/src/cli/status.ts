@@ -1,6 +1,7 @@
 import type { Command } from 'commander';
 import { resolveConfigPath } from '../config/paths.js';
 import { ConfigError } from '../errors.js';
+import type { DaemonStatus } from '../daemon-state.js';
 import { readRunnerStatus, type RunnerStatusReport } from '../status.js';
 import { EXIT } from './exit-codes.js';
 
@@ -42,6 +43,7 @@ function formatReport(r: RunnerStatusReport): string {
     lines.push(['status', d.status ?? '-'], ['heartbeat', `${d.lastHeartbeatAt ?? 'none yet'} (${d.heartbeatsSent} sent)`]);
   }
   if (d) lines.push(['jobs', describeJobs(r)]);
+  if (d?.gpus && d.gpus.gpus.length > 0) lines.push(['gpus', describeGpus(d.gpus, d.freeGpus)]);
   return lines.map(([k, v]) => `${`${k}:`.padEnd(11)}${v}\n`).join('');
 }
 
@@ -50,6 +52,12 @@ function describeJobs(r: RunnerStatusReport): string {
   const busy = jobs.filter((j) => j.state !== 'finished').length;
   const list = jobs.map((j) => `${j.jobId}#${j.attempt} ${j.state}`).join(', ');
   return `${busy} of ${r.maxJobs} slots in use${list ? `: ${list}` : ''}`;
+}
+
+function describeGpus(inv: NonNullable<DaemonStatus['gpus']>, free: string[]): string {
+  const n = inv.gpus.length;
+  if (!inv.usable) return `${n} present, not usable: ${inv.reason ?? 'unknown reason'}`;
+  return `${free.length} of ${n} free (driver ${inv.driverVersion ?? '?'}, CUDA ${inv.cudaVersion ?? '?'})`;
 }
 
 function describeDaemon(r: RunnerStatusReport): string {

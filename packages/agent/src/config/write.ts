@@ -23,6 +23,8 @@ const KEY_ORDER: readonly (keyof RunnerConfig)[] = [
   'max_jobs',
   'executors',
   'docker_network',
+  'registry',
+  'test_image',
   'state_dir',
   'shutdown_timeout',
   'log_level',

@@ -2,13 +2,31 @@ import type Docker from 'dockerode';
 import type { PullPolicy } from '@rbtk/protocol';
 import { dockerMessage, hasStatus } from './docker-error.js';
 
+export interface ImageRules {
+  /** Never pull, except images named under `registry`. */
+  airgapped: boolean;
+  /** The on-prem registry host (registry.local:5000) an air-gapped runner may pull from. */
+  registry?: string;
+}
+
 /**
  * Makes sure `image` is on the host as the pull policy says. Returns why the
  * job cannot run (the exact messages of the jobs spec), or undefined when the
- * image is there.
+ * image is there. An air-gapped runner pulls nothing but on-prem images, so
+ * `always` is refused for any other image and a missing one fails at once.
  */
-export async function ensureImage(docker: Docker, image: string, policy: PullPolicy): Promise<string | undefined> {
+export async function ensureImage(
+  docker: Docker,
+  image: string,
+  policy: PullPolicy,
+  rules: ImageRules = { airgapped: false },
+): Promise<string | undefined> {
+  const mayPull = !rules.airgapped || isFromRegistry(image, rules.registry);
+  if (!mayPull && policy === 'always') {
+    return `pull policy always is refused on this air-gapped host: it never pulls ${image}; use if-not-present or never, and load the image with \`docker load\``;
+  }
   if (policy !== 'always' && (await hasImage(docker, image))) return undefined;
+  if (!mayPull) return airgappedMissing(image);
   if (policy === 'never') return `image ${image} is not on this host (pull policy never)`;
   try {
     await pull(docker, image);
@@ -18,7 +36,19 @@ export async function ensureImage(docker: Docker, image: string, policy: PullPol
   }
 }
 
-async function hasImage(docker: Docker, image: string): Promise<boolean> {
+/** The exact message of the air-gapped spec. */
+export function airgappedMissing(image: string): string {
+  return `image ${image} is not on this air-gapped host; load it with \`docker load\``;
+}
+
+/** `registry.local:5000/team/sim:1` is under registry `registry.local:5000`. */
+export function isFromRegistry(image: string, registry: string | undefined): boolean {
+  if (!registry) return false;
+  const host = registry.replace(/^[a-z]+:\/\//i, '').replace(/\/+$/, '');
+  return host !== '' && image.startsWith(`${host}/`);
+}
+
+export async function hasImage(docker: Docker, image: string): Promise<boolean> {
   try {
     await docker.getImage(image).inspect();
     return true;

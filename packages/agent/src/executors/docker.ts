@@ -9,6 +9,7 @@ import {
   resultOf,
   stopOnAbort,
   type AttemptRef,
+  type AttemptResources,
   type Execution,
   type ExecutionResult,
   type ExecutionSink,
@@ -23,6 +24,10 @@ export interface DockerExecutorOptions {
   network?: string;
   /** `docker stop -t`: seconds between SIGTERM and SIGKILL. Default 10. */
   stopTimeoutS?: number;
+  /** runner.yaml airgapped: never pull, except from `registry`. */
+  airgapped?: boolean;
+  /** runner.yaml registry: the on-prem registry an air-gapped runner may pull from. */
+  registry?: string;
 }
 
 /** Labels on every job container, so a restarted runner finds what it left behind. */
@@ -39,9 +44,9 @@ export class DockerExecutor implements Executor {
     this.docker = options.docker ?? new Docker();
   }
 
-  start(attempt: AttemptRef, spec: ExecutorSpec, sink: ExecutionSink, signal?: AbortSignal): Execution {
+  start(attempt: AttemptRef, spec: ExecutorSpec, sink: ExecutionSink, signal?: AbortSignal, resources: AttemptResources = {}): Execution {
     if (spec.type !== 'docker') throw new TypeError(`the docker executor cannot run a ${spec.type} job`);
-    return new DockerExecution(this.docker, this.options, attempt, spec, sink, signal);
+    return new DockerExecution(this.docker, this.options, attempt, resources, spec, sink, signal);
   }
 }
 
@@ -54,6 +59,7 @@ class DockerExecution implements Execution {
     private readonly docker: Docker,
     private readonly options: DockerExecutorOptions,
     private readonly ref: AttemptRef,
+    private readonly resources: AttemptResources,
     spec: DockerExecutorSpec,
     sink: ExecutionSink,
     signal?: AbortSignal,
@@ -76,7 +82,10 @@ class DockerExecution implements Execution {
   private async run(spec: DockerExecutorSpec, sink: ExecutionSink): Promise<ExecutionResult> {
     let refused: string | undefined;
     try {
-      refused = await ensureImage(this.docker, spec.image, spec.pull);
+      refused = await ensureImage(this.docker, spec.image, spec.pull, {
+        airgapped: this.options.airgapped ?? false,
+        registry: this.options.registry,
+      });
     } catch (err) {
       return failedBeforeStart(`docker: ${dockerMessage(err)}`);
     }
@@ -156,9 +165,19 @@ class DockerExecution implements Execution {
       AttachStderr: true,
       Tty: false,
       OpenStdin: false,
-      HostConfig: { NetworkMode: this.options.network ?? 'none' },
+      HostConfig: { NetworkMode: this.options.network ?? 'none', DeviceRequests: deviceRequests(this.resources.gpuIds) },
     };
   }
+}
+
+/**
+ * The attempt's GPUs as a device request for the Engine's nvidia driver, by
+ * uuid, so each container sees exactly its own. Never the legacy `nvidia`
+ * runtime: the toolkit's hook serves device requests without it.
+ */
+function deviceRequests(gpuIds: readonly string[] | undefined): Docker.DeviceRequest[] | undefined {
+  if (!gpuIds || gpuIds.length === 0) return undefined;
+  return [{ Driver: 'nvidia', DeviceIDs: [...gpuIds], Capabilities: [['gpu']] }];
 }
 
 function toSink(stream: LogStream, sink: ExecutionSink): Writable {

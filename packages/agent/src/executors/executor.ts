@@ -7,6 +7,12 @@ export interface AttemptRef {
   attempt: number;
 }
 
+/** What the runner set aside for one attempt. */
+export interface AttemptResources {
+  /** GPU uuids this attempt holds (docker: its device request); empty or absent: none. */
+  gpuIds?: readonly string[];
+}
+
 /** Where an executor puts what happens: raw output bytes, in the order they arrived. */
 export interface ExecutionSink {
   /** The container or process is running (the manager sends `started`); a shell job says its process group. */
@@ -41,7 +47,7 @@ export interface Execution {
  * stop() with the signal's reason (a StopReason), or "cancelled".
  */
 export interface Executor {
-  start(attempt: AttemptRef, spec: ExecutorSpec, sink: ExecutionSink, signal?: AbortSignal): Execution;
+  start(attempt: AttemptRef, spec: ExecutorSpec, sink: ExecutionSink, signal?: AbortSignal, resources?: AttemptResources): Execution;
 }
 
 /** The result of a process that exited by itself, or was stopped for `stopped`. */

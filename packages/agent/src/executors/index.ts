@@ -14,7 +14,7 @@ export interface ExecutorOptions {
 
 /** The executors runner.yaml enables, and nothing else: shell only when listed. */
 export function createExecutors(
-  config: Pick<RunnerConfig, 'executors' | 'docker_network'>,
+  config: Pick<RunnerConfig, 'executors' | 'docker_network' | 'airgapped' | 'registry'>,
   options: ExecutorOptions = {},
 ): Partial<Record<ExecutorName, Executor>> {
   const executors: Partial<Record<ExecutorName, Executor>> = {};
@@ -23,6 +23,8 @@ export function createExecutors(
       docker: options.docker,
       network: config.docker_network ?? 'none',
       stopTimeoutS: options.dockerStopTimeoutS,
+      airgapped: config.airgapped,
+      registry: config.registry,
     });
   }
   if (config.executors.includes('shell')) executors.shell = new ShellExecutor({ graceMs: options.shellGraceMs });

@@ -8,6 +8,8 @@ export interface JobStatus {
   jobId: string;
   attempt: number;
   state: AttemptState;
+  /** GPU uuids the attempt holds while it runs; absent when none. */
+  gpus?: string[];
 }
 
 /** The manager's bookkeeping for one attempt, from accept until its result is acknowledged. */
@@ -15,6 +17,8 @@ export interface HeldAttempt {
   jobId: string;
   attempt: number;
   state: AttemptState;
+  /** GPU uuids held from accept until the attempt ends. */
+  gpus?: string[];
   /** Set once the spool directory exists (right before accept). */
   spooled?: SpooledAttempt;
   execution?: Execution;

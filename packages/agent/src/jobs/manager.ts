@@ -11,6 +11,7 @@ import type { Executor, StopReason } from '../executors/executor.js';
 import type { LeftoverContainer } from '../executors/docker-leftovers.js';
 import type { Logger } from '../log.js';
 import { sleep } from '../sleep.js';
+import { GpuAllocator } from './gpu-allocator.js';
 import { attemptKey, type HeldAttempt, type JobStatus } from './held-attempt.js';
 import { runAttempt } from './run-attempt.js';
 import { flushAttempt, resetForConnection } from './send-attempt.js';
@@ -22,7 +23,11 @@ export interface JobManagerDeps {
   executors: Partial<Record<ExecutorName, Executor>>;
   spool: Spool;
   logger: Logger;
+  /** The host's usable GPUs; without it every GPU job is rejected. */
+  gpus?: GpuAllocator;
 }
+
+const NO_GPUS = new GpuAllocator({ gpus: [], driverVersion: null, cudaVersion: null, usable: false });
 
 export type SendFrame = (frame: RunnerMessage) => boolean;
 
@@ -76,7 +81,7 @@ export class JobManager {
   }
 
   status(): JobStatus[] {
-    return [...this.held.values()].map((h) => ({ jobId: h.jobId, attempt: h.attempt, state: h.state }));
+    return [...this.held.values()].map((h) => ({ jobId: h.jobId, attempt: h.attempt, state: h.state, ...(h.gpus ? { gpus: h.gpus } : {}) }));
   }
 
   /** A session was welcomed: resend what the coordinator has not acknowledged, in order. */
@@ -154,6 +159,17 @@ export class JobManager {
     else if (!config.executors.includes(type) || !executors[type]) {
       refusal = `executor "${type}" is not enabled on this runner (executors: ${config.executors.join(', ')})`;
     } else if (busy >= config.max_jobs) refusal = `no free slot: ${busy} of ${config.max_jobs} jobs running`;
+    // GPUs are claimed with the slot, before any await: two assignments never get the same GPU.
+    const gpusNeeded = message.spec.requires.gpus ?? 0;
+    let gpus: string[] | undefined;
+    if (!refusal && gpusNeeded > 0) {
+      if (type !== 'docker') refusal = `GPU jobs run only in the docker executor, not ${type}`;
+      else {
+        const claim = (this.deps.gpus ?? NO_GPUS).claim(key, gpusNeeded, message.gpuIds);
+        if (claim.ok) gpus = claim.uuids;
+        else refusal = claim.reason;
+      }
+    }
     if (refusal) {
       logger.info({ jobId, attempt, reason: refusal }, 'job rejected');
       this.sendFrame({ type: 'reject', jobId, attempt, reason: refusal });
@@ -162,11 +178,12 @@ export class JobManager {
 
     // The slot is taken now, before any await, so two assignments cannot both get the last one.
     const h = this.adopt(jobId, attempt);
-    Object.assign(h, { state: 'starting', acceptSent: false, startedSent: false });
+    Object.assign(h, { state: 'starting', acceptSent: false, startedSent: false, gpus });
     try {
       h.spooled = await this.deps.spool.create({ jobId, attempt, executor: type, acceptedAt: new Date().toISOString() });
     } catch (err) {
       this.held.delete(key);
+      this.releaseGpus(h, key);
       const reason = `cannot write the spool: ${(err as Error).message}`;
       logger.error({ jobId, attempt, reason }, 'job rejected');
       this.sendFrame({ type: 'reject', jobId, attempt, reason });
@@ -174,18 +191,26 @@ export class JobManager {
     }
     this.watchSpool(h);
     h.acceptSent = this.sendFrame({ type: 'accept', jobId, attempt });
-    logger.info({ jobId, attempt, executor: type, timeoutMs: message.timeoutMs }, 'job accepted');
+    logger.info({ jobId, attempt, executor: type, timeoutMs: message.timeoutMs, ...(gpus ? { gpus } : {}) }, 'job accepted');
     h.done = runAttempt(
       {
         runnerId: this.deps.runnerId,
         executor: executors[type]!,
+        resources: { gpuIds: gpus },
         logger,
         onStarted: () => this.started(h),
         stop: (reason) => this.stop(h, reason),
       },
       h,
       message,
-    );
+    ).finally(() => this.releaseGpus(h, key));
+  }
+
+  /** The attempt ended (or never started): its GPUs are free for the next one. */
+  private releaseGpus(h: HeldAttempt, key: string): void {
+    if (!h.gpus) return;
+    this.deps.gpus?.release(key);
+    h.gpus = undefined;
   }
 
   private started(h: HeldAttempt): void {

@@ -1,5 +1,5 @@
 import { formatDuration, type Assign } from '@rbtk/protocol';
-import { failedBeforeStart, type ExecutionResult, type Executor, type StopReason } from '../executors/executor.js';
+import { failedBeforeStart, type AttemptResources, type ExecutionResult, type Executor, type StopReason } from '../executors/executor.js';
 import type { Logger } from '../log.js';
 import type { HeldAttempt } from './held-attempt.js';
 import { LogDecoder } from './log-decoder.js';
@@ -7,6 +7,8 @@ import { LogDecoder } from './log-decoder.js';
 export interface RunAttemptDeps {
   runnerId: string;
   executor: Executor;
+  /** What the manager set aside for the attempt (its GPUs). */
+  resources?: AttemptResources;
   logger: Logger;
   onStarted(): void;
   /** Stops the attempt through the manager (state, log line). */
@@ -42,7 +44,7 @@ export async function runAttempt(deps: RunAttemptDeps, h: HeldAttempt, assign: A
         deps.onStarted();
       },
       output: (stream, data) => spooled.append(decoder.write(stream, data)),
-    });
+    }, undefined, deps.resources);
     h.execution = execution;
     // A cancel that arrived while the spool was being created.
     if (h.stopReason) execution.stop(h.stopReason);

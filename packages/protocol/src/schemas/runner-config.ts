@@ -23,6 +23,10 @@ export const RunnerConfig = z
     executors: z.array(ExecutorName).nonempty().default(['docker']),
     /** HostConfig.NetworkMode of job containers; "none" unless a named (internal) network is allowed. */
     docker_network: z.string().min(1).optional(),
+    /** Air-gapped runners: the on-prem registry host (registry.local:5000) images may be pulled from. */
+    registry: z.string().min(1).regex(/^[^\s/]+$/, 'registry is a host[:port], e.g. registry.local:5000').optional(),
+    /** An image that must be on this host: `rbtk-runner doctor` checks it, and the GPU check starts it. */
+    test_image: z.string().min(1).max(512).optional(),
     /** Spool, control socket and other state; must be writable by the runner. */
     state_dir: z.string().optional(),
     /** How long SIGTERM waits for in-flight jobs before stopping them. */
