@@ -49,6 +49,9 @@ async function startCoordinator(dir) {
     `${ROOT}packages/coordinator/bin/rbtk-coordinator.js`,
     ['serve', '--listen', '127.0.0.1:0', '--data-dir', dir],
     (l) => l.msg === 'listening',
+    {},
+    // e.g. RBTK_BENCH_COORDINATOR_FLAGS="--cpu-prof --cpu-prof-dir=/tmp/prof" to profile the coordinator.
+    process.env.RBTK_BENCH_COORDINATOR_FLAGS?.split(' ').filter(Boolean) ?? [],
   );
   const admin = (await readFile(join(dir, 'admin.token'), 'utf8')).trim();
   return { child, url: line.url, admin };

@@ -36,8 +36,8 @@ export async function saveResults(name, data) {
 }
 
 /** Starts a bin as a child process; resolves once a JSON log line matches. */
-export function startProcess(file, args, match, env = {}) {
-  const child = spawn(process.execPath, [file, ...args], { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'ignore'] });
+export function startProcess(file, args, match, env = {}, nodeFlags = []) {
+  const child = spawn(process.execPath, [...nodeFlags, file, ...args], { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'ignore'] });
   return new Promise((resolve, reject) => {
     const timer = setTimeout(() => reject(new Error(`${file} did not start`)), 20_000);
     // Keep reading (and dropping) stdout after the match, so the child never blocks on a full pipe.

@@ -42,6 +42,9 @@ export function toRunner(row: RunnerRecord, connected: boolean): Runner {
     host: row.host,
     registeredAt: iso(row.registeredAt),
     lastHeartbeatAt: row.lastHeartbeatAt === null ? null : iso(row.lastHeartbeatAt),
+    gpus: row.capabilities?.gpus?.gpus ?? [],
+    gpuUsable: row.capabilities?.gpus?.usable ?? false,
+    gpuUnusableReason: row.capabilities?.gpus?.reason ?? null,
   };
 }
 

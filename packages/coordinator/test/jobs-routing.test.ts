@@ -51,7 +51,7 @@ describe('job routing at submit', () => {
       [shellJob('build', { requires: { labels: { gpu: 'a100' } } }), 'no runner in pool "build" has labels gpu=a100'],
       [{ pool: 'build', executor: { type: 'docker', image: 'busybox' } }, 'no runner in pool "build" offers the docker executor'],
       [shellJob('build', { requires: { labels: {}, airgapped: true } }), 'job requires an air-gapped pool, and pool "build" is not air-gapped'],
-      [shellJob('build', { requires: { labels: {}, gpus: 2 } }), 'no runner in pool "build" has 2 GPU(s)'],
+      [shellJob('build', { requires: { labels: {}, gpus: 2 } }), 'no runner in pool "build" has 2 usable GPU(s)'],
       [
         { pool: 'vault', executor: { type: 'docker', image: 'busybox', pull: 'always' } },
         'pool "vault" is air-gapped: its runners never pull, so pull policy "always" cannot run there',

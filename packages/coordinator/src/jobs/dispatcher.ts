@@ -16,25 +16,33 @@ export interface DispatchDeps {
   assigned(job: JobRecord, runner: IndexedRunner): void;
 }
 
-/** Queued jobs read per round; more rounds follow while slots and jobs remain. */
+/** Most queued jobs read per round; more rounds follow while slots and jobs remain. */
 const BATCH = 256;
+/** Fewest read per round, so jobs no free runner fits are skipped in few reads. */
+const MIN_READ = 16;
 
 /**
  * Event-driven dispatch, one pass at a time per pool. kick() is called on
- * submit, hello, a freed slot, requeue and resume; kicks that arrive during a
+ * hello, a freed slot and resume, queued() on a queued submit and a requeue; kicks that arrive during a
  * pass coalesce into one more pass, so a burst of submits becomes a few
  * batched assignment transactions rather than one per job. Nothing polls.
+ *
+ * A pass that leaves no job queued marks its pool drained; until a job is
+ * queued again (queued()), a submit may take a free slot itself (claim()) and
+ * commit its assignment with its insert, overtaking nobody.
  */
 export class Dispatcher {
   private readonly running = new Set<number>();
   private readonly again = new Set<number>();
   private readonly scheduled = new Set<number>();
+  private readonly drained = new Set<number>();
   private stopped = false;
 
   constructor(private readonly deps: DispatchDeps) {}
 
   kick(poolId: number): void {
-    if (this.stopped) return;
+    // Nothing queued: a freed slot or a new runner waits for the next submit's claim().
+    if (this.stopped || this.drained.has(poolId)) return;
     if (this.running.has(poolId)) {
       this.again.add(poolId);
       return;
@@ -46,6 +54,24 @@ export class Dispatcher {
       this.scheduled.delete(poolId);
       void this.run(poolId);
     });
+  }
+
+  /** A job of the pool became queued (submitted without a slot, requeued): it waits its turn. */
+  queued(poolId: number): void {
+    this.drained.delete(poolId);
+    this.kick(poolId);
+  }
+
+  /**
+   * A runner for a job being submitted, reserved, when the pool has no queued
+   * job and no pass pending (which would be first in line), else undefined.
+   * The caller commits the assignment or gives the slot back (index.release).
+   */
+  claim(poolId: number, job: Pick<JobRecord, 'id' | 'spec' | 'excluded'>): IndexedRunner | undefined {
+    if (this.stopped || !this.drained.has(poolId) || this.running.has(poolId) || this.scheduled.has(poolId)) return undefined;
+    const runner = this.deps.index.pick(poolId, job);
+    if (runner) this.deps.index.reserve(runner, job, this.deps.now());
+    return runner;
   }
 
   stop(): void {
@@ -70,11 +96,14 @@ export class Dispatcher {
   /** Matches the pool's queued jobs, FIFO, to free slots, and commits each round in one transaction. */
   private async pass(poolId: number): Promise<void> {
     const { store, index } = this.deps;
+    this.drained.delete(poolId);
     let afterSeq = 0;
-    while (index.freeSlots(poolId) > 0 && !this.stopped) {
-      const queued = await store.jobs.listQueued(poolId, afterSeq, BATCH);
-      if (queued.length === 0) return;
-      afterSeq = queued[queued.length - 1]!.seq;
+    let left = false; // a job read in this pass stays queued
+    for (let free = index.freeSlots(poolId); free > 0 && !this.stopped; free = index.freeSlots(poolId)) {
+      // Read about as many as there are slots: a freed slot must not cost a read of the whole backlog.
+      const limit = Math.min(BATCH, Math.max(free, MIN_READ));
+      const queued = await store.jobs.listQueued(poolId, afterSeq, limit);
+      afterSeq = queued[queued.length - 1]?.seq ?? afterSeq;
       const now = this.deps.now();
       const picks: { job: JobRecord; runner: IndexedRunner }[] = [];
       for (const job of queued) {
@@ -85,7 +114,11 @@ export class Dispatcher {
         if (index.freeSlots(poolId) === 0) break;
       }
       if (picks.length > 0) await this.commit(picks, now);
-      if (queued.length < BATCH) return;
+      left ||= picks.length < queued.length;
+      if (queued.length < limit) {
+        if (!left) this.drained.add(poolId);
+        return;
+      }
     }
   }
 

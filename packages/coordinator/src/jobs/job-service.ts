@@ -11,7 +11,8 @@ import type { Logger } from '../log.js';
 import type { JobDecision, JobRecord, JobTransition } from '../store/job-rows.js';
 import type { SubmitResult } from '../store/job-store.js';
 import type { Store } from '../store/store.js';
-import { isInFlight, requestCancel, requeueFree, runnerGone, timedOut } from './decisions.js';
+import { AcceptTimers } from './accept-timers.js';
+import { assignTo, isInFlight, requestCancel, requeueFree, runnerGone, timedOut } from './decisions.js';
 import { Dispatcher } from './dispatcher.js';
 import { JobBus } from './job-bus.js';
 import { RoutingCache, routeJob } from './routing.js';
@@ -45,9 +46,12 @@ export class JobService {
   readonly index = new RunnerIndex();
   readonly dispatcher: Dispatcher;
   private readonly routing = new RoutingCache();
-  private readonly acceptTimers = new Map<string, { attempt: number; timer: NodeJS.Timeout }>();
+  private readonly acceptTimers: AcceptTimers;
 
   constructor(readonly deps: JobServiceDeps) {
+    this.acceptTimers = new AcceptTimers(deps.acceptTimeoutMs, (jobId, attempt, runnerId) =>
+      this.acceptTimedOut(jobId, attempt, runnerId),
+    );
     this.dispatcher = new Dispatcher({
       store: deps.store,
       index: this.index,
@@ -77,51 +81,62 @@ export class JobService {
       }
       this.dispatcher.kick(after.poolId);
     }
-    if (after.state === 'queued' && before.state !== 'queued') this.dispatcher.kick(after.poolId);
+    if (after.state === 'queued' && before.state !== 'queued') this.dispatcher.queued(after.poolId);
     if (after.version !== before.version) this.bus.publish(after.id, { kind: 'job', job: after });
   }
 
   private assigned(job: JobRecord, runner: IndexedRunner): void {
-    const attempt = job.attempt;
-    const timer = setTimeout(() => {
-      this.acceptTimers.delete(job.id);
-      this.apply([{ jobId: job.id, decide: requeueFree(runner.id, attempt, 'accept_timeout'), cancelRunner: 'stale' }]).then(
-        (done) => {
-          if (done.length > 0) this.deps.log.warn({ jobId: job.id, attempt, runnerId: runner.id }, 'no accept in time: requeued');
-        },
-        (err: unknown) => this.deps.log.error({ err: coerceError(err), jobId: job.id }, 'accept timeout requeue failed'),
-      );
-    }, this.deps.acceptTimeoutMs);
-    this.acceptTimers.set(job.id, { attempt, timer });
+    this.acceptTimers.start(job.id, job.attempt, runner.id);
     runner.send({
       type: 'assign',
       jobId: job.id,
-      attempt,
+      attempt: job.attempt,
       spec: job.spec,
       timeoutMs: job.timeoutMs,
       acceptWithinMs: this.deps.acceptTimeoutMs,
     });
   }
 
-  /** The runner took the attempt (accept, started, or held at hello): stop waiting for it. */
-  clearAcceptTimer(jobId: string, attempt?: number): void {
-    const pending = this.acceptTimers.get(jobId);
-    if (!pending || (attempt !== undefined && pending.attempt !== attempt)) return;
-    clearTimeout(pending.timer);
-    this.acceptTimers.delete(jobId);
+  private acceptTimedOut(jobId: string, attempt: number, runnerId: string): void {
+    this.apply([{ jobId, decide: requeueFree(runnerId, attempt, 'accept_timeout'), cancelRunner: 'stale' }]).then(
+      (done) => {
+        if (done.length > 0) this.deps.log.warn({ jobId, attempt, runnerId }, 'no accept in time: requeued');
+      },
+      (err: unknown) => this.deps.log.error({ err: coerceError(err), jobId }, 'accept timeout requeue failed'),
+    );
   }
 
+  /** The runner took the attempt (accept, started, or held at hello): stop waiting for it. */
+  clearAcceptTimer(jobId: string, attempt?: number): void {
+    this.acceptTimers.clear(jobId, attempt);
+  }
+
+  /**
+   * Inserts the job; when its pool has nothing queued and a runner is free,
+   * assigns it in the same commit (one fsync, no dispatch pass).
+   */
   async submit(project: string, spec: JobSpec): Promise<SubmitResult> {
     const pool = await routeJob(this.deps.store, this.routing, project, spec);
-    const result = await this.deps.store.jobs.submit({
-      id: randomId(16),
-      project,
-      poolId: pool.id,
-      spec,
-      timeoutMs: parseDuration(spec.timeout),
-      createdAt: this.deps.now(),
-    });
-    if (result.created) this.dispatcher.kick(pool.id);
+    const id = randomId(16);
+    const now = this.deps.now();
+    const runner = this.dispatcher.claim(pool.id, { id, spec, excluded: [] });
+    let result: SubmitResult;
+    try {
+      result = await this.deps.store.jobs.submit(
+        { id, project, poolId: pool.id, poolName: pool.name, spec, timeoutMs: parseDuration(spec.timeout), createdAt: now },
+        runner && assignTo(runner.id, now),
+      );
+    } catch (err) {
+      if (runner) this.index.release(runner.id, id);
+      throw err;
+    }
+    if (result.assigned) {
+      this.afterChange(result.assigned);
+      this.assigned(result.assigned.after, runner!);
+      return result;
+    }
+    if (runner) this.index.release(runner.id, id);
+    if (result.created) this.dispatcher.queued(pool.id);
     return result;
   }
 
@@ -204,7 +219,6 @@ export class JobService {
 
   stop(): void {
     this.dispatcher.stop();
-    for (const { timer } of this.acceptTimers.values()) clearTimeout(timer);
-    this.acceptTimers.clear();
+    this.acceptTimers.stop();
   }
 }

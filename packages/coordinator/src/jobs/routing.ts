@@ -1,7 +1,7 @@
-import { ErrorCode, type ExecutorName, type JobSpec, type Labels, RbtkError } from '@rbtk/protocol';
+import { ErrorCode, type ExecutorName, type Gpu, type JobSpec, type Labels, RbtkError } from '@rbtk/protocol';
 import type { PoolRecord, RunnerRecord } from '../store/rows.js';
 import type { Store } from '../store/store.js';
-import { runnerFits } from './runner-index.js';
+import { matchingGpus, runnerFits } from './runner-index.js';
 
 const pairs = (labels: Labels): string =>
   Object.entries(labels)
@@ -9,16 +9,12 @@ const pairs = (labels: Labels): string =>
     .join(',');
 
 /**
- * GPUs a runner offers. Neither Capabilities nor HostFacts declare them yet;
- * read a `gpus` count or list if an agent sends one, else none.
+ * The GPUs a runner can hand to containers, from its hello: none when Docker
+ * on the host cannot serve them (no NVIDIA container toolkit).
  */
-export function runnerGpus(r: Pick<RunnerRecord, 'capabilities' | 'host'>): number {
-  for (const source of [r.capabilities, r.host] as unknown[]) {
-    const gpus = (source as { gpus?: unknown } | null)?.gpus;
-    if (typeof gpus === 'number') return gpus;
-    if (Array.isArray(gpus)) return gpus.length;
-  }
-  return 0;
+export function usableGpus(r: Pick<RunnerRecord, 'capabilities'>): Gpu[] {
+  const inventory = r.capabilities?.gpus;
+  return inventory?.usable ? inventory.gpus : [];
 }
 
 /** Executors a registered runner offers; null until its first hello says. */
@@ -120,13 +116,22 @@ export async function routeJob(store: Store, cache: RoutingCache, project: strin
       says: `no runner in pool "${pool.name}" has labels ${pairs(req.labels)}`,
     },
     { ok: (r) => req.airgapped !== true || r.airgapped, says: `no runner in pool "${pool.name}" is air-gapped` },
-    { ok: (r) => runnerGpus(r) >= gpus, says: `no runner in pool "${pool.name}" has ${gpus} GPU(s)` },
+    { ok: (r) => usableGpus(r).length >= gpus, says: `no runner in pool "${pool.name}" has ${gpus} usable GPU(s)` },
+    {
+      ok: (r) => matchingGpus(usableGpus(r), req) >= gpus,
+      says: `no runner in pool "${pool.name}" has ${gpus} GPU(s) matching ${[
+        req.gpuModel && `model "${req.gpuModel}"`,
+        req.gpuMemoryMiB && `at least ${req.gpuMemoryMiB} MiB each`,
+      ]
+        .filter(Boolean)
+        .join(' with ')}`,
+    },
   ];
   for (const check of checks) if (!runners.some(check.ok)) throw unsatisfiable(check.says);
   // Each predicate alone may hold on some runner and yet no runner hold them all.
   const fitsOne = runners.some((r) =>
     runnerFits(
-      { executors: executorsOf(r) ?? new Set([spec.executor.type]), labels: r.labels, airgapped: r.airgapped, gpus: runnerGpus(r) },
+      { executors: executorsOf(r) ?? new Set([spec.executor.type]), labels: r.labels, airgapped: r.airgapped, gpus: usableGpus(r) },
       { spec },
     ),
   );

@@ -1,4 +1,4 @@
-import type { CoordinatorMessage, ExecutorName, Labels, RunnerStatus } from '@rbtk/protocol';
+import type { CoordinatorMessage, ExecutorName, Gpu, JobRequirements, Labels, RunnerStatus } from '@rbtk/protocol';
 import type { JobRecord } from '../store/job-rows.js';
 
 /** A connected runner as the dispatcher sees it. */
@@ -10,7 +10,8 @@ export interface IndexedRunner {
   labels: Labels;
   airgapped: boolean;
   maxJobs: number;
-  gpus: number;
+  /** GPUs Docker on the host can hand out (none when it cannot). */
+  gpus: Gpu[];
   /** Attempts assigned to or running on it: job id -> GPUs it holds. */
   inFlight: Map<string, number>;
   gpusInUse: number;
@@ -22,9 +23,17 @@ export interface IndexedRunner {
 
 const hasLabels = (have: Labels, want: Labels): boolean => Object.entries(want).every(([k, v]) => have[k] === v);
 
+/** How many of the GPUs meet the job's model (name substring) and per-GPU memory predicates. */
+export function matchingGpus(gpus: readonly Gpu[], req: Pick<JobRequirements, 'gpuModel' | 'gpuMemoryMiB'>): number {
+  const model = req.gpuModel?.toLowerCase();
+  return gpus.filter(
+    (g) => (model === undefined || g.name.toLowerCase().includes(model)) && g.memoryMiB >= (req.gpuMemoryMiB ?? 0),
+  ).length;
+}
+
 /** Whether the runner could ever run the job, ignoring how busy it is now. */
 export function runnerFits(
-  r: { executors: ReadonlySet<ExecutorName>; labels: Labels; airgapped: boolean; gpus: number },
+  r: { executors: ReadonlySet<ExecutorName>; labels: Labels; airgapped: boolean; gpus: readonly Gpu[] },
   job: Pick<JobRecord, 'spec'>,
 ): boolean {
   const req = job.spec.requires;
@@ -32,7 +41,7 @@ export function runnerFits(
     r.executors.has(job.spec.executor.type) &&
     hasLabels(r.labels, req.labels) &&
     (req.airgapped !== true || r.airgapped) &&
-    (req.gpus ?? 0) <= r.gpus
+    (req.gpus ?? 0) <= matchingGpus(r.gpus, req)
   );
 }
 
@@ -82,14 +91,14 @@ export class RunnerIndex {
   }
 
   /** Best runner for the job: ONLINE, free slot (and GPUs), fits; most free slots, then least recently assigned. */
-  pick(poolId: number, job: JobRecord): IndexedRunner | undefined {
+  pick(poolId: number, job: Pick<JobRecord, 'spec' | 'excluded'>): IndexedRunner | undefined {
     let best: IndexedRunner | undefined;
     let bestFree = 0;
     const gpus = job.spec.requires.gpus ?? 0;
     for (const r of this.byPool.get(poolId) ?? []) {
       if (r.status !== 'ONLINE') continue;
       const free = r.maxJobs - r.inFlight.size;
-      if (free <= 0 || r.gpus - r.gpusInUse < gpus) continue;
+      if (free <= 0 || r.gpus.length - r.gpusInUse < gpus) continue;
       if (!runnerFits(r, job) || job.excluded.includes(r.id)) continue;
       if (!best || free > bestFree || (free === bestFree && r.lastAssignedAt < best.lastAssignedAt)) {
         best = r;
@@ -99,7 +108,7 @@ export class RunnerIndex {
     return best;
   }
 
-  reserve(runner: IndexedRunner, job: JobRecord, now: number): void {
+  reserve(runner: IndexedRunner, job: Pick<JobRecord, 'id' | 'spec'>, now: number): void {
     const gpus = job.spec.requires.gpus ?? 0;
     runner.inFlight.set(job.id, gpus);
     runner.gpusInUse += gpus;

@@ -12,7 +12,6 @@ import { isTerminalJobState } from '@rbtk/protocol';
 import type { RunnerRecord } from '../store/rows.js';
 import { finish, requeueFree, runnerGone, started } from './decisions.js';
 import type { JobService } from './job-service.js';
-import { runnerGpus } from './routing.js';
 
 type Send = (message: CoordinatorMessage) => void;
 
@@ -64,7 +63,7 @@ export class RunnerJobs {
       labels: hello.capabilities.labels,
       airgapped: runner.airgapped,
       maxJobs: hello.capabilities.maxJobs,
-      gpus: runnerGpus(runner),
+      gpus: hello.capabilities.gpus?.usable ? hello.capabilities.gpus.gpus : [],
       inFlight: new Map(kept.map((j) => [j.id, j.spec.requires.gpus ?? 0])),
       gpusInUse: kept.reduce((n, j) => n + (j.spec.requires.gpus ?? 0), 0),
       lastAssignedAt: 0,

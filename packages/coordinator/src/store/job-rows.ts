@@ -40,6 +40,7 @@ export interface NewJob {
   id: string;
   project: string;
   poolId: number;
+  poolName: string;
   spec: JobSpec;
   timeoutMs: number;
   createdAt: number;

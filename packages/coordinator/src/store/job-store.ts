@@ -17,9 +17,12 @@ export interface JobListFilter {
 }
 
 export interface SubmitResult {
+  /** The job as submitted (queued), even when `assigned` moved it on in the same commit. */
   job: JobRecord;
   /** false: a job with this idempotency key existed and is returned instead. */
   created: boolean;
+  /** The assignment made in the same transaction, when submit was given one and it applied. */
+  assigned?: JobTransition;
 }
 
 /*
@@ -28,8 +31,12 @@ export interface SubmitResult {
  * so a change that raced with another (a cancel, a requeue) is simply skipped.
  */
 export interface JobStore {
-  /** Inserts a queued job, or returns the one with the same (project, idempotency key). */
-  submit(job: NewJob): Promise<SubmitResult>;
+  /**
+   * Inserts a queued job, or returns the one with the same (project, idempotency key).
+   * `assign` (a free slot was at hand) is applied to the new job in the same
+   * transaction, so submit and assignment cost one commit.
+   */
+  submit(job: NewJob, assign?: JobDecision): Promise<SubmitResult>;
   get(id: string): Promise<JobRecord | null>;
   /** Newest first. */
   list(filter: JobListFilter): Promise<JobRecord[]>;

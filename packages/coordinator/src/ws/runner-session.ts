@@ -8,12 +8,14 @@ import {
   parseRunnerMessage,
   type TokenConfirm,
 } from '@rbtk/protocol';
+import type { Duplex } from 'node:stream';
 import type { RawData, WebSocket } from 'ws';
 import type { CoordinatorContext } from '../context.js';
 import { RunnerJobs } from '../jobs/runner-jobs.js';
 import type { Logger } from '../log.js';
 import { TokenRotation } from '../rotation.js';
 import type { RunnerRecord } from '../store/rows.js';
+import { corkForTurn } from './cork.js';
 import { rawToString } from './raw.js';
 import type { LiveSession } from './sessions.js';
 
@@ -21,7 +23,8 @@ import type { LiveSession } from './sessions.js';
  * One runner's WebSocket session: hello, heartbeats, token confirms, and the
  * job frames (handed to RunnerJobs).
  * Frames are handled one at a time, in order, so a token_confirm never
- * overtakes the heartbeat_ack that carried its token.
+ * overtakes the heartbeat_ack that carried its token; job frames only until
+ * their write is queued (see pipelined()).
  */
 export class RunnerSession implements LiveSession {
   readonly runnerId: string;
@@ -36,6 +39,8 @@ export class RunnerSession implements LiveSession {
     private readonly ctx: CoordinatorContext,
     private readonly ws: WebSocket,
     runner: RunnerRecord,
+    /** The socket under `ws`, to batch a turn's writes. */
+    private readonly socket: Duplex,
   ) {
     this.runnerId = runner.id;
     this.log = ctx.log.child({ runnerId: runner.id, pool: runner.poolName, project: runner.project });
@@ -65,7 +70,9 @@ export class RunnerSession implements LiveSession {
   }
 
   private send(message: CoordinatorMessage): void {
-    if (!this.closing) this.ws.send(JSON.stringify(message));
+    if (this.closing) return;
+    corkForTurn(this.socket);
+    this.ws.send(JSON.stringify(message));
   }
 
   /** Tells the runner what was wrong with its frame, then closes (4400 unless said otherwise). */
@@ -95,19 +102,33 @@ export class RunnerSession implements LiveSession {
         case 'accept':
           return this.jobs.onAccept(message);
         case 'reject':
-          return await this.jobs.onReject(message);
+          return this.pipelined(this.jobs.onReject(message));
         case 'started':
-          return await this.jobs.onStarted(message);
+          return this.pipelined(this.jobs.onStarted(message));
         case 'log':
-          return await this.jobs.onLog(message);
+          return this.pipelined(this.jobs.onLog(message));
         case 'result':
-          return await this.jobs.onResult(message);
+          return this.pipelined(this.jobs.onResult(message));
       }
     } catch (err) {
-      // Our fault, not the runner's: say so without detail and let it reconnect.
-      this.log.error({ err: coerceError(err) }, 'runner frame handling failed');
-      this.refuse(ErrorCode.Internal, 'internal error', CloseCode.InternalError);
+      this.failed(err);
     }
+  }
+
+  /**
+   * Job frames queue their write synchronously, and the group commit applies
+   * writes in queue order, so the next frame need not wait for this one's
+   * commit: a runner's started and result then share one. Each answer
+   * (log_ack, result_ack) still waits for its own commit.
+   */
+  private pipelined(work: Promise<void>): void {
+    work.catch((err: unknown) => this.failed(err));
+  }
+
+  private failed(err: unknown): void {
+    // Our fault, not the runner's: say so without detail and let it reconnect.
+    this.log.error({ err: coerceError(err) }, 'runner frame handling failed');
+    this.refuse(ErrorCode.Internal, 'internal error', CloseCode.InternalError);
   }
 
   private async onHello(hello: Hello): Promise<void> {

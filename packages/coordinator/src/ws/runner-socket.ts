@@ -49,7 +49,7 @@ export function createRunnerSocketServer(ctx: CoordinatorContext): RunnerSocketS
     wss.handleUpgrade(req, socket, head, (ws) => {
       trackPongs(ws);
       if (closing) return ws.close(CloseCode.GoingAway, 'coordinator shutting down');
-      new RunnerSession(ctx, ws, auth.runner).start();
+      new RunnerSession(ctx, ws, auth.runner, socket).start();
     });
   }
 

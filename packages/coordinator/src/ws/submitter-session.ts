@@ -7,11 +7,13 @@ import {
   type SubmitterEvent,
   type SubmitterRequest,
 } from '@rbtk/protocol';
+import type { Duplex } from 'node:stream';
 import type { RawData, WebSocket } from 'ws';
 import type { CoordinatorContext } from '../context.js';
 import { JobWatch } from '../jobs/job-watch.js';
 import type { Logger } from '../log.js';
 import { toJob } from '../wire.js';
+import { corkForTurn } from './cork.js';
 import { rawToString } from './raw.js';
 
 /**
@@ -32,6 +34,8 @@ export class SubmitterSession {
     private readonly ws: WebSocket,
     private readonly project: string,
     tokenId: string,
+    /** The socket under `ws`, to batch a turn's writes. */
+    private readonly socket: Duplex,
   ) {
     this.log = ctx.log.child({ submitter: tokenId, project });
   }
@@ -46,7 +50,9 @@ export class SubmitterSession {
   }
 
   private send(event: SubmitterEvent): void {
-    if (!this.closing) this.ws.send(JSON.stringify(event));
+    if (this.closing) return;
+    corkForTurn(this.socket);
+    this.ws.send(JSON.stringify(event));
   }
 
   private refuse(code: string, message: string): void {

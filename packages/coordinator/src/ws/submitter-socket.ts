@@ -55,7 +55,7 @@ export function createSubmitterSocketServer(ctx: CoordinatorContext): SocketEndp
     wss.handleUpgrade(req, socket, head, (ws) => {
       trackPongs(ws);
       if (closing) return ws.close(CloseCode.GoingAway, 'coordinator shutting down');
-      new SubmitterSession(ctx, ws, project, tokenId).start();
+      new SubmitterSession(ctx, ws, project, tokenId, socket).start();
     });
   }
 

@@ -43,6 +43,10 @@ export const JobRequirements = z
     labels: Labels.default({}),
     airgapped: z.boolean().optional(),
     gpus: z.number().int().nonnegative().max(64).optional(),
+    /** A substring of the GPU name, e.g. "A100". */
+    gpuModel: z.string().min(1).max(128).optional(),
+    /** Minimum memory of each GPU, in MiB. */
+    gpuMemoryMiB: z.number().int().positive().optional(),
   })
   .strict();
 export type JobRequirements = z.infer<typeof JobRequirements>;

@@ -1,5 +1,6 @@
 import { z } from 'zod';
 import { Id, Labels, Name, RunnerName, Timestamp } from './common.js';
+import { Gpu } from './gpu.js';
 import { HostFacts } from './host.js';
 
 /**
@@ -22,6 +23,11 @@ export const Runner = z.object({
   host: HostFacts.nullable(),
   registeredAt: Timestamp,
   lastHeartbeatAt: Timestamp.nullable(),
+  /** GPUs the runner reported in its last hello. */
+  gpus: z.array(Gpu).default([]),
+  /** Whether Docker on the host can hand those GPUs to containers; gpuUnusableReason says why not. */
+  gpuUsable: z.boolean().default(false),
+  gpuUnusableReason: z.string().nullable().default(null),
 });
 export type Runner = z.infer<typeof Runner>;
 

@@ -25,6 +25,13 @@ export function formatRunner(r: Runner, now: number): string {
       ['memory', formatBytes(r.host.memoryBytes)],
     );
   }
+  if (r.gpus.length > 0) {
+    pairs.push(['gpus', r.gpuUsable ? 'usable by jobs' : `present but unusable: ${r.gpuUnusableReason ?? 'unknown reason'}`]);
+    for (const g of r.gpus) {
+      const mig = g.mig.mode === 'enabled' ? `, MIG with ${g.mig.devices.length} device(s)` : '';
+      pairs.push([`  gpu ${g.index}`, `${g.name}, ${g.memoryMiB} MiB, ${g.uuid}${mig}`]);
+    }
+  }
   return formatKeyValues(pairs);
 }
 

@@ -10,6 +10,7 @@ import type {
   NewJob,
 } from '../job-rows.js';
 import type { JobListFilter, JobStore, SubmitResult } from '../job-store.js';
+import type Database from 'better-sqlite3';
 import { type Db, isUniqueViolation, stmt } from './db.js';
 import { GroupCommit } from './group-commit.js';
 
@@ -60,6 +61,22 @@ function toSqlValue(key: keyof JobChange, value: unknown): unknown {
   return value;
 }
 
+/** What a fresh row holds beyond what submit writes (the table's defaults). */
+const NEW_JOB_DEFAULTS = {
+  state: 'queued',
+  attempt: 0,
+  failures: 0,
+  runnerId: null,
+  exitCode: null,
+  reason: null,
+  cancelRequested: false,
+  logBytes: 0,
+  version: 1,
+  assignedAt: null,
+  startedAt: null,
+  finishedAt: null,
+} as const;
+
 const SELECT_JOBS = 'SELECT j.*, p.name AS pool_name FROM jobs j JOIN pools p ON p.id = j.pool_id';
 
 const job = (r: JobSql): JobRecord => ({
@@ -94,6 +111,7 @@ const job = (r: JobSql): JobRecord => ({
  */
 export class SqliteJobStore implements JobStore {
   private readonly group: GroupCommit;
+  private readonly updates = new Map<string, Database.Statement>();
 
   constructor(private readonly db: Db) {
     this.group = new GroupCommit(db);
@@ -118,21 +136,36 @@ export class SqliteJobStore implements JobStore {
     ).run(j.id, at, j.state, j.attempt, j.runnerId, j.reason, j.exitCode);
   }
 
-  async submit(n: NewJob): Promise<SubmitResult> {
+  async submit(n: NewJob, assign?: JobDecision): Promise<SubmitResult> {
     const key = n.spec.idempotencyKey ?? null;
     const run = (): SubmitResult => {
       if (key !== null) {
         const existing = this.byKey(n.project, key);
         if (existing) return { job: existing, created: false };
       }
-      stmt(
+      const { lastInsertRowid } = stmt(
         this.db,
         `INSERT INTO jobs (id, project, pool_id, state, spec, timeout_ms, retries, idempotency_key, version, created_at)
          VALUES (?, ?, ?, 'queued', ?, ?, ?, ?, 1, ?)`,
       ).run(n.id, n.project, n.poolId, JSON.stringify(n.spec), n.timeoutMs, n.spec.retries, key, n.createdAt);
-      const created = this.getSync(n.id)!;
+      // The row as just written (the column defaults spelled out): no read back.
+      const created: JobRecord = {
+        ...NEW_JOB_DEFAULTS,
+        seq: Number(lastInsertRowid),
+        id: n.id,
+        project: n.project,
+        poolId: n.poolId,
+        poolName: n.poolName,
+        spec: n.spec,
+        timeoutMs: n.timeoutMs,
+        retries: n.spec.retries,
+        idempotencyKey: key,
+        excluded: [],
+        createdAt: n.createdAt,
+      };
       this.insertEvent(created, n.createdAt);
-      return { job: created, created: true };
+      const assigned = assign ? this.apply(created, assign, n.createdAt) : null;
+      return assigned ? { job: created, created: true, assigned } : { job: created, created: true };
     };
     try {
       return await this.group.run(run);
@@ -200,17 +233,22 @@ export class SqliteJobStore implements JobStore {
         const done: JobTransition[] = [];
         for (const { jobId, decide } of items) {
           const before = this.getSync(jobId);
-          if (!before) continue;
-          const change = decide(before);
-          if (!change) continue;
-          const stateChanged = change.state !== undefined && change.state !== before.state;
-          const after: JobRecord = { ...before, ...change, version: before.version + (stateChanged ? 1 : 0) };
-          this.update(after, Object.keys(change) as (keyof JobChange)[]);
-          if (stateChanged) this.insertEvent(after, now);
-          done.push({ before, after });
+          const t = before && this.apply(before, decide, now);
+          if (t) done.push(t);
         }
         return done;
       });
+  }
+
+  /** One decision on one job, inside the caller's transaction. */
+  private apply(before: JobRecord, decide: JobDecision, now: number): JobTransition | null {
+    const change = decide(before);
+    if (!change) return null;
+    const stateChanged = change.state !== undefined && change.state !== before.state;
+    const after: JobRecord = { ...before, ...change, version: before.version + (stateChanged ? 1 : 0) };
+    this.update(after, Object.keys(change) as (keyof JobChange)[]);
+    if (stateChanged) this.insertEvent(after, now);
+    return { before, after };
   }
 
   /**
@@ -220,11 +258,22 @@ export class SqliteJobStore implements JobStore {
    */
   private update(after: JobRecord, keys: (keyof JobChange)[]): void {
     const cols = [...new Set(keys)].sort();
-    const sets = cols.map((k) => `${COLUMN[k]} = @${k}`);
-    sets.push('version = @version');
     const params: Record<string, unknown> = { id: after.id, version: after.version };
     for (const k of cols) params[k] = toSqlValue(k, after[k]);
-    stmt(this.db, `UPDATE jobs SET ${sets.join(', ')} WHERE id = @id`).run(params);
+    this.updateFor(cols).run(params);
+  }
+
+  /** The UPDATE for a column set, keyed by the set itself so a hot path builds no SQL text. */
+  private updateFor(cols: (keyof JobChange)[]): Database.Statement {
+    const key = cols.join(',');
+    let prepared = this.updates.get(key);
+    if (!prepared) {
+      const sets = cols.map((k) => `${COLUMN[k]} = @${k}`);
+      sets.push('version = @version');
+      prepared = stmt(this.db, `UPDATE jobs SET ${sets.join(', ')} WHERE id = @id`);
+      this.updates.set(key, prepared);
+    }
+    return prepared;
   }
 
   async events(jobId: string): Promise<JobEventRow[]> {
