@@ -1,5 +1,6 @@
 import {
   type CoordinatorMessage,
+  type GpuInventory,
   type HeldAttempt,
   type Hello,
   type JobSpecInput,
@@ -59,6 +60,7 @@ export interface SimRunnerOptions {
   executors?: ('docker' | 'shell')[];
   labels?: Record<string, string>;
   airgapped?: boolean;
+  gpus?: GpuInventory;
 }
 
 /** A simulated runner: registered through the real endpoint, speaking the real frames over a real socket. */
@@ -97,6 +99,7 @@ export class SimRunner {
         maxJobs: this.opts.maxJobs ?? 1,
         labels: this.opts.labels ?? {},
         airgapped: this.opts.airgapped ?? false,
+        ...(this.opts.gpus ? { gpus: this.opts.gpus } : {}),
       },
       held,
     };

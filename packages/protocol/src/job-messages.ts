@@ -98,7 +98,12 @@ export const RunnerJobMessage = z.discriminatedUnion('type', [Accept, Reject, St
 export type RunnerJobMessage = z.infer<typeof RunnerJobMessage>;
 
 /** What a runner still holds when it says hello: running, or finished with an unacknowledged result. */
-export const HeldAttempt = z.object({ ...JobAttempt, finished: z.boolean() });
+export const HeldAttempt = z.object({
+  ...JobAttempt,
+  finished: z.boolean(),
+  /** The GPU uuids a running attempt holds, so a restarted coordinator hands them to no one else. */
+  gpus: z.array(z.string().min(1)).max(64).optional(),
+});
 export type HeldAttempt = z.infer<typeof HeldAttempt>;
 
 // ---- submitter socket (/v1/jobs/ws) ------------------------------------------------

@@ -77,7 +77,7 @@ export class JobManager {
   heldAttempts(): HeldAttemptFrame[] {
     return [...this.held.values()]
       .filter((h) => h.spooled)
-      .map((h) => ({ jobId: h.jobId, attempt: h.attempt, finished: h.state === 'finished' }));
+      .map((h) => ({ jobId: h.jobId, attempt: h.attempt, finished: h.state === 'finished', ...(h.gpus ? { gpus: h.gpus } : {}) }));
   }
 
   status(): JobStatus[] {

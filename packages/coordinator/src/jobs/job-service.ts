@@ -87,6 +87,7 @@ export class JobService {
 
   private assigned(job: JobRecord, runner: IndexedRunner): void {
     this.acceptTimers.start(job.id, job.attempt, runner.id);
+    const gpuIds = this.index.gpusOf(runner, job.id);
     runner.send({
       type: 'assign',
       jobId: job.id,
@@ -94,6 +95,7 @@ export class JobService {
       spec: job.spec,
       timeoutMs: job.timeoutMs,
       acceptWithinMs: this.deps.acceptTimeoutMs,
+      ...(gpuIds.length > 0 ? { gpuIds: [...gpuIds] } : {}),
     });
   }
 

@@ -12,9 +12,8 @@ export interface IndexedRunner {
   maxJobs: number;
   /** GPUs Docker on the host can hand out (none when it cannot). */
   gpus: Gpu[];
-  /** Attempts assigned to or running on it: job id -> GPUs it holds. */
-  inFlight: Map<string, number>;
-  gpusInUse: number;
+  /** Attempts assigned to or running on it: job id -> uuids of the GPUs it holds. */
+  inFlight: Map<string, readonly string[]>;
   lastAssignedAt: number;
   /** The session that added it: a closing old session must not remove a newer one's entry. */
   owner: object;
@@ -23,12 +22,23 @@ export interface IndexedRunner {
 
 const hasLabels = (have: Labels, want: Labels): boolean => Object.entries(want).every(([k, v]) => have[k] === v);
 
-/** How many of the GPUs meet the job's model (name substring) and per-GPU memory predicates. */
-export function matchingGpus(gpus: readonly Gpu[], req: Pick<JobRequirements, 'gpuModel' | 'gpuMemoryMiB'>): number {
-  const model = req.gpuModel?.toLowerCase();
-  return gpus.filter(
-    (g) => (model === undefined || g.name.toLowerCase().includes(model)) && g.memoryMiB >= (req.gpuMemoryMiB ?? 0),
-  ).length;
+type GpuPredicates = Pick<JobRequirements, 'gpuModel' | 'gpuMemoryMiB'>;
+
+/** Whether the GPU meets the job's model (name substring, any case) and per-GPU memory predicates. */
+function gpuMatches(g: Gpu, req: GpuPredicates): boolean {
+  return (req.gpuModel === undefined || g.name.toLowerCase().includes(req.gpuModel.toLowerCase())) && g.memoryMiB >= (req.gpuMemoryMiB ?? 0);
+}
+
+/** How many of the GPUs meet the job's model and per-GPU memory predicates. */
+export function matchingGpus(gpus: readonly Gpu[], req: GpuPredicates): number {
+  return gpus.filter((g) => gpuMatches(g, req)).length;
+}
+
+/** The runner's GPUs that no attempt holds and that meet the predicates, in nvidia-smi's order. */
+function freeGpus(r: IndexedRunner, req: GpuPredicates): Gpu[] {
+  const held = new Set<string>();
+  for (const uuids of r.inFlight.values()) for (const u of uuids) held.add(u);
+  return r.gpus.filter((g) => !held.has(g.uuid) && gpuMatches(g, req));
 }
 
 /** Whether the runner could ever run the job, ignoring how busy it is now. */
@@ -94,12 +104,13 @@ export class RunnerIndex {
   pick(poolId: number, job: Pick<JobRecord, 'spec' | 'excluded'>): IndexedRunner | undefined {
     let best: IndexedRunner | undefined;
     let bestFree = 0;
-    const gpus = job.spec.requires.gpus ?? 0;
+    const req = job.spec.requires;
+    const gpus = req.gpus ?? 0;
     for (const r of this.byPool.get(poolId) ?? []) {
       if (r.status !== 'ONLINE') continue;
       const free = r.maxJobs - r.inFlight.size;
-      if (free <= 0 || r.gpus.length - r.gpusInUse < gpus) continue;
-      if (!runnerFits(r, job) || job.excluded.includes(r.id)) continue;
+      if (free <= 0 || !runnerFits(r, job) || job.excluded.includes(r.id)) continue;
+      if (gpus > 0 && freeGpus(r, req).length < gpus) continue;
       if (!best || free > bestFree || (free === bestFree && r.lastAssignedAt < best.lastAssignedAt)) {
         best = r;
         bestFree = free;
@@ -108,20 +119,26 @@ export class RunnerIndex {
     return best;
   }
 
+  /**
+   * Takes a slot on the runner for the job, and its GPUs: the first free ones
+   * that meet its predicates (pick() made sure there are enough). The assign
+   * names them, so the runner's containers get disjoint sets.
+   */
   reserve(runner: IndexedRunner, job: Pick<JobRecord, 'id' | 'spec'>, now: number): void {
-    const gpus = job.spec.requires.gpus ?? 0;
+    const req = job.spec.requires;
+    const gpus = req.gpus ? freeGpus(runner, req).slice(0, req.gpus).map((g) => g.uuid) : [];
     runner.inFlight.set(job.id, gpus);
-    runner.gpusInUse += gpus;
     runner.lastAssignedAt = now;
   }
 
-  /** Frees the job's slot on the runner; true when it held one. */
+  /** The GPU uuids the job holds on the runner (none for a job without GPUs). */
+  gpusOf(runner: IndexedRunner, jobId: string): readonly string[] {
+    return runner.inFlight.get(jobId) ?? [];
+  }
+
+  /** Frees the job's slot and GPUs on the runner; true when it held one. */
   release(runnerId: string, jobId: string): boolean {
     const runner = this.byId.get(runnerId);
-    const gpus = runner?.inFlight.get(jobId);
-    if (!runner || gpus === undefined) return false;
-    runner.inFlight.delete(jobId);
-    runner.gpusInUse -= gpus;
-    return true;
+    return runner?.inFlight.delete(jobId) ?? false;
   }
 }

@@ -55,6 +55,7 @@ export class RunnerJobs {
     await this.jobs.apply(lost.map((j) => ({ jobId: j.id, decide: runnerGone(this.runnerId, j.attempt, 'runner_lost', t) })));
 
     const kept = inFlight.filter((j) => heldKeys.has(`${j.id}:${j.attempt}`));
+    const heldGpus = new Map(hello.held.map((h) => [h.jobId, h.gpus ?? []]));
     this.jobs.index.add({
       id: runner.id,
       poolId: runner.poolId,
@@ -64,8 +65,8 @@ export class RunnerJobs {
       airgapped: runner.airgapped,
       maxJobs: hello.capabilities.maxJobs,
       gpus: hello.capabilities.gpus?.usable ? hello.capabilities.gpus.gpus : [],
-      inFlight: new Map(kept.map((j) => [j.id, j.spec.requires.gpus ?? 0])),
-      gpusInUse: kept.reduce((n, j) => n + (j.spec.requires.gpus ?? 0), 0),
+      // The GPUs each kept attempt holds, as the runner says: nobody else gets them.
+      inFlight: new Map(kept.map((j) => [j.id, heldGpus.get(j.id) ?? []])),
       lastAssignedAt: 0,
       owner: this.owner,
       send: this.send,
