@@ -7,159 +7,29 @@
 //      dispatch latency at a fixed 1,000 jobs/s, then maximum throughput;
 //   3. real rbtk-runner daemons running the shell job `true`, 1 and 4 of them.
 // Every state change is durable (SQLite WAL, synchronous=FULL) throughout.
-import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import WebSocket, { WebSocketServer } from 'ws';
-import { PROTOCOL_VERSION, PROTOCOL_VERSION_HEADER } from '@rbtk/protocol';
-import { ROOT, fmt, machine, printTable, saveResults, sleep, startProcess, summarize } from './lib.mjs';
+import { fmt, machine, measureFloor, printTable, progress, QUICK, saveResults, sleep, stopProcess, summarize, waitUntil } from './lib.mjs';
+import { api, registerRunners, SimRunner, startAgent, startCoordinator, Submitter, TRUE_JOB } from './rbtk.mjs';
 
-const QUICK = process.argv.includes('--quick');
 const SIM_RUNNERS = QUICK ? 50 : 200;
 const RATE = 1_000;
 const RATE_SECONDS = QUICK ? 1 : 3;
 const THROUGHPUT_JOBS = QUICK ? 2_000 : 10_000;
 const REAL_JOBS = QUICK ? 50 : 200;
 
-const wsUrl = (url, path) => url.replace(/^http/, 'ws') + path;
-const open = (ws) => new Promise((resolve, reject) => (ws.once('open', resolve), ws.once('error', reject)));
-
-async function measureFloor(n = 5_000) {
-  const wss = new WebSocketServer({ host: '127.0.0.1', port: 0 });
-  wss.on('connection', (ws) => ws.on('message', (d) => ws.send(d)));
-  await new Promise((r) => wss.once('listening', r));
-  const ws = new WebSocket(`ws://127.0.0.1:${wss.address().port}`);
-  await open(ws);
-  const lat = [];
-  const started = performance.now();
-  for (let i = 0; i < n; i++) {
-    const t0 = performance.now();
-    ws.send(JSON.stringify({ type: 'ping', i }));
-    await new Promise((r) => ws.once('message', r));
-    lat.push(performance.now() - t0);
-  }
-  const seconds = (performance.now() - started) / 1000;
-  ws.close();
-  await new Promise((r) => wss.close(r));
-  return { ...summarize(lat), perSecond: n / seconds };
-}
-
-async function startCoordinator(dir) {
-  const { child, line } = await startProcess(
-    `${ROOT}packages/coordinator/bin/rbtk-coordinator.js`,
-    ['serve', '--listen', '127.0.0.1:0', '--data-dir', dir],
-    (l) => l.msg === 'listening',
-    {},
-    // e.g. RBTK_BENCH_COORDINATOR_FLAGS="--cpu-prof --cpu-prof-dir=/tmp/prof" to profile the coordinator.
-    process.env.RBTK_BENCH_COORDINATOR_FLAGS?.split(' ').filter(Boolean) ?? [],
-  );
-  const admin = (await readFile(join(dir, 'admin.token'), 'utf8')).trim();
-  return { child, url: line.url, admin };
-}
-
-async function api(url, token, method, path, body) {
-  const res = await fetch(url + path, {
-    method,
-    headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' },
-    body: body && JSON.stringify(body),
-  });
-  if (!res.ok) throw new Error(`${method} ${path}: ${res.status} ${await res.text()}`);
-  return res.status === 204 ? undefined : res.json();
-}
-
-/** A runner that speaks the real protocol and completes every job at once. */
-class SimRunner {
-  constructor(onAssign, onDone) {
-    this.onAssign = onAssign;
-    this.onDone = onDone;
-  }
-
-  async connect(url, token) {
-    this.ws = new WebSocket(wsUrl(url, '/v1/runner/ws'), {
-      headers: { authorization: `Bearer ${token}`, [PROTOCOL_VERSION_HEADER]: String(PROTOCOL_VERSION) },
-    });
-    await open(this.ws);
-    const welcomed = new Promise((r) => (this.welcomed = r));
-    this.ws.on('message', (data) => this.handle(JSON.parse(data.toString())));
-    this.ws.send(JSON.stringify({
-      type: 'hello',
-      agentVersion: 'bench',
-      host: { hostname: 'sim', os: 'sim', arch: 'x64', cpus: 1, memoryBytes: 1 },
-      capabilities: { executors: ['shell'], maxJobs: 1, labels: {}, airgapped: false },
-      held: [],
-    }));
-    await welcomed;
-  }
-
-  handle(m) {
-    const send = (frame) => this.ws.send(JSON.stringify(frame));
-    if (m.type === 'welcome') this.welcomed();
-    else if (m.type === 'assign') {
-      this.onAssign(m.jobId);
-      const ids = { jobId: m.jobId, attempt: m.attempt };
-      send({ type: 'accept', ...ids });
-      send({ type: 'started', ...ids });
-      send({ type: 'result', ...ids, outcome: 'succeeded', exitCode: 0, logBytes: 0 });
-    } else if (m.type === 'result_ack') this.onDone(m.jobId);
-  }
-
-  close() {
-    this.ws.close();
-  }
-}
-
-/** Submits over the submitter WebSocket, many requests in flight. */
-class Submitter {
-  pending = new Map();
-  seq = 0;
-
-  async connect(url, token) {
-    this.ws = new WebSocket(wsUrl(url, '/v1/jobs/ws'), {
-      headers: { authorization: `Bearer ${token}`, [PROTOCOL_VERSION_HEADER]: String(PROTOCOL_VERSION) },
-    });
-    await open(this.ws);
-    this.ws.on('message', (data) => {
-      const m = JSON.parse(data.toString());
-      const p = this.pending.get(m.reqId);
-      if (!p) return;
-      this.pending.delete(m.reqId);
-      m.type === 'error' ? p.reject(new Error(m.message)) : p.resolve(m.job);
-    });
-  }
-
-  submit(spec) {
-    const reqId = String(++this.seq);
-    return new Promise((resolve, reject) => {
-      this.pending.set(reqId, { resolve, reject });
-      this.ws.send(JSON.stringify({ type: 'submit', reqId, spec }));
-    });
-  }
-}
-
-const TRUE_JOB = { pool: 'bench', executor: { type: 'shell', command: ['true'] } };
-
 async function simulated(url, admin) {
-  await api(url, admin, 'POST', '/v1/pools', { name: 'bench' });
-  const reg = await api(url, admin, 'POST', '/v1/pools/bench/tokens', { ttl: '1h', uses: SIM_RUNNERS });
+  const tokens = await registerRunners(url, admin, { count: SIM_RUNNERS });
   const submittedAt = new Map();
   const assignedAt = new Map();
   let done = 0;
-  let onAllDone = () => {};
   const runners = [];
-  for (let i = 0; i < SIM_RUNNERS; i++) {
-    const res = await fetch(`${url}/v1/runners/register`, {
-      method: 'POST',
-      headers: { authorization: `Bearer ${reg.token}`, 'content-type': 'application/json' },
-      body: JSON.stringify({ name: `sim-${i}` }),
+  for (const token of tokens) {
+    const sim = new SimRunner({
+      onAssign: (m) => assignedAt.set(m.jobId, performance.now()),
+      onDone: () => done++,
     });
-    const { token } = await res.json();
-    const sim = new SimRunner(
-      (jobId) => assignedAt.set(jobId, performance.now()),
-      () => {
-        done++;
-        onAllDone();
-      },
-    );
     await sim.connect(url, token);
     runners.push(sim);
   }
@@ -207,16 +77,6 @@ async function simulated(url, admin) {
   return { rateA: { ...rateA, rate: RATE, jobs: paced }, throughput: { jobs: THROUGHPUT_JOBS, perSecond: THROUGHPUT_JOBS / secondsB } };
 }
 
-const progress = (msg) => console.error(`[bench] ${msg}`);
-
-async function waitUntil(cond, timeoutMs, what = () => 'jobs to complete') {
-  const deadline = Date.now() + timeoutMs;
-  while (!cond()) {
-    if (Date.now() > deadline) throw new Error(`benchmark timed out waiting: ${what()}`);
-    await sleep(5);
-  }
-}
-
 async function realAgents(count) {
   const dir = await mkdtemp(join(tmpdir(), 'rbtk-bench-real-'));
   const coord = await startCoordinator(join(dir, 'coordinator'));
@@ -225,12 +85,7 @@ async function realAgents(count) {
     const { url, admin } = coord;
     await api(url, admin, 'POST', '/v1/pools', { name: 'bench' });
     for (let i = 0; i < count; i++) {
-      const reg = await api(url, admin, 'POST', '/v1/pools/bench/tokens', { ttl: '1h', uses: 1 });
-      const config = join(dir, `agent-${i}`, 'runner.yaml');
-      const { execFileSync } = await import('node:child_process');
-      execFileSync(process.execPath, [`${ROOT}packages/agent/bin/rbtk-runner.js`, 'register', '--url', url, '--token', reg.token, '--name', `agent-${i}`, '--executor', 'shell', '--max-jobs', '4', '--config', config], { stdio: 'ignore' });
-      const { child } = await startProcess(`${ROOT}packages/agent/bin/rbtk-runner.js`, ['run', '--config', config], (l) => l.msg === 'connected');
-      agents.push(child);
+      agents.push((await startAgent(url, admin, dir, { name: `agent-${i}`, maxJobs: 4 })).child);
     }
     const submitter = new Submitter();
     await submitter.connect(url, admin);
@@ -248,9 +103,8 @@ async function realAgents(count) {
     submitter.ws.close();
     return { agents: count, jobs: REAL_JOBS, failed: jobs.filter((j) => j.state !== 'succeeded').length, ...summarize(toRunning), perSecond: REAL_JOBS / seconds };
   } finally {
-    for (const a of agents) a.kill('SIGTERM');
-    coord.child.kill('SIGTERM');
-    await sleep(300);
+    await Promise.all(agents.map((a) => stopProcess(a)));
+    await stopProcess(coord.child);
     await rm(dir, { recursive: true, force: true });
   }
 }
@@ -262,8 +116,7 @@ let sim;
 try {
   sim = await simulated(coord.url, coord.admin);
 } finally {
-  coord.child.kill('SIGTERM');
-  await sleep(300);
+  await stopProcess(coord.child);
   await rm(dir, { recursive: true, force: true });
 }
 const real1 = await realAgents(1);

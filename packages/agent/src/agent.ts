@@ -3,9 +3,10 @@ import { join } from 'node:path';
 import type { ExecutorName, RunnerConfig } from '@rbtk/protocol';
 import { controlSocketPath, resolveStateDir } from './config/paths.js';
 import { removeStaleTempFiles } from './config/write.js';
-import { startControlServer } from './control/server.js';
+import { ControlError, startControlServer, type ControlHandlers } from './control/server.js';
 import { runDaemon, type DaemonDeps, type DaemonResult } from './daemon.js';
 import { DaemonState } from './daemon-state.js';
+import { DrainControl } from './drain.js';
 import { DockerExecutor } from './executors/docker.js';
 import { cleanupLeftovers, type LeftoverContainer } from './executors/docker-leftovers.js';
 import type { Executor } from './executors/executor.js';
@@ -15,9 +16,15 @@ import { GpuAllocator } from './jobs/gpu-allocator.js';
 import { JobManager } from './jobs/manager.js';
 import { Spool } from './jobs/spool.js';
 import type { Logger } from './log.js';
+import { AgentMetrics } from './metrics/agent-metrics.js';
+import { startMetricsServer, type MetricsServer } from './metrics/metrics-server.js';
+import { installedPackageJson } from './upgrade.js';
 import { agentVersion } from './version.js';
 
-export interface AgentOptions extends Partial<Omit<DaemonDeps, 'config' | 'configPath' | 'logger' | 'state' | 'jobs' | 'gpus'>> {
+/** Why `rbtk-runner drain` stops the runner taking jobs. */
+export const HOST_DRAIN_REASON = 'drained on the host (rbtk-runner drain)';
+
+export interface AgentOptions extends Partial<Omit<DaemonDeps, 'config' | 'configPath' | 'logger' | 'state' | 'jobs' | 'gpus' | 'drain'>> {
   config: RunnerConfig;
   configPath: string;
   logger: Logger;
@@ -47,28 +54,53 @@ export async function runAgent(options: AgentOptions, signal: AbortSignal): Prom
   const gpus = await inventoryGpus(options, executors);
   const allocator = new GpuAllocator(gpus);
   state.trackGpus(gpus, () => allocator.free());
+  const metrics = config.metrics_listen ? new AgentMetrics(state) : undefined;
+  const drain = new DrainControl();
   const jobs = new JobManager({
+    refusal: () => drain.refusal(),
     runnerId: config.runner_id,
     config,
     executors,
     spool: new Spool(join(stateDir, 'spool')),
     logger,
     gpus: allocator,
+    metrics,
   });
   await jobs.recover(await removeLeftoverContainers(executors, config.runner_id, logger));
   state.trackJobs(() => jobs.status());
-  const control = await startControlServer(controlSocketPath(stateDir), { status: () => state.snapshot() }, logger);
+  const control = await startControlServer(controlSocketPath(stateDir), controlHandlers(state, drain, logger), logger);
   logger.info(
     { configPath, stateDir, controlSocket: control.path, runnerId: config.runner_id, url: config.url, agentVersion: version },
     'starting',
   );
+  let metricsServer: MetricsServer | undefined;
   try {
-    return await runDaemon({ ...options, agentVersion: version, state, jobs, gpus }, signal);
+    if (metrics) metricsServer = await startMetricsServer(config.metrics_listen!, metrics, logger);
+    const upgradeWatch = options.upgradeWatch ?? { packageJson: installedPackageJson(options.env) };
+    return await runDaemon({ ...options, agentVersion: version, state, jobs, gpus, metrics, drain, upgradeWatch }, signal);
   } finally {
     // Also after a revocation or a fatal error: no job outlives the daemon.
     await jobs.shutdown(0);
+    await metricsServer?.close();
     await control.close();
   }
+}
+
+/** What `rbtk-runner status`, `drain` and `resume` ask over the control socket. */
+function controlHandlers(state: DaemonState, drain: DrainControl, logger: Logger): ControlHandlers {
+  return {
+    status: () => state.snapshot(),
+    drain: () => {
+      if (drain.drain('host', HOST_DRAIN_REASON)) logger.info({ reason: HOST_DRAIN_REASON }, 'draining: no new jobs');
+      return state.snapshot();
+    },
+    resume: () => {
+      const resumed = drain.resume();
+      if (!resumed.ok) throw new ControlError(409, 'conflict', resumed.reason);
+      if (resumed.changed) logger.info('resumed: taking jobs again');
+      return state.snapshot();
+    },
+  };
 }
 
 /** nvidia-smi's GPUs and whether Docker can serve them, logged once; hello carries them. */

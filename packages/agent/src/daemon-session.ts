@@ -1,8 +1,10 @@
 import { CloseCode } from '@rbtk/protocol';
 import type { DaemonState } from './daemon-state.js';
+import type { DrainControl, DrainInfo } from './drain.js';
 import type { JobManager } from './jobs/manager.js';
 import { runHeartbeatLoop, type HeartbeatLoopEnd } from './heartbeat.js';
 import type { Logger } from './log.js';
+import type { AgentMetrics } from './metrics/agent-metrics.js';
 import type { CloseInfo, Session } from './session.js';
 import type { TokenRotation } from './token-rotation.js';
 
@@ -13,6 +15,13 @@ export interface ConnectedDeps {
   logger: Logger;
   /** Absent in a runner that runs no jobs (tests of the connection alone). */
   jobs?: JobManager;
+  metrics?: AgentMetrics;
+  /** Reports the runner's own drain to the coordinator, and keeps the coordinator's. */
+  drain?: DrainControl;
+  /** The drainReason this session's hello carried. */
+  helloDrainReason?: string;
+  /** welcome and heartbeat_ack may name the oldest rbtk-runner the coordinator wants. */
+  onMinRunnerVersion?: (minimum: string | undefined) => void;
   random?: () => number;
 }
 
@@ -34,15 +43,25 @@ export async function runConnectedSession(deps: ConnectedDeps, signal: AbortSign
   let intervalMs = welcome.heartbeatIntervalMs;
   let lastAckAt = Date.now();
 
+  // The coordinator repeats its own drain after each welcome; ours went in hello, and goes out on each change.
+  const { drain } = deps;
+  drain?.setCoordinatorDrain(null);
+  const reportDrain = (local: DrainInfo | null) =>
+    session.send({ type: 'drain', draining: local !== null, ...(local ? { reason: local.reason } : {}) });
+  const unsubscribe = drain?.onLocalChange(reportDrain);
+  // A drain that began between hello and the welcome: say it before any assignment is answered.
+  if (drain && (drain.localDrain?.reason ?? null) !== (deps.helloDrainReason ?? null)) reportDrain(drain.localDrain);
+
   // Before the handler: frames queued since the welcome (an assign) are delivered inside onMessage,
   // and their answers need the session. Attaching also resends what the last connection left unacknowledged.
-  deps.jobs?.attach((frame) => session.send(frame));
+  deps.jobs?.attach((frame) => session.send(frame), welcome.dockerNetwork);
   session.onMessage((message) => {
     switch (message.type) {
       case 'heartbeat_ack':
         lastAckAt = Date.now();
         intervalMs = message.heartbeatIntervalMs;
         state.acked(message);
+        deps.onMinRunnerVersion?.(message.minRunnerVersion);
         if (message.rotatedToken) {
           rotation.rotate(message.rotatedToken, (confirm) => session.send(confirm)).then(
             (saved) => saved && state.rotated(),
@@ -56,6 +75,12 @@ export async function runConnectedSession(deps: ConnectedDeps, signal: AbortSign
       case 'error':
         logger.warn({ code: message.code, error: message.message }, 'coordinator reported an error');
         break;
+      case 'drain': {
+        const reason = message.draining ? message.reason || 'drained by the coordinator' : null;
+        logger.info({ draining: message.draining, reason }, message.draining ? 'drained by the coordinator' : 'resumed by the coordinator');
+        drain?.setCoordinatorDrain(reason);
+        break;
+      }
       case 'assign':
       case 'cancel':
       case 'log_ack':
@@ -82,12 +107,14 @@ export async function runConnectedSession(deps: ConnectedDeps, signal: AbortSign
         lastAckAt: () => lastAckAt,
         staleAfterMs: Math.max(welcome.offlineAfterMs, 2 * welcome.heartbeatIntervalMs),
         onSent: () => state.heartbeatSent(),
+        onFailed: (reason) => deps.metrics?.heartbeatFailed(reason),
         random: deps.random,
       },
       loop.signal,
     );
   } finally {
     signal.removeEventListener('abort', stopLoop);
+    unsubscribe?.();
     deps.jobs?.detach();
   }
 

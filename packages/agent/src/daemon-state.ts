@@ -1,4 +1,6 @@
 import type { GpuInventory, HeartbeatAck, RunnerConfig, RunnerStatus, Welcome } from '@rbtk/protocol';
+import type { ExitGoal } from './daemon-exit.js';
+import type { DrainControl, DrainInfo } from './drain.js';
 import type { JobStatus } from './jobs/held-attempt.js';
 
 /** What `GET /status` on the control socket answers. */
@@ -29,14 +31,20 @@ export interface DaemonStatus {
   gpus: GpuInventory | null;
   /** Usable GPUs no attempt holds. */
   freeGpus: string[];
+  /** Why it takes no new jobs (the host's drain first, then the coordinator's); empty: it takes jobs. */
+  draining: DrainInfo[];
+  /** It exits once its jobs are done: stopped (exit 0) or for an upgrade (exit 75); null: it stays. */
+  exiting: ExitGoal | null;
 }
 
 /** The daemon's live state, updated by the connect loop and read by the control server. */
 export class DaemonState {
-  private readonly s: Omit<DaemonStatus, 'jobs' | 'gpus' | 'freeGpus'>;
+  private readonly s: Omit<DaemonStatus, 'jobs' | 'gpus' | 'freeGpus' | 'draining' | 'exiting'>;
   private jobSource: (() => JobStatus[]) | undefined;
   private gpus: GpuInventory | null = null;
   private freeGpus: () => string[] = () => [];
+  private drain: DrainControl | undefined;
+  private exiting: () => ExitGoal | null = () => null;
 
   constructor(config: RunnerConfig, agentVersion: string, now = new Date()) {
     this.s = {
@@ -112,6 +120,12 @@ export class DaemonState {
     this.freeGpus = free;
   }
 
+  /** Where snapshot() reads the drains and the exit goal from (the daemon). */
+  trackDrain(drain: DrainControl, exiting: () => ExitGoal | null): void {
+    this.drain = drain;
+    this.exiting = exiting;
+  }
+
   rotated(): void {
     this.s.rotations++;
   }
@@ -121,6 +135,13 @@ export class DaemonState {
   }
 
   snapshot(): DaemonStatus {
-    return { ...this.s, jobs: this.jobSource?.() ?? [], gpus: this.gpus, freeGpus: this.freeGpus() };
+    return {
+      ...this.s,
+      jobs: this.jobSource?.() ?? [],
+      gpus: this.gpus,
+      freeGpus: this.freeGpus(),
+      draining: this.drain?.list() ?? [],
+      exiting: this.exiting(),
+    };
   }
 }

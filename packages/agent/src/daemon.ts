@@ -1,14 +1,26 @@
-import { CloseCode, parseDuration, type GpuInventory, type HostFacts, type Hello, type RunnerConfig } from '@rbtk/protocol';
+import {
+  CloseCode,
+  isBelowVersion,
+  parseDuration,
+  type GpuInventory,
+  type HostFacts,
+  type Hello,
+  type RunnerConfig,
+} from '@rbtk/protocol';
 import { Backoff, type BackoffOptions } from './backoff.js';
+import { DaemonExit, type ExitGoal } from './daemon-exit.js';
 import { runConnectedSession, type SessionEnd } from './daemon-session.js';
 import { DaemonState } from './daemon-state.js';
+import { DrainControl } from './drain.js';
 import { RevokedError, isUnrecoverable } from './errors.js';
 import { collectHostFacts } from './inventory/host.js';
 import type { JobManager } from './jobs/manager.js';
 import type { Logger } from './log.js';
+import type { AgentMetrics } from './metrics/agent-metrics.js';
 import { openSession } from './session.js';
 import { sleep } from './sleep.js';
 import { TokenRotation } from './token-rotation.js';
+import { runUpgradeWatchLoop, type UpgradeWatchDeps } from './upgrade.js';
 import { agentVersion } from './version.js';
 
 export interface DaemonDeps {
@@ -25,12 +37,21 @@ export interface DaemonDeps {
   gpus?: GpuInventory;
   /** Runs the jobs the coordinator assigns; without it every assignment is rejected. */
   jobs?: JobManager;
+  /** Counts heartbeat failures (metrics_listen); reconnects and rotations it reads from `state`. */
+  metrics?: AgentMetrics;
   /** Injected by tests to simulate a full disk during rotation. */
   writeConfig?: (path: string, config: RunnerConfig) => Promise<void>;
+  /** Whether the runner takes jobs (shared with the control socket); created here when absent. */
+  drain?: DrainControl;
+  /** Aborting it stops the running jobs now (a second SIGTERM); a string reason ends up in their results. */
+  forceStop?: AbortSignal;
+  /** Watch the installed agent's version; absent: no watch (tests of the connection alone). */
+  upgradeWatch?: Pick<UpgradeWatchDeps, 'packageJson' | 'intervalMs' | 'wakeup'>;
 }
 
 export interface DaemonResult {
-  reason: 'stopped';
+  /** upgrade: it drained for a newer agent (on disk, or the coordinator's minimum); exit 75. */
+  reason: ExitGoal;
   /** Sessions that reached the welcome. */
   connections: number;
 }
@@ -38,18 +59,17 @@ export interface DaemonResult {
 /**
  * The runner's connect loop: open a session, heartbeat until it ends, back off
  * (full jitter, 500 ms doubling to 30 s, reset after a connection that lived
- * 30 s) and reconnect. When the signal aborts, running jobs get up to
- * shutdown_timeout to finish (the connection stays up meanwhile, so their
- * results go out), then the loop stops. Throws RevokedError or
- * ProtocolMismatchError, after which reconnecting cannot help.
+ * 30 s) and reconnect. When the signal aborts (SIGTERM), or an upgrade is
+ * pending, the runner drains: the coordinator hears at once, and the running
+ * jobs finish (a stop gives them shutdown_timeout, an upgrade all they need)
+ * while the connection stays up, so their results go out; then the loop
+ * stops. Throws RevokedError or ProtocolMismatchError, after which
+ * reconnecting cannot help.
  */
 export async function runDaemon(deps: DaemonDeps, outer: AbortSignal): Promise<DaemonResult> {
   const { config, logger, jobs } = deps;
-  const signal = stopAfterJobs(outer, jobs, parseDuration(config.shutdown_timeout));
   const version = deps.agentVersion ?? agentVersion();
   const state = deps.state ?? new DaemonState(config, version);
-  const rotation = new TokenRotation({ configPath: deps.configPath, config, logger, writeConfig: deps.writeConfig });
-  const backoff = new Backoff(deps.backoff);
   const hello: Omit<Hello, 'type' | 'held'> = {
     agentVersion: version,
     host: await (deps.hostFacts ?? collectHostFacts)(),
@@ -61,6 +81,40 @@ export async function runDaemon(deps: DaemonDeps, outer: AbortSignal): Promise<D
       ...(deps.gpus ? { gpus: deps.gpus } : {}),
     },
   };
+  const drain = deps.drain ?? new DrainControl();
+  const exit = new DaemonExit({
+    drain,
+    logger,
+    jobs,
+    shutdownTimeoutMs: parseDuration(config.shutdown_timeout),
+    shutdownTimeout: config.shutdown_timeout,
+  });
+  const signal = exit.signal;
+  state.trackDrain(drain, () => exit.goal ?? null);
+  const onStop = () => exit.stop(`rbtk-runner is stopping (${describeReason(outer.reason, 'asked to stop')})`);
+  const onForce = () => exit.force(describeReason(deps.forceStop?.reason, 'asked to stop at once'));
+  if (outer.aborted) onStop();
+  else outer.addEventListener('abort', onStop, { once: true });
+  deps.forceStop?.addEventListener('abort', onForce, { once: true });
+  const checkMinimum = (minimum: string | undefined) => {
+    if (minimum !== undefined && isBelowVersion(version, minimum)) {
+      exit.upgrade(`the coordinator requires rbtk-runner ${minimum} or later; this is ${version}`);
+    }
+  };
+  const stopWatch = new AbortController();
+  const watch = deps.upgradeWatch
+    ? runUpgradeWatchLoop(
+        {
+          ...deps.upgradeWatch,
+          runningVersion: version,
+          logger,
+          onNewer: (installed) => exit.upgrade(`rbtk-runner ${installed} is installed; this is ${version}`),
+        },
+        stopWatch.signal,
+      )
+    : Promise.resolve();
+  const rotation = new TokenRotation({ configPath: deps.configPath, config, logger, writeConfig: deps.writeConfig });
+  const backoff = new Backoff(deps.backoff);
   let connections = 0;
 
   try {
@@ -70,10 +124,11 @@ export async function runDaemon(deps: DaemonDeps, outer: AbortSignal): Promise<D
         // Waits for a rotation write in flight, then uses whatever token is in memory.
         const token = await rotation.currentToken();
         // held is read at each connect: the coordinator sorts out which attempts are still current.
+        const helloDrainReason = drain.localDrain?.reason;
         const session = await openSession({
           url: config.url,
           token,
-          hello: { ...hello, held: jobs?.heldAttempts() ?? [] },
+          hello: { ...hello, held: jobs?.heldAttempts() ?? [], ...(helloDrainReason ? { drainReason: helloDrainReason } : {}) },
           logger,
           signal,
           handshakeTimeoutMs: deps.handshakeTimeoutMs,
@@ -81,6 +136,7 @@ export async function runDaemon(deps: DaemonDeps, outer: AbortSignal): Promise<D
         connections++;
         const { welcome } = session;
         state.connected(welcome);
+        checkMinimum(welcome.minRunnerVersion);
         logger.info(
           {
             url: config.url,
@@ -94,7 +150,10 @@ export async function runDaemon(deps: DaemonDeps, outer: AbortSignal): Promise<D
           },
           'connected',
         );
-        const end = await runConnectedSession({ session, state, rotation, logger, jobs }, signal);
+        const end = await runConnectedSession(
+          { session, state, rotation, logger, jobs, metrics: deps.metrics, drain, helloDrainReason, onMinRunnerVersion: checkMinimum },
+          signal,
+        );
         const livedMs = Date.now() - session.connectedAt;
         reason = describeEnd(end);
         state.disconnected(reason);
@@ -123,20 +182,19 @@ export async function runDaemon(deps: DaemonDeps, outer: AbortSignal): Promise<D
       if (!(await sleep(delayMs, signal))) break;
     }
   } finally {
+    outer.removeEventListener('abort', onStop);
+    deps.forceStop?.removeEventListener('abort', onForce);
+    stopWatch.abort();
     // Never leave with a rotation half done: the confirm must follow the write.
     await rotation.idle();
+    await watch;
   }
-  return { reason: 'stopped', connections };
+  return { reason: exit.goal ?? 'stopped', connections };
 }
 
-/** A signal that aborts once `outer` aborted and the jobs have stopped (or at once without jobs). */
-function stopAfterJobs(outer: AbortSignal, jobs: JobManager | undefined, timeoutMs: number): AbortSignal {
-  if (!jobs) return outer;
-  const inner = new AbortController();
-  const onAbort = () => void jobs.shutdown(timeoutMs).finally(() => inner.abort());
-  if (outer.aborted) onAbort();
-  else outer.addEventListener('abort', onAbort, { once: true });
-  return inner.signal;
+/** An abort reason the CLI set ("SIGTERM"), else `fallback`; never the DOMException text of a bare abort(). */
+function describeReason(reason: unknown, fallback: string): string {
+  return typeof reason === 'string' && reason !== '' ? reason : fallback;
 }
 
 function describeEnd(end: SessionEnd): string {

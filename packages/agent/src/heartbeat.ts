@@ -11,6 +11,8 @@ export interface HeartbeatDeps {
   /** No answer for this long means the coordinator is gone even if TCP looks open. */
   staleAfterMs: number;
   onSent?(seq: number): void;
+  /** The loop ends on a failed heartbeat: unanswered (no_ack) or unsendable (send_failed). */
+  onFailed?(reason: 'no_ack' | 'send_failed'): void;
   random?: () => number;
 }
 
@@ -35,8 +37,14 @@ export async function runHeartbeatLoop(deps: HeartbeatDeps, signal: AbortSignal)
     // A process that was frozen (SIGSTOP, suspend) has not seen the acks waiting in
     // its socket yet; judge staleness on the next round, not on a wake-up.
     const overslept = Date.now() - sleptFrom - delay > deps.staleAfterMs / 2;
-    if (!overslept && Date.now() - deps.lastAckAt() > deps.staleAfterMs) return 'stale';
-    if (!deps.send({ type: 'heartbeat', seq })) return 'closed';
+    if (!overslept && Date.now() - deps.lastAckAt() > deps.staleAfterMs) {
+      deps.onFailed?.('no_ack');
+      return 'stale';
+    }
+    if (!deps.send({ type: 'heartbeat', seq })) {
+      deps.onFailed?.('send_failed');
+      return 'closed';
+    }
     deps.onSent?.(seq);
     seq++;
   }

@@ -12,12 +12,18 @@ import { toAuditEntry } from './wire.js';
 export type AuditAction =
   | 'project.create'
   | 'pool.create'
+  | 'pool.update'
   | 'pool.delete'
   | 'token.mint'
   | 'token.create'
   | 'runner.register'
   | 'runner.revoke'
-  | 'runner.reap';
+  | 'runner.reap'
+  | 'runner.drain'
+  | 'runner.resume'
+  | 'pool.drain'
+  | 'pool.pause'
+  | 'pool.resume';
 
 export const SYSTEM_ACTOR = 'system';
 

@@ -1,5 +1,6 @@
 import type { JobService } from './jobs/job-service.js';
 import type { Logger } from './log.js';
+import type { CoordinatorMetrics } from './metrics/coordinator-metrics.js';
 import type { Store } from './store/store.js';
 import type { SessionRegistry } from './ws/sessions.js';
 
@@ -20,7 +21,11 @@ export interface CoordinatorContext {
   sessions: SessionRegistry;
   jobs: JobService;
   log: Logger;
+  /** Prometheus metrics of this coordinator (its own registry). */
+  metrics: CoordinatorMetrics;
   timings: Timings;
+  /** The oldest rbtk-runner wanted (--min-runner-version), told in welcome and heartbeat_ack; older ones drain and exit 75. */
+  minRunnerVersion?: string;
   /** Epoch milliseconds; injectable so tests control time. */
   now: () => number;
 }

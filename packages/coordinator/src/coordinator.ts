@@ -2,7 +2,7 @@ import { mkdirSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import path from 'node:path';
-import { coerceError, ROUTES } from '@rbtk/protocol';
+import { AgentVersion, coerceError, ROUTES } from '@rbtk/protocol';
 import { ADMIN_TOKEN_FILE, bootstrap } from './bootstrap.js';
 import type { CoordinatorContext } from './context.js';
 import { createRequestListener } from './http/server.js';
@@ -10,6 +10,7 @@ import { JobService } from './jobs/job-service.js';
 import { runJobTimeoutLoop } from './jobs/timeout-loop.js';
 import { runLivenessLoop } from './liveness.js';
 import { createLogger } from './log.js';
+import { CoordinatorMetrics } from './metrics/coordinator-metrics.js';
 import { type Coordinator, type CoordinatorOptions, defaultPingInterval, resolveTimings } from './options.js';
 import { SqliteStore } from './store/sqlite/sqlite-store.js';
 import { createRunnerSocketServer } from './ws/runner-socket.js';
@@ -31,6 +32,9 @@ const HTTP_CLOSE_GRACE_MS = 2000;
  */
 export async function startCoordinator(options: CoordinatorOptions): Promise<Coordinator> {
   const timings = resolveTimings(options);
+  if (options.minRunnerVersion !== undefined && !AgentVersion.safeParse(options.minRunnerVersion).success) {
+    throw new RangeError(`minRunnerVersion must be a semantic version such as 1.4.0, got ${JSON.stringify(options.minRunnerVersion)}`);
+  }
   const now = options.now ?? Date.now;
   const log = options.logger ?? createLogger({ level: options.logLevel ?? 'info' });
   const dataDir = path.resolve(options.dataDir);
@@ -40,8 +44,10 @@ export async function startCoordinator(options: CoordinatorOptions): Promise<Coo
   let server: Server | undefined;
   try {
     await bootstrap({ store, log, dataDir, now: now() });
-    const jobs = new JobService({ store, log, now, acceptTimeoutMs: timings.acceptTimeoutMs });
-    const ctx: CoordinatorContext = { store, sessions: new SessionRegistry(), jobs, log, timings, now };
+    const sessions = new SessionRegistry();
+    const metrics = new CoordinatorMetrics({ store, sessions, now });
+    const jobs = new JobService({ store, log, now, acceptTimeoutMs: timings.acceptTimeoutMs, metrics });
+    const ctx: CoordinatorContext = { store, sessions, jobs, log, metrics, timings, now, minRunnerVersion: options.minRunnerVersion };
     // Attempts left on runners that are gone are requeued; queued jobs wait for their runners' hello.
     await jobs.resume();
     const sockets = createRunnerSocketServer(ctx);
@@ -62,7 +68,7 @@ export async function startCoordinator(options: CoordinatorOptions): Promise<Coo
       sockets.runPingLoop(pingInterval, abort.signal),
       submitters.runPingLoop(pingInterval, abort.signal),
     ];
-    log.info({ url, dataDir, ...timings }, 'listening');
+    log.info({ url, dataDir, ...timings, ...(options.minRunnerVersion ? { minRunnerVersion: options.minRunnerVersion } : {}) }, 'listening');
 
     const httpServer = server;
     let stopping: Promise<void> | undefined;

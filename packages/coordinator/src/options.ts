@@ -24,6 +24,8 @@ export interface CoordinatorOptions {
   tokenRotationMs?: number;
   /** A runner that does not accept an assignment this fast loses it to another; default 10 s. */
   acceptTimeoutMs?: number;
+  /** Runners older than this semantic version drain and exit 75 (to be restarted into an upgrade). */
+  minRunnerVersion?: string;
   /** WebSocket ping interval for finding dead TCP peers; default from the heartbeat interval. */
   pingIntervalMs?: number;
   /** A ready logger; else one is made with logLevel (default info). */

@@ -18,27 +18,30 @@ export const MAX_PENDING_TOKENS = 3;
 /** Superseded tokens remembered per runner for reuse detection. */
 export const KEEP_SUPERSEDED_TOKENS = 20;
 
+/** Why a runner token was refused; the auth-failure metric's reason label. */
+export type RunnerAuthFailure = 'missing_token' | 'malformed_token' | 'unknown_token' | 'revoked_token' | 'superseded_token';
+
 export type RunnerAuthResult =
   | { ok: true; runner: RunnerRecord; tokenId: string }
-  | { ok: false; code: ErrorCode; message: string };
+  | { ok: false; code: ErrorCode; message: string; reason: RunnerAuthFailure };
 
-const unknown = (message = 'runner token is unknown: register the runner again'): RunnerAuthResult => ({
-  ok: false,
-  code: ErrorCode.TokenUnknown,
-  message,
-});
+const unknown = (
+  message = 'runner token is unknown: register the runner again',
+  reason: RunnerAuthFailure = 'unknown_token',
+): RunnerAuthResult => ({ ok: false, code: ErrorCode.TokenUnknown, message, reason });
 
 /** Authenticates a runner token presented on the WebSocket upgrade. */
 export async function authenticateRunnerToken(ctx: CoordinatorContext, raw: string | null): Promise<RunnerAuthResult> {
   if (!raw) {
-    return { ok: false, code: ErrorCode.Unauthorized, message: 'missing runner token: send "Authorization: Bearer rbtk_run_..."' };
+    const message = 'missing runner token: send "Authorization: Bearer rbtk_run_..."';
+    return { ok: false, code: ErrorCode.Unauthorized, message, reason: 'missing_token' };
   }
   const parsed = parseToken(raw);
-  if (!parsed || parsed.kind !== TokenKind.Runner) return unknown('not a runner token: expected rbtk_run_...');
+  if (!parsed || parsed.kind !== TokenKind.Runner) return unknown('not a runner token: expected rbtk_run_...', 'malformed_token');
   const row = await ctx.store.runnerTokens.get(parsed.id);
   if (!row || !verifySecret(parsed.secret, row.hash)) return unknown();
   if (row.state === 'revoked') {
-    return { ok: false, code: ErrorCode.TokenRevoked, message: 'this runner was revoked: register it again' };
+    return { ok: false, code: ErrorCode.TokenRevoked, message: 'this runner was revoked: register it again', reason: 'revoked_token' };
   }
   const runner = row.runnerId === null ? null : await ctx.store.runners.get(row.runnerId);
   if (!runner) return unknown();
@@ -54,11 +57,12 @@ export async function authenticateRunnerToken(ctx: CoordinatorContext, raw: stri
       ok: false,
       code: ErrorCode.TokenRevoked,
       message: 'a superseded runner token was used again, so the runner was revoked: register it again',
+      reason: 'superseded_token',
     };
   }
   if (row.state === 'pending') {
     // The runner wrote the new token and reconnected before its confirm arrived: that counts as the confirm.
-    await ctx.store.runnerTokens.promote(runner.id, row.id, KEEP_SUPERSEDED_TOKENS);
+    if (await ctx.store.runnerTokens.promote(runner.id, row.id, KEEP_SUPERSEDED_TOKENS)) ctx.metrics.tokenRotations.inc();
     ctx.log.info({ runnerId: runner.id, tokenId: row.id }, 'runner token promoted on connect');
   }
   return { ok: true, runner, tokenId: row.id };
@@ -95,7 +99,10 @@ export class TokenRotation {
     const promoted = await this.ctx.store.runnerTokens.promote(this.runnerId, tokenId, KEEP_SUPERSEDED_TOKENS);
     const confirmed = promoted || (await this.ctx.store.runnerTokens.current(this.runnerId))?.id === tokenId;
     if (confirmed) this.issuedSinceConfirm = false;
-    if (promoted) this.ctx.log.info({ runnerId: this.runnerId, tokenId }, 'runner token rotated');
+    if (promoted) {
+      this.ctx.metrics.tokenRotations.inc();
+      this.ctx.log.info({ runnerId: this.runnerId, tokenId }, 'runner token rotated');
+    }
     return confirmed;
   }
 }

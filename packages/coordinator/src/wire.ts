@@ -1,4 +1,5 @@
 import type { ApiToken, AuditEntry, Job, LogChunk, Pool, Project, RegistrationToken, Runner } from '@rbtk/protocol';
+import { drainReasons } from './drain.js';
 import type { JobRecord, LogChunkRow } from './store/job-rows.js';
 import type { ApiTokenRow, AuditRow, PoolRecord, ProjectRow, RegistrationTokenRecord, RunnerRecord } from './store/rows.js';
 
@@ -21,7 +22,10 @@ export function toPool(row: PoolRecord): Pool {
     status: row.status,
     tags: row.tags,
     airgapped: row.airgapped,
+    allowNonAirgappedJobs: row.allowNonAirgappedJobs,
+    dockerNetwork: row.dockerNetwork,
     runners: { ...row.counts },
+    ...(row.hostedSpec ? { hosted: row.hostedSpec } : {}),
     createdAt: iso(row.createdAt),
     updatedAt: iso(row.updatedAt),
   };
@@ -45,6 +49,7 @@ export function toRunner(row: RunnerRecord, connected: boolean): Runner {
     gpus: row.capabilities?.gpus?.gpus ?? [],
     gpuUsable: row.capabilities?.gpus?.usable ?? false,
     gpuUnusableReason: row.capabilities?.gpus?.reason ?? null,
+    drainReason: drainReasons(row).join('; ') || null,
   };
 }
 

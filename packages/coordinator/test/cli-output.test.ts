@@ -16,6 +16,7 @@ const iso = (agoMs: number) => new Date(now - agoMs).toISOString();
 
 const gpu: Pool = {
   name: 'gpu', project: 'default', type: 'self-hosted', status: 'active', tags: { env: 'prod', gpu: 'a100' }, airgapped: true,
+  allowNonAirgappedJobs: false, dockerNetwork: null,
   runners: { online: 2, draining: 0, offline: 1 }, createdAt: iso(60_000), updatedAt: iso(1_000),
 };
 const cpu: Pool = { ...gpu, name: 'cpu-builders', tags: {}, airgapped: false, runners: { online: 0, draining: 0, offline: 0 } };

@@ -5,6 +5,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createRequestListener } from '../src/http/server.js';
 import { SqliteStore } from '../src/store/sqlite/sqlite-store.js';
 import { JobService } from '../src/jobs/job-service.js';
+import { CoordinatorMetrics } from '../src/metrics/coordinator-metrics.js';
 import { SessionRegistry } from '../src/ws/sessions.js';
 import { sleep, TestCoordinator, TestSocket, tempDir, testLogger } from './helpers.js';
 
@@ -296,6 +297,7 @@ describe('unexpected errors', () => {
       log: testLogger(),
       timings: { heartbeatIntervalMs: 1000, offlineAfterMs: 1000, reapAfterMs: 1000, tokenRotationMs: 0, acceptTimeoutMs: 10_000 },
       jobs: new JobService({ store, log: testLogger(), now: Date.now, acceptTimeoutMs: 10_000 }),
+      metrics: new CoordinatorMetrics({ store, sessions: new SessionRegistry(), now: Date.now }),
       now: Date.now,
     };
     const server = createServer(

@@ -13,8 +13,10 @@ describe('job routing at submit', () => {
     await tc.createPool('prod-a', { tags: { env: 'prod' } });
     await tc.createPool('prod-b', { tags: { env: 'prod' } });
     await tc.createPool('vault', { airgapped: true, tags: { env: 'secure' } });
+    await tc.createPool('lab', { airgapped: true, allowNonAirgappedJobs: true });
     runners.push(await SimRunner.start(tc, 'build', { name: 'b1', labels: { gpu: 'none' }, executors: ['shell'] }));
     runners.push(await SimRunner.start(tc, 'vault', { name: 'v1', airgapped: true, executors: ['docker'] }));
+    runners.push(await SimRunner.start(tc, 'lab', { name: 'l1', airgapped: true, executors: ['shell'] }));
   });
   afterAll(async () => {
     for (const r of runners) r.terminate();
@@ -53,8 +55,12 @@ describe('job routing at submit', () => {
       [shellJob('build', { requires: { labels: {}, airgapped: true } }), 'job requires an air-gapped pool, and pool "build" is not air-gapped'],
       [shellJob('build', { requires: { labels: {}, gpus: 2 } }), 'no runner in pool "build" has 2 usable GPU(s)'],
       [
-        { pool: 'vault', executor: { type: 'docker', image: 'busybox', pull: 'always' } },
+        { pool: 'vault', requires: { airgapped: true }, executor: { type: 'docker', image: 'busybox', pull: 'always' } },
         'pool "vault" is air-gapped: its runners never pull, so pull policy "always" cannot run there',
+      ],
+      [
+        { pool: 'vault', executor: { type: 'docker', image: 'busybox', pull: 'never' } },
+        'pool "vault" is air-gapped and takes only jobs that require it (requires.airgapped: true, rbtk job submit --airgapped); create the pool with --allow-non-airgapped-jobs to take others',
       ],
     ];
     for (const [spec, message] of cases) {
@@ -63,7 +69,10 @@ describe('job routing at submit', () => {
       expect(res.body.error).toEqual({ code: 'unsatisfiable', message });
     }
     // The same pool takes what its runner can do.
-    expect((await submit({ pool: 'vault', executor: { type: 'docker', image: 'busybox', pull: 'never' } })).status).toBe(201);
+    expect((await submit({ pool: 'vault', requires: { airgapped: true }, executor: { type: 'docker', image: 'busybox', pull: 'never' } })).status).toBe(201);
+    // An air-gapped pool that allows it takes any job, and an air-gapped job lands on it too.
+    expect((await submit(shellJob('lab'))).status).toBe(201);
+    expect((await submit(shellJob('lab', { requires: { labels: {}, airgapped: true } }))).status).toBe(201);
   });
 
   it('validates the spec: bad_request naming the field', async () => {

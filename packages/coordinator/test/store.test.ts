@@ -8,6 +8,7 @@ import type { RunnerRow } from '../src/store/rows.js';
 import { MIGRATIONS, migrate } from '../src/store/sqlite/migrations.js';
 import { SqliteStore } from '../src/store/sqlite/sqlite-store.js';
 import { JobService } from '../src/jobs/job-service.js';
+import { CoordinatorMetrics } from '../src/metrics/coordinator-metrics.js';
 import { SessionRegistry } from '../src/ws/sessions.js';
 import { tempDir, testLogger } from './helpers.js';
 
@@ -163,6 +164,7 @@ describe('runner tokens', () => {
       log: testLogger(),
       timings: { heartbeatIntervalMs: 1000, offlineAfterMs: 1000, reapAfterMs: 10_000, tokenRotationMs: 0, acceptTimeoutMs: 10_000 },
       jobs: new JobService({ store, log: testLogger(), now: () => T0 + 10, acceptTimeoutMs: 10_000 }),
+      metrics: new CoordinatorMetrics({ store, sessions: new SessionRegistry(), now: () => T0 + 10 }),
       now: () => T0 + 10,
     };
     // Connecting with the pending token promotes it.

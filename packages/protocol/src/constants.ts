@@ -15,17 +15,35 @@ export const MAX_HTTP_BODY_BYTES = 1024 * 1024;
 /** Exit code of rbtk-runner when its token is revoked or invalid: systemd must not restart it. */
 export const EXIT_REVOKED = 77;
 
+/**
+ * Exit code of rbtk-runner after a pending upgrade drained it (a newer agent on
+ * disk, or the coordinator's --min-runner-version): systemd restarts it
+ * (RestartForceExitStatus=75), into the new version.
+ */
+export const EXIT_UPGRADE = 75;
+
 /** Paths of the coordinator's API, declared once for server, CLI and agent. */
 export const ROUTES = {
   health: '/healthz',
   ready: '/readyz',
+  /** Prometheus text format; no token (firewall it). */
+  metrics: '/metrics',
   projects: '/v1/projects',
   pools: '/v1/pools',
   pool: (name: string) => `/v1/pools/${encodeURIComponent(name)}`,
   poolTokens: (name: string) => `/v1/pools/${encodeURIComponent(name)}/tokens`,
+  poolDrain: (name: string) => `/v1/pools/${encodeURIComponent(name)}/drain`,
+  poolPause: (name: string) => `/v1/pools/${encodeURIComponent(name)}/pause`,
+  poolResume: (name: string) => `/v1/pools/${encodeURIComponent(name)}/resume`,
+  poolStats: (name: string) => `/v1/pools/${encodeURIComponent(name)}/stats`,
+  /** A hosted pool's spec and members (GET), spec changes (PATCH). */
+  poolHosted: (name: string) => `/v1/pools/${encodeURIComponent(name)}/hosted`,
+  poolReconcile: (name: string) => `/v1/pools/${encodeURIComponent(name)}/reconcile`,
   runners: '/v1/runners',
   runner: (id: string) => `/v1/runners/${encodeURIComponent(id)}`,
   runnerRevoke: (id: string) => `/v1/runners/${encodeURIComponent(id)}/revoke`,
+  runnerDrain: (id: string) => `/v1/runners/${encodeURIComponent(id)}/drain`,
+  runnerResume: (id: string) => `/v1/runners/${encodeURIComponent(id)}/resume`,
   register: '/v1/runners/register',
   runnerSocket: '/v1/runner/ws',
   apiTokens: '/v1/tokens',

@@ -20,6 +20,8 @@ export const ErrorCode = {
   UnknownMessage: 'unknown_message',
   HelloRequired: 'hello_required',
   Unavailable: 'unavailable',
+  /** The coordinator's database disk is full: it refuses writes until space returns. */
+  DiskFull: 'disk_full',
   Internal: 'internal',
   // Job routing refusals (submit): which pool, which runner.
   PoolNotFound: 'pool_not_found',
@@ -67,6 +69,7 @@ const STATUS: Partial<Record<ErrorCode, number>> = {
   job_finished: 409,
   protocol_mismatch: 426,
   unavailable: 503,
+  disk_full: 507,
   internal: 500,
 };
 

@@ -14,6 +14,7 @@ import {
   RUNNER_JOB_MESSAGE_TYPES,
   Started,
 } from './job-messages.js';
+import { AgentVersion } from './agent-version.js';
 import { Id, Labels, Name, RunnerName, Timestamp } from './schemas/common.js';
 import { GpuInventory } from './schemas/gpu.js';
 import { HostFacts } from './schemas/host.js';
@@ -46,8 +47,22 @@ export const Hello = z.object({
   capabilities: Capabilities,
   /** Attempts the runner still holds (after a reconnect or restart); the coordinator sorts stale ones out. */
   held: z.array(HeldAttempt).default([]),
+  /** Present while the runner drains itself (rbtk-runner drain, stopping, a pending upgrade): why. */
+  drainReason: z.string().min(1).max(1024).optional(),
 });
 export type Hello = z.infer<typeof Hello>;
+
+/**
+ * The runner's own drain changed: while draining it takes no new jobs and
+ * lets the ones it runs finish. Sent at once; hello repeats it on a reconnect.
+ */
+export const RunnerDrain = z.object({
+  type: z.literal('drain'),
+  draining: z.boolean(),
+  /** Why: "drained on the host (rbtk-runner drain)", "rbtk-runner is stopping (SIGTERM)", ... */
+  reason: z.string().min(1).max(1024).optional(),
+});
+export type RunnerDrain = z.infer<typeof RunnerDrain>;
 
 export const Heartbeat = z.object({
   type: z.literal('heartbeat'),
@@ -69,6 +84,7 @@ export const RunnerMessage = z.discriminatedUnion('type', [
   Hello,
   Heartbeat,
   TokenConfirm,
+  RunnerDrain,
   Accept,
   Reject,
   Started,
@@ -89,6 +105,10 @@ export const Welcome = z.object({
   heartbeatIntervalMs: z.number().int().positive(),
   offlineAfterMs: z.number().int().positive(),
   serverTime: Timestamp,
+  /** The oldest rbtk-runner the coordinator wants (--min-runner-version): an older one drains and exits 75. */
+  minRunnerVersion: AgentVersion.optional(),
+  /** The Docker network the pool lets job containers join; absent: none (NetworkMode none). */
+  dockerNetwork: z.string().min(1).optional(),
 });
 export type Welcome = z.infer<typeof Welcome>;
 
@@ -105,8 +125,22 @@ export const HeartbeatAck = z.object({
   heartbeatIntervalMs: z.number().int().positive(),
   /** A new runner token: write it to runner.yaml, then send token_confirm. */
   rotatedToken: RotatedToken.optional(),
+  /** As in welcome. */
+  minRunnerVersion: AgentVersion.optional(),
 });
 export type HeartbeatAck = z.infer<typeof HeartbeatAck>;
+
+/**
+ * An operator drained (or resumed) this runner or its pool: no new jobs come,
+ * the running ones finish. Sent after welcome too while it holds.
+ */
+export const CoordinatorDrain = z.object({
+  type: z.literal('drain'),
+  draining: z.boolean(),
+  /** "drained by an operator (rbtk runner drain)", "pool ci is draining". */
+  reason: z.string().max(1024).optional(),
+});
+export type CoordinatorDrain = z.infer<typeof CoordinatorDrain>;
 
 export const TokenConfirmed = z.object({
   type: z.literal('token_confirmed'),
@@ -127,6 +161,7 @@ export const CoordinatorMessage = z.discriminatedUnion('type', [
   HeartbeatAck,
   TokenConfirmed,
   ErrorMessage,
+  CoordinatorDrain,
   Assign,
   CancelAttempt,
   LogAck,
@@ -136,12 +171,13 @@ export type CoordinatorMessage = z.infer<typeof CoordinatorMessage>;
 
 // ---- parsing ------------------------------------------------------------------
 
-export const RUNNER_MESSAGE_TYPES = ['hello', 'heartbeat', 'token_confirm', ...RUNNER_JOB_MESSAGE_TYPES] as const;
+export const RUNNER_MESSAGE_TYPES = ['hello', 'heartbeat', 'token_confirm', 'drain', ...RUNNER_JOB_MESSAGE_TYPES] as const;
 export const COORDINATOR_MESSAGE_TYPES = [
   'welcome',
   'heartbeat_ack',
   'token_confirmed',
   'error',
+  'drain',
   ...COORDINATOR_JOB_MESSAGE_TYPES,
 ] as const;
 

@@ -1,13 +1,17 @@
-import { EXIT_REVOKED } from '@rbtk/protocol';
+import { EXIT_REVOKED, EXIT_UPGRADE } from '@rbtk/protocol';
 
-/** rbtk-runner's exit codes; systemd's unit must not restart on REVOKED or CONFIG. */
+/** rbtk-runner's exit codes; systemd's unit must not restart on REVOKED or CONFIG, and must on UPGRADE. */
 export const EXIT = {
   OK: 0,
   ERROR: 1,
   /** Bad flags, or an existing registration without --force. */
   USAGE: 2,
-  /** `status`: no daemon answers, or it is not connected to the coordinator. */
+  /** `status`: no daemon answers, or it is not connected to the coordinator; `drain`/`resume`: no daemon answers. */
   NOT_CONNECTED: 3,
+  /** `run`: drained for a pending upgrade (newer agent on disk, or the coordinator's minimum); restart it. */
+  UPGRADE: EXIT_UPGRADE,
+  /** `drain --wait`: jobs still running at the timeout (like timeout(1)). */
+  TIMEOUT: 124,
   /** The runner token was revoked or is invalid: register again. */
   REVOKED: EXIT_REVOKED,
   /** runner.yaml is missing or invalid (EX_CONFIG). */

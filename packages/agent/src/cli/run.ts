@@ -4,6 +4,7 @@ import { resolveConfigPath } from '../config/paths.js';
 import { runAgent } from '../agent.js';
 import { ConfigError, ProtocolMismatchError, RevokedError } from '../errors.js';
 import { createLogger } from '../log.js';
+import { installedPackageJson, Wakeup } from '../upgrade.js';
 import { EXIT, REVOKED_MESSAGE } from './exit-codes.js';
 
 export function addRunCommand(program: Command): void {
@@ -33,22 +34,40 @@ async function run(flag: string | undefined): Promise<number> {
   }
   const logger = createLogger({ level: config.log_level, pretty });
 
-  // First signal: stop (close the socket with 1000). Second: give up waiting.
-  const controller = new AbortController();
+  // First signal: drain, let the jobs finish within shutdown_timeout, exit 0. Second: stop the jobs now,
+  // report them cancelled, exit. Third: exit at once. SIGHUP: look for an installed upgrade now.
+  const graceful = new AbortController();
+  const forceful = new AbortController();
   const onSignal = (signal: NodeJS.Signals) => {
-    if (!controller.signal.aborted) {
-      logger.info({ signal }, 'stopping');
-      controller.abort();
-      return;
+    if (!graceful.signal.aborted) {
+      logger.info({ signal, shutdownTimeout: config.shutdown_timeout }, 'stopping: draining, running jobs may finish (send it again to stop them now)');
+      graceful.abort(signal);
+    } else if (!forceful.signal.aborted) {
+      logger.warn({ signal }, 'second signal: stopping the running jobs now (send it again to exit at once)');
+      forceful.abort(`a second ${signal} asked it to stop at once`);
+    } else {
+      logger.warn({ signal }, 'third signal: exiting now');
+      process.exit(EXIT.ERROR);
     }
-    logger.warn({ signal }, 'second signal: exiting now');
-    process.exit(EXIT.ERROR);
+  };
+  const wakeup = new Wakeup();
+  const onHangup = () => {
+    logger.info('SIGHUP: checking for an installed upgrade');
+    wakeup.wake();
   };
   process.on('SIGTERM', onSignal);
   process.on('SIGINT', onSignal);
+  process.on('SIGHUP', onHangup);
 
   try {
-    const result = await runAgent({ config, configPath, logger }, controller.signal);
+    const result = await runAgent(
+      { config, configPath, logger, forceStop: forceful.signal, upgradeWatch: { packageJson: installedPackageJson(), wakeup } },
+      graceful.signal,
+    );
+    if (result.reason === 'upgrade') {
+      logger.info({ connections: result.connections, exitCode: EXIT.UPGRADE }, 'drained for an upgrade: exiting to be restarted');
+      return EXIT.UPGRADE;
+    }
     logger.info({ connections: result.connections }, 'stopped');
     return EXIT.OK;
   } catch (err) {

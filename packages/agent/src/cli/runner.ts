@@ -2,6 +2,7 @@
 import { Command, CommanderError } from 'commander';
 import { agentVersion } from '../version.js';
 import { addDoctorCommand } from './doctor.js';
+import { addDrainCommands } from './drain.js';
 import { EXIT } from './exit-codes.js';
 import { addRegisterCommand } from './register.js';
 import { addRunCommand } from './run.js';
@@ -18,6 +19,7 @@ const program = new Command('rbtk-runner')
 addRegisterCommand(program);
 addRunCommand(program);
 addStatusCommand(program);
+addDrainCommands(program);
 addDoctorCommand(program);
 
 try {

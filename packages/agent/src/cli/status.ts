@@ -42,6 +42,8 @@ function formatReport(r: RunnerStatusReport): string {
   if (d?.connected) {
     lines.push(['status', d.status ?? '-'], ['heartbeat', `${d.lastHeartbeatAt ?? 'none yet'} (${d.heartbeatsSent} sent)`]);
   }
+  if (d && d.draining.length > 0) lines.push(['draining', d.draining.map((x) => `${x.reason} (since ${x.since})`).join('; ')]);
+  if (d?.exiting) lines.push(['exiting', d.exiting === 'upgrade' ? 'once idle, for an upgrade (exit 75)' : 'once idle (stopping)']);
   if (d) lines.push(['jobs', describeJobs(r)]);
   if (d?.gpus && d.gpus.gpus.length > 0) lines.push(['gpus', describeGpus(d.gpus, d.freeGpus)]);
   return lines.map(([k, v]) => `${`${k}:`.padEnd(11)}${v}\n`).join('');

@@ -27,6 +27,7 @@ const KEY_ORDER: readonly (keyof RunnerConfig)[] = [
   'test_image',
   'state_dir',
   'shutdown_timeout',
+  'metrics_listen',
   'log_level',
 ];
 

@@ -4,15 +4,34 @@ import { connect } from 'node:net';
 import type { DaemonStatus } from '../daemon-state.js';
 import type { Logger } from '../log.js';
 
-/** What the control socket can ask of the daemon. Drain and resume join here later. */
+/** What the control socket can ask of the daemon. */
 export interface ControlHandlers {
   status(): DaemonStatus;
+  /** Takes no new jobs (the coordinator hears at once); running ones finish. Answers the status after. */
+  drain(): DaemonStatus;
+  /** Lifts a drain asked for on the host; throws ControlError 409 while the daemon stops or upgrades. */
+  resume(): DaemonStatus;
+}
+
+/** A refusal with its HTTP status and error code, answered as `{error: {code, message}}`. */
+export class ControlError extends Error {
+  constructor(
+    readonly status: number,
+    readonly code: string,
+    message: string,
+  ) {
+    super(message);
+  }
 }
 
 type Route = (handlers: ControlHandlers, req: IncomingMessage) => Promise<unknown> | unknown;
 
 /** `METHOD /path` -> handler; a new endpoint is one line here and one method above. */
-const ROUTES = new Map<string, Route>([['GET /status', (h) => h.status()]]);
+const ROUTES = new Map<string, Route>([
+  ['GET /status', (h) => h.status()],
+  ['POST /drain', (h) => h.drain()],
+  ['POST /resume', (h) => h.resume()],
+]);
 
 export interface ControlServer {
   readonly path: string;
@@ -49,6 +68,7 @@ async function handle(req: IncomingMessage, res: ServerResponse, handlers: Contr
     if (!route) return send(res, 404, { error: { code: 'not_found', message: `no control endpoint ${req.method} ${req.url}` } });
     send(res, 200, await route(handlers, req));
   } catch (err) {
+    if (err instanceof ControlError) return send(res, err.status, { error: { code: err.code, message: err.message } });
     logger.error({ err: (err as Error).message, url: req.url }, 'control request failed');
     send(res, 500, { error: { code: 'internal', message: (err as Error).message } });
   }

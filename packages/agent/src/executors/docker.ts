@@ -165,7 +165,7 @@ class DockerExecution implements Execution {
       AttachStderr: true,
       Tty: false,
       OpenStdin: false,
-      HostConfig: { NetworkMode: this.options.network ?? 'none', DeviceRequests: deviceRequests(this.resources.gpuIds) },
+      HostConfig: { NetworkMode: this.resources.network ?? this.options.network ?? 'none', DeviceRequests: deviceRequests(this.resources.gpuIds) },
     };
   }
 }

@@ -11,6 +11,8 @@ export interface AttemptRef {
 export interface AttemptResources {
   /** GPU uuids this attempt holds (docker: its device request); empty or absent: none. */
   gpuIds?: readonly string[];
+  /** The Docker network the pool lets its containers join; absent: the executor's own (runner.yaml docker_network, else none). */
+  network?: string;
 }
 
 /** Where an executor puts what happens: raw output bytes, in the order they arrived. */

@@ -10,6 +10,7 @@ import type {
 import type { Executor, StopReason } from '../executors/executor.js';
 import type { LeftoverContainer } from '../executors/docker-leftovers.js';
 import type { Logger } from '../log.js';
+import type { AgentMetrics } from '../metrics/agent-metrics.js';
 import { sleep } from '../sleep.js';
 import { GpuAllocator } from './gpu-allocator.js';
 import { attemptKey, type HeldAttempt, type JobStatus } from './held-attempt.js';
@@ -25,6 +26,10 @@ export interface JobManagerDeps {
   logger: Logger;
   /** The host's usable GPUs; without it every GPU job is rejected. */
   gpus?: GpuAllocator;
+  /** Counts finished attempts by result (metrics_listen). */
+  metrics?: Pick<AgentMetrics, 'jobFinished'>;
+  /** Why new jobs are refused now (the runner drains), or undefined. */
+  refusal?: () => string | undefined;
 }
 
 const NO_GPUS = new GpuAllocator({ gpus: [], driverVersion: null, cudaVersion: null, usable: false });
@@ -44,6 +49,8 @@ export const STOPPED_MESSAGE = 'rbtk-runner stopped before the job finished';
 export class JobManager {
   private readonly held = new Map<string, HeldAttempt>();
   private send: SendFrame | undefined;
+  /** The pool's container network, from the session's welcome. */
+  private poolNetwork: string | undefined;
   private stopping: Promise<void> | undefined;
 
   constructor(private readonly deps: JobManagerDeps) {}
@@ -85,8 +92,9 @@ export class JobManager {
   }
 
   /** A session was welcomed: resend what the coordinator has not acknowledged, in order. */
-  attach(send: SendFrame): void {
+  attach(send: SendFrame, poolNetwork?: string): void {
     this.send = send;
+    this.poolNetwork = poolNetwork;
     for (const h of this.held.values()) {
       resetForConnection(h);
       this.flush(h);
@@ -121,25 +129,44 @@ export class JobManager {
    */
   shutdown(timeoutMs: number, ackWaitMs = 2_000): Promise<void> {
     this.stopping ??= (async () => {
-      const running = () => [...this.held.values()].filter((h) => h.state !== 'finished');
-      if (running().length > 0) {
-        this.deps.logger.info({ jobs: running().length, timeoutMs }, 'waiting for running jobs to finish');
+      if (this.running().length > 0) {
+        this.deps.logger.info({ jobs: this.running().length, timeoutMs }, 'waiting for running jobs to finish');
         const timeout = new AbortController();
-        await Promise.race([Promise.all(running().map((h) => h.done)), sleep(timeoutMs, timeout.signal)]);
+        await Promise.race([this.idle(), sleep(timeoutMs, timeout.signal)]);
         timeout.abort();
-        for (const h of running()) this.stop(h, { outcome: 'cancelled', message: STOPPED_MESSAGE });
-        await Promise.all(running().map((h) => h.done));
+        this.stopAll(STOPPED_MESSAGE);
+        await this.idle();
       }
-      const deadline = Date.now() + ackWaitMs;
-      while (this.send && this.held.size > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
-      await Promise.all([...this.held.values()].map((h) => h.spooled?.idle()));
+      await this.settle(ackWaitMs);
     })();
     return this.stopping;
   }
 
-  /** Resolves when no attempt is running (tests, shutdown). */
+  /** Attempts not finished yet: starting, running or stopping. */
+  running(): JobStatus[] {
+    return this.status().filter((j) => j.state !== 'finished');
+  }
+
+  /** Stops every running attempt now; each is reported cancelled with `message`. */
+  stopAll(message: string): void {
+    for (const h of this.held.values()) this.stop(h, { outcome: 'cancelled', message });
+  }
+
+  /** Waits up to ackWaitMs for the coordinator to acknowledge the results, and for the spool writes. */
+  async settle(ackWaitMs = 2_000): Promise<void> {
+    const deadline = Date.now() + ackWaitMs;
+    while (this.send && this.held.size > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+    await Promise.all([...this.held.values()].map((h) => h.spooled?.idle()));
+  }
+
+  /** Resolves when no attempt is running (tests, drain --wait, shutdown). */
   async idle(): Promise<void> {
-    await Promise.all([...this.held.values()].map((h) => h.done));
+    for (;;) {
+      const busy = [...this.held.values()].filter((h) => h.state !== 'finished');
+      if (busy.length === 0) return;
+      // An attempt being accepted has no `done` until its spool exists: look again shortly.
+      await Promise.all(busy.map((h) => h.done ?? new Promise((r) => setTimeout(r, 10))));
+    }
   }
 
   private async assign(message: Assign): Promise<void> {
@@ -154,11 +181,11 @@ export class JobManager {
     }
     const type = message.spec.executor.type;
     const busy = [...this.held.values()].filter((h) => h.state !== 'finished').length;
-    let refusal: string | undefined;
-    if (this.stopping) refusal = 'rbtk-runner is stopping';
-    else if (!config.executors.includes(type) || !executors[type]) {
+    // Draining: the coordinator requeues the job for another runner, without excluding this one.
+    let refusal = this.stopping ? 'rbtk-runner is stopping' : this.deps.refusal?.();
+    if (!refusal && (!config.executors.includes(type) || !executors[type])) {
       refusal = `executor "${type}" is not enabled on this runner (executors: ${config.executors.join(', ')})`;
-    } else if (busy >= config.max_jobs) refusal = `no free slot: ${busy} of ${config.max_jobs} jobs running`;
+    } else if (!refusal && busy >= config.max_jobs) refusal = `no free slot: ${busy} of ${config.max_jobs} jobs running`;
     // GPUs are claimed with the slot, before any await: two assignments never get the same GPU.
     const gpusNeeded = message.spec.requires.gpus ?? 0;
     let gpus: string[] | undefined;
@@ -196,14 +223,17 @@ export class JobManager {
       {
         runnerId: this.deps.runnerId,
         executor: executors[type]!,
-        resources: { gpuIds: gpus },
+        resources: { gpuIds: gpus, ...(this.poolNetwork ? { network: this.poolNetwork } : {}) },
         logger,
         onStarted: () => this.started(h),
         stop: (reason) => this.stop(h, reason),
       },
       h,
       message,
-    ).finally(() => this.releaseGpus(h, key));
+    ).finally(() => {
+      this.releaseGpus(h, key);
+      if (h.spooled?.result) this.deps.metrics?.jobFinished(h.spooled.result.outcome);
+    });
   }
 
   /** The attempt ended (or never started): its GPUs are free for the next one. */

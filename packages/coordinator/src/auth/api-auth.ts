@@ -12,17 +12,30 @@ export interface ApiPrincipal {
   project: string | null;
 }
 
-/** Authenticates `Authorization: Bearer rbtk_api_...`; throws 401 otherwise. */
+/** Why an API token was refused; the auth-failure metric's reason label. */
+export type ApiAuthFailure = 'missing_token' | 'malformed_token' | 'unknown_token';
+
+/** The 401 of authenticateApi, carrying why (for the metrics; the message is for people). */
+export class ApiAuthError extends RbtkError {
+  constructor(
+    readonly reason: ApiAuthFailure,
+    message: string,
+  ) {
+    super(ErrorCode.Unauthorized, message);
+  }
+}
+
+/** Authenticates `Authorization: Bearer rbtk_api_...`; throws 401 (ApiAuthError) otherwise. */
 export async function authenticateApi(store: Store, headers: IncomingHttpHeaders): Promise<ApiPrincipal> {
   const raw = bearerToken(headers);
-  if (!raw) throw new RbtkError(ErrorCode.Unauthorized, 'missing API token: send "Authorization: Bearer rbtk_api_..."');
+  if (!raw) throw new ApiAuthError('missing_token', 'missing API token: send "Authorization: Bearer rbtk_api_..."');
   const parsed = parseToken(raw);
   if (!parsed || parsed.kind !== TokenKind.Api) {
-    throw new RbtkError(ErrorCode.Unauthorized, 'not an API token: expected "Authorization: Bearer rbtk_api_..."');
+    throw new ApiAuthError('malformed_token', 'not an API token: expected "Authorization: Bearer rbtk_api_..."');
   }
   const row = await store.apiTokens.get(parsed.id);
   if (!row || !verifySecret(parsed.secret, row.hash)) {
-    throw new RbtkError(ErrorCode.Unauthorized, 'API token is unknown');
+    throw new ApiAuthError('unknown_token', 'API token is unknown');
   }
   return { tokenId: row.id, role: row.role, project: row.project };
 }

@@ -2,6 +2,7 @@
 import { readFileSync } from 'node:fs';
 import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
 import {
+  AgentVersion,
   coerceError,
   DEFAULT_HEARTBEAT_INTERVAL_MS,
   DEFAULT_LISTEN,
@@ -12,6 +13,7 @@ import {
   parseDuration,
 } from '@rbtk/protocol';
 import { startCoordinator } from '../coordinator.js';
+import { addDevCommand } from '../dev/command.js';
 import { DEFAULT_ACCEPT_TIMEOUT_MS } from '../options.js';
 import { parseListen, type ListenAddress } from '../listen.js';
 import { createLogger, LOG_LEVELS, type LogLevel } from '../log.js';
@@ -27,6 +29,7 @@ interface ServeFlags {
   heartbeatInterval: number;
   tokenRotation: number;
   acceptTimeout: number;
+  minRunnerVersion?: string;
   logLevel: LogLevel;
 }
 
@@ -41,6 +44,12 @@ function durationArg(min: number) {
     if (ms < min) throw new InvalidArgumentError(`must be at least ${formatDuration(min)}`);
     return ms;
   };
+}
+
+function versionArg(value: string): string {
+  const parsed = AgentVersion.safeParse(value);
+  if (!parsed.success) throw new InvalidArgumentError('must be a semantic version such as 1.4.0');
+  return parsed.data;
 }
 
 function listenArg(value: string): ListenAddress {
@@ -82,6 +91,7 @@ async function serve(flags: ServeFlags): Promise<void> {
       heartbeatIntervalMs: flags.heartbeatInterval,
       tokenRotationMs: flags.tokenRotation,
       acceptTimeoutMs: flags.acceptTimeout,
+      minRunnerVersion: flags.minRunnerVersion,
       logger: log,
     });
   } catch (err) {
@@ -141,8 +151,14 @@ function buildProgram(): Command {
     .addOption(
       durationOption('--accept-timeout <duration>', 'RBTK_ACCEPT_TIMEOUT', 'give a job to another runner when its runner does not accept it within this', DEFAULT_ACCEPT_TIMEOUT_MS, 1),
     )
+    .addOption(
+      new Option('--min-runner-version <version>', 'runners older than this drain, finish their jobs and exit 75 to be restarted (upgraded)')
+        .env('RBTK_MIN_RUNNER_VERSION')
+        .argParser(versionArg),
+    )
     .addOption(new Option('--log-level <level>', 'log level').env('RBTK_LOG_LEVEL').choices(LOG_LEVELS).default('info'))
     .action(serve);
+  addDevCommand(program);
   return program;
 }
 

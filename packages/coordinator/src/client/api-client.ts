@@ -9,6 +9,7 @@ import {
   LogChunk,
   Pool,
   PoolCreate,
+  PoolStats,
   Project,
   ProjectCreate,
   RbtkError,
@@ -122,6 +123,26 @@ export class ApiClient {
     return apiRequest(this.transport, this.scoped({ method: 'DELETE', path: ROUTES.pool(name) }), null);
   }
 
+  /** The pool's jobs by state, throughput, queue wait and run time percentiles, runners by status. */
+  getPoolStats(name: string): Promise<PoolStats> {
+    return apiRequest(this.transport, this.scoped({ method: 'GET', path: ROUTES.poolStats(name) }), PoolStats);
+  }
+
+  /** Drains a pool (every runner DRAINING, status draining): its queued jobs wait, running ones finish. */
+  drainPool(name: string): Promise<Pool> {
+    return apiRequest(this.transport, this.scoped({ method: 'POST', path: ROUTES.poolDrain(name) }), Pool);
+  }
+
+  /** Pauses a pool: jobs queue, none starts; running ones finish. */
+  pausePool(name: string): Promise<Pool> {
+    return apiRequest(this.transport, this.scoped({ method: 'POST', path: ROUTES.poolPause(name) }), Pool);
+  }
+
+  /** Makes a paused or draining pool active again; its queued jobs start. */
+  resumePool(name: string): Promise<Pool> {
+    return apiRequest(this.transport, this.scoped({ method: 'POST', path: ROUTES.poolResume(name) }), Pool);
+  }
+
   /** Mints a registration token for a pool; the answer is the only place its secret appears. */
   mintRegistrationToken(pool: string, input: RegistrationTokenCreateInput = {}): Promise<RegistrationToken> {
     const body = checkBody(RegistrationTokenCreate, input, 'registration token request');
@@ -140,6 +161,16 @@ export class ApiClient {
   /** Revokes a runner: the coordinator deletes it and answers with the runner as last seen. */
   revokeRunner(id: string): Promise<Runner> {
     return apiRequest(this.transport, this.scoped({ method: 'POST', path: ROUTES.runnerRevoke(id) }), Runner);
+  }
+
+  /** Drains a runner (DRAINING, kept across its reconnects): no new jobs, running ones finish. */
+  drainRunner(id: string): Promise<Runner> {
+    return apiRequest(this.transport, this.scoped({ method: 'POST', path: ROUTES.runnerDrain(id) }), Runner);
+  }
+
+  /** Lifts an operator's drain; the runner stays DRAINING while it drains itself or its pool drains. */
+  resumeRunner(id: string): Promise<Runner> {
+    return apiRequest(this.transport, this.scoped({ method: 'POST', path: ROUTES.runnerResume(id) }), Runner);
   }
 
   listAudit(query: AuditQuery = {}): Promise<AuditEntry[]> {

@@ -12,6 +12,7 @@ import { actorOf } from '../auth/api-auth.js';
 import { mintToken } from '../auth/secrets.js';
 import { auditRow } from '../audit.js';
 import type { CoordinatorContext } from '../context.js';
+import { setPoolStatus } from '../drain.js';
 import type { PoolRecord } from '../store/rows.js';
 import { toPool, toRegistrationToken } from '../wire.js';
 import { adminScope } from './access.js';
@@ -41,7 +42,18 @@ export const poolRoutes: Route[] = [
       const body = await readJson(rc.req, PoolCreate);
       const now = rc.ctx.now();
       const created = await rc.ctx.store.pools.create(
-        { project, name: body.name, type: body.type, status: 'active', tags: body.tags, airgapped: body.airgapped, createdAt: now, updatedAt: now },
+        {
+          project,
+          name: body.name,
+          type: body.type,
+          status: 'active',
+          tags: body.tags,
+          airgapped: body.airgapped,
+          allowNonAirgappedJobs: body.allowNonAirgappedJobs,
+          dockerNetwork: body.dockerNetwork,
+          createdAt: now,
+          updatedAt: now,
+        },
         auditRow({
           at: now,
           actor: actorOf(principal),
@@ -49,7 +61,13 @@ export const poolRoutes: Route[] = [
           resourceType: 'pool',
           resourceId: body.name,
           project,
-          details: { type: body.type, airgapped: body.airgapped, tags: body.tags },
+          details: {
+            type: body.type,
+            airgapped: body.airgapped,
+            tags: body.tags,
+            allowNonAirgappedJobs: body.allowNonAirgappedJobs,
+            dockerNetwork: body.dockerNetwork,
+          },
         }),
       );
       if (!created) throw new RbtkError(ErrorCode.Conflict, `pool "${body.name}" already exists in project "${project}"`);
@@ -78,10 +96,13 @@ export const poolRoutes: Route[] = [
       );
       if (result.kind === 'not_found') throw new RbtkError(ErrorCode.NotFound, `pool "${name}" not found in project "${project}"`);
       if (result.kind === 'busy') {
-        throw new RbtkError(ErrorCode.Conflict, `pool ${name} still has ${result.activeRunners} online runner(s) — drain it first`);
+        throw new RbtkError(
+          ErrorCode.Conflict,
+          `pool ${name} still has ${result.onlineRunners} online runner(s) and ${result.jobsInFlight} job(s) in flight — drain it first`,
+        );
       }
-      if (result.kind === 'unfinished_jobs') {
-        throw new RbtkError(ErrorCode.Conflict, `pool ${name} still has ${result.jobs} unfinished job(s) — cancel them or let them finish first`);
+      if (result.kind === 'queued_jobs') {
+        throw new RbtkError(ErrorCode.Conflict, `pool ${name} still has ${result.jobs} queued job(s) — cancel them first (rbtk job cancel)`);
       }
       rc.ctx.jobs.routingChanged();
       // Offline runners may still hold a (silent) socket; their tokens are gone now.
@@ -89,6 +110,25 @@ export const poolRoutes: Route[] = [
       return { status: 204 };
     },
   },
+  ...(
+    [
+      ['draining', ROUTES.poolDrain(':name')],
+      ['paused', ROUTES.poolPause(':name')],
+      ['active', ROUTES.poolResume(':name')],
+    ] as const
+  ).map(
+    ([status, path]): Route => ({
+      method: 'POST',
+      path,
+      handler: async (rc) => {
+        const { principal, project } = await adminScope(rc);
+        const pool = await findPool(rc.ctx, project, rc.params.name!);
+        const after = await setPoolStatus(rc.ctx, { pool, status, actor: actorOf(principal) });
+        if (!after) throw new RbtkError(ErrorCode.NotFound, `pool "${pool.name}" not found in project "${project}"`);
+        return { status: 200, body: toPool(after) };
+      },
+    }),
+  ),
   {
     method: 'POST',
     path: ROUTES.poolTokens(':name'),

@@ -8,10 +8,10 @@ import {
   TokenKind,
 } from '@rbtk/protocol';
 import { bearerToken } from '../auth/bearer.js';
-import { mintToken, randomId, verifySecret } from '../auth/secrets.js';
-import { auditRow } from '../audit.js';
+import { verifySecret } from '../auth/secrets.js';
 import type { CoordinatorContext } from '../context.js';
 import type { RegistrationTokenRecord } from '../store/rows.js';
+import { registerRunner } from '../register-runner.js';
 import { readJson } from './body.js';
 import type { Route } from './router.js';
 
@@ -48,49 +48,26 @@ export const registrationRoutes: Route[] = [
           `pool ${record.poolName} is air-gapped: only runners registered with --airgapped may join`,
         );
       }
-      const now = ctx.now();
-      const runnerId = randomId(16);
-      const token = mintToken(TokenKind.Runner);
-      const result = await ctx.store.runners.register({
+      const registered = await registerRunner(ctx, {
         registrationTokenId: record.id,
-        now,
-        runner: {
-          id: runnerId,
-          poolId: record.poolId,
-          name: body.name,
-          labels: body.labels,
-          airgapped: body.airgapped,
-          status: 'OFFLINE', // until its first hello
-          draining: false,
-          agentVersion: body.agentVersion ?? null,
-          host: body.host ?? null,
-          capabilities: null,
-          registrationTokenId: record.id,
-          registeredAt: now,
-          lastHeartbeatAt: null,
-        },
-        token: { id: token.id, runnerId, hash: token.hash, state: 'current', createdAt: now },
-        audit: auditRow({
-          at: now,
-          actor: `registration:${record.id}`,
-          action: 'runner.register',
-          resourceType: 'runner',
-          resourceId: runnerId,
-          project: record.project,
-          details: { name: body.name, pool: record.poolName, airgapped: body.airgapped },
-        }),
+        actor: `registration:${record.id}`,
+        pool: { id: record.poolId, name: record.poolName, project: record.project },
+        name: body.name,
+        labels: body.labels,
+        airgapped: body.airgapped,
+        agentVersion: body.agentVersion ?? null,
+        host: body.host ?? null,
       });
-      if (result === 'unknown') throw unknownToken();
-      if (result === 'expired') throw expired(record.expiresAt);
-      if (result === 'used_up') throw usedUp();
-      ctx.jobs.routingChanged();
-      ctx.log.info({ runnerId, name: body.name, pool: record.poolName, project: record.project }, 'runner registered');
+      if (registered.result === 'unknown') throw unknownToken();
+      if (registered.result === 'expired') throw expired(record.expiresAt);
+      if (registered.result === 'used_up') throw usedUp();
+      const { runnerId, token } = registered;
       const response: RegisterResponse = {
         runnerId,
         name: body.name,
         pool: record.poolName,
         project: record.project,
-        token: token.token,
+        token,
         heartbeatIntervalMs: ctx.timings.heartbeatIntervalMs,
       };
       return { status: 201, body: response };

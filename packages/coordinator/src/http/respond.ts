@@ -21,6 +21,16 @@ export function sendJson(res: ServerResponse, status: number, body?: unknown, he
   res.end(text);
 }
 
+/** A text body as it is (the Prometheus exposition format). */
+export function sendText(res: ServerResponse, status: number, text: string, contentType: string): void {
+  if (res.headersSent) {
+    res.end();
+    return;
+  }
+  res.writeHead(status, { 'content-type': contentType, 'content-length': String(Buffer.byteLength(text)), 'cache-control': 'no-store' });
+  res.end(text);
+}
+
 export function sendError(
   res: ServerResponse,
   status: number,

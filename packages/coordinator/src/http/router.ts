@@ -15,6 +15,8 @@ export interface RouteContext {
 export interface RouteResult {
   status: number;
   body?: unknown;
+  /** Set for a body that is already text (the /metrics exposition), sent as-is instead of JSON. */
+  contentType?: string;
 }
 
 export type RouteHandler = (rc: RouteContext) => Promise<RouteResult>;

@@ -1,6 +1,7 @@
 import { ErrorCode, RbtkError, ROUTES } from '@rbtk/protocol';
 import { actorOf } from '../auth/api-auth.js';
 import type { CoordinatorContext } from '../context.js';
+import { setRunnerDraining } from '../drain.js';
 import { revokeRunner } from '../revoke.js';
 import type { RunnerRecord } from '../store/rows.js';
 import { toRunner } from '../wire.js';
@@ -51,4 +52,22 @@ export const runnerRoutes: Route[] = [
       return { status: 200, body: revoked };
     },
   },
+  ...(
+    [
+      [true, ROUTES.runnerDrain(':id')],
+      [false, ROUTES.runnerResume(':id')],
+    ] as const
+  ).map(
+    ([draining, path]): Route => ({
+      method: 'POST',
+      path,
+      handler: async (rc) => {
+        const { principal, project } = await adminScope(rc);
+        const found = await findRunner(rc.ctx, project, rc.params.id!);
+        const after = await setRunnerDraining(rc.ctx, { runnerId: found.id, draining, actor: actorOf(principal) });
+        if (!after) throw new RbtkError(ErrorCode.NotFound, `runner "${found.id}" not found in project "${project}"`);
+        return { status: 200, body: toRunner(after, rc.ctx.sessions.has(after.id)) };
+      },
+    }),
+  ),
 ];

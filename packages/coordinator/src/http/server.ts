@@ -1,22 +1,27 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { coerceError, ErrorCode, RbtkError } from '@rbtk/protocol';
 import type { CoordinatorContext } from '../context.js';
+import { metricsRoutes } from '../metrics/metrics-route.js';
 import { auditRoutes } from './audit.js';
 import { healthRoutes } from './health.js';
 import { jobRoutes } from './jobs.js';
 import { poolRoutes } from './pools.js';
 import { projectRoutes } from './projects.js';
 import { registrationRoutes } from './registration.js';
-import { sendError, sendJson } from './respond.js';
+import { sendError, sendJson, sendText } from './respond.js';
 import { type Route, Router } from './router.js';
 import { runnerRoutes } from './runners.js';
+import { knownStoreError } from '../store/store-errors.js';
+import { statsRoutes } from './stats.js';
 import { tokenRoutes } from './tokens.js';
 
 /** Every REST route; registration precedes /v1/runners/:id so it is matched literally. */
 export const ROUTES_TABLE: readonly Route[] = [
   ...healthRoutes,
+  ...metricsRoutes,
   ...projectRoutes,
   ...poolRoutes,
+  ...statsRoutes,
   ...registrationRoutes,
   ...runnerRoutes,
   ...tokenRoutes,
@@ -55,12 +60,15 @@ export function createRequestListener(ctx: CoordinatorContext, routes: readonly 
     }
     match.route
       .handler({ req, url, params: match.params, ctx })
-      .then(({ status, body }) => {
-        sendJson(res, status, body);
+      .then(({ status, body, contentType }) => {
+        if (contentType !== undefined) sendText(res, status, String(body), contentType);
+        else sendJson(res, status, body);
         done(status);
       })
-      .catch((err: unknown) => {
+      .catch((thrown: unknown) => {
+        const err = knownStoreError(thrown) ?? thrown;
         if (err instanceof RbtkError) {
+          ctx.metrics.apiRequestFailed(err);
           // After a too-large body the rest of the stream is junk: do not reuse the connection.
           const headers: Record<string, string> = err.code === ErrorCode.BodyTooLarge ? { connection: 'close' } : {};
           sendError(res, err.status, err.code, err.message, err.details, headers);

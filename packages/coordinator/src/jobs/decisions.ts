@@ -10,7 +10,7 @@ import type { JobDecision } from '../store/job-rows.js';
 export const isInFlight = (s: JobState): boolean => s === 'assigned' || s === 'running';
 
 /** Requeue reasons that do not use up a retry: the job never ran. */
-export type FreeRequeueReason = 'accept_timeout' | 'rejected';
+export type FreeRequeueReason = 'accept_timeout' | 'rejected' | 'runner_draining';
 
 export function assignTo(runnerId: string, now: number): JobDecision {
   return (j) =>
@@ -58,6 +58,8 @@ export function requeueFree(runnerId: string, attempt: number, why: FreeRequeueR
   return (j) => {
     if (!current(runnerId, attempt)(j) || j.state !== 'assigned') return null;
     if (why === 'accept_timeout') return { state: 'queued', reason: 'accept_timeout', runnerId: null };
+    // It drains: another runner may take the job, and so may this one once it resumes.
+    if (why === 'runner_draining') return { state: 'queued', reason: `rejected: ${detail ?? 'draining'}`, runnerId: null };
     // Never offered to this runner again.
     return { state: 'queued', reason: `rejected: ${detail ?? 'no reason given'}`, runnerId: null, excluded: [...j.excluded, runnerId] };
   };

@@ -36,13 +36,15 @@ export class Dispatcher {
   private readonly again = new Set<number>();
   private readonly scheduled = new Set<number>();
   private readonly drained = new Set<number>();
+  /** Paused or draining pools: their jobs queue, none starts. */
+  private readonly held = new Set<number>();
   private stopped = false;
 
   constructor(private readonly deps: DispatchDeps) {}
 
   kick(poolId: number): void {
     // Nothing queued: a freed slot or a new runner waits for the next submit's claim().
-    if (this.stopped || this.drained.has(poolId)) return;
+    if (this.stopped || this.drained.has(poolId) || this.held.has(poolId)) return;
     if (this.running.has(poolId)) {
       this.again.add(poolId);
       return;
@@ -68,10 +70,21 @@ export class Dispatcher {
    * The caller commits the assignment or gives the slot back (index.release).
    */
   claim(poolId: number, job: Pick<JobRecord, 'id' | 'spec' | 'excluded'>): IndexedRunner | undefined {
-    if (this.stopped || !this.drained.has(poolId) || this.running.has(poolId) || this.scheduled.has(poolId)) return undefined;
+    if (this.stopped || this.held.has(poolId) || !this.drained.has(poolId) || this.running.has(poolId) || this.scheduled.has(poolId)) {
+      return undefined;
+    }
     const runner = this.deps.index.pick(poolId, job);
     if (runner) this.deps.index.reserve(runner, job, this.deps.now());
     return runner;
+  }
+
+  /** Pauses (held) or resumes dispatch for the pool; resuming dispatches what queued meanwhile. */
+  hold(poolId: number, held: boolean): void {
+    if (!held) {
+      if (this.held.delete(poolId)) this.kick(poolId);
+      return;
+    }
+    this.held.add(poolId);
   }
 
   stop(): void {
@@ -99,7 +112,7 @@ export class Dispatcher {
     this.drained.delete(poolId);
     let afterSeq = 0;
     let left = false; // a job read in this pass stays queued
-    for (let free = index.freeSlots(poolId); free > 0 && !this.stopped; free = index.freeSlots(poolId)) {
+    for (let free = index.freeSlots(poolId); free > 0 && !this.stopped && !this.held.has(poolId); free = index.freeSlots(poolId)) {
       // Read about as many as there are slots: a freed slot must not cost a read of the whole backlog.
       const limit = Math.min(BATCH, Math.max(free, MIN_READ));
       const queued = await store.jobs.listQueued(poolId, afterSeq, limit);

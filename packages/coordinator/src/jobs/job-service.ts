@@ -4,12 +4,16 @@ import {
   ErrorCode,
   type JobSpec,
   parseDuration,
+  type PoolStatus,
   RbtkError,
+  type RunnerStatus,
 } from '@rbtk/protocol';
 import { randomId } from '../auth/secrets.js';
 import type { Logger } from '../log.js';
+import type { CoordinatorMetrics } from '../metrics/coordinator-metrics.js';
 import type { JobDecision, JobRecord, JobTransition } from '../store/job-rows.js';
 import type { SubmitResult } from '../store/job-store.js';
+import type { PoolRecord } from '../store/rows.js';
 import type { Store } from '../store/store.js';
 import { AcceptTimers } from './accept-timers.js';
 import { assignTo, isInFlight, requestCancel, requeueFree, runnerGone, timedOut } from './decisions.js';
@@ -24,6 +28,8 @@ export interface JobServiceDeps {
   now: () => number;
   /** How long a runner has to accept an assignment. */
   acceptTimeoutMs: number;
+  /** Told of every committed change (dispatch latency, queue wait). */
+  metrics?: CoordinatorMetrics;
 }
 
 /** A decision, plus the cancel frame to send the job's previous runner if the change took the attempt away from it. */
@@ -31,6 +37,22 @@ export interface JobChangeItem {
   jobId: string;
   decide: JobDecision;
   cancelRunner?: CancelReason;
+}
+
+/**
+ * Hosted pools' side of jobs (their members are runners with max_jobs 1): the
+ * claim is the assignment itself, so the member's state follows the job's.
+ * Called synchronously, after the commit and before any further dispatch.
+ */
+export interface MemberEvents {
+  /** At submit, before the insert: may refuse (on-empty fail) or cold-start a member (overflow). */
+  admit(pool: PoolRecord, claimed: boolean): void;
+  /** The runner said hello (joined the index). */
+  hello(runnerId: string): void;
+  /** A job was assigned to the runner. */
+  claimed(runnerId: string, job: JobRecord): void;
+  /** The job left the runner (finished, requeued, cancelled). */
+  released(runnerId: string, job: JobRecord): void;
 }
 
 /** How long past its timeout a running job may stay silent before the coordinator marks it timed_out. */
@@ -47,6 +69,8 @@ export class JobService {
   readonly dispatcher: Dispatcher;
   private readonly routing = new RoutingCache();
   private readonly acceptTimers: AcceptTimers;
+  /** Set once at start when hosted pools run on this coordinator. */
+  members?: MemberEvents;
 
   constructor(readonly deps: JobServiceDeps) {
     this.acceptTimers = new AcceptTimers(deps.acceptTimeoutMs, (jobId, attempt, runnerId) =>
@@ -71,15 +95,20 @@ export class JobService {
   }
 
   private afterChange({ before, after }: JobTransition, cancelRunner?: CancelReason): void {
+    this.deps.metrics?.jobChanged(before, after);
     const leftRunner =
       before.runnerId !== null && isInFlight(before.state) && (!isInFlight(after.state) || after.attempt !== before.attempt);
     if (leftRunner) {
       this.clearAcceptTimer(after.id);
       this.index.release(before.runnerId!, after.id);
+      this.members?.released(before.runnerId!, after);
       if (cancelRunner) {
         this.index.get(before.runnerId!)?.send({ type: 'cancel', jobId: after.id, attempt: before.attempt, reason: cancelRunner });
       }
       this.dispatcher.kick(after.poolId);
+    }
+    if (after.runnerId !== null && isInFlight(after.state) && (!isInFlight(before.state) || before.attempt !== after.attempt)) {
+      this.members?.claimed(after.runnerId, after);
     }
     if (after.state === 'queued' && before.state !== 'queued') this.dispatcher.queued(after.poolId);
     if (after.version !== before.version) this.bus.publish(after.id, { kind: 'job', job: after });
@@ -122,6 +151,7 @@ export class JobService {
     const id = randomId(16);
     const now = this.deps.now();
     const runner = this.dispatcher.claim(pool.id, { id, spec, excluded: [] });
+    if (pool.hostedSpec) this.members?.admit(pool, runner !== undefined);
     let result: SubmitResult;
     try {
       result = await this.deps.store.jobs.submit(
@@ -140,6 +170,19 @@ export class JobService {
     if (runner) this.index.release(runner.id, id);
     if (result.created) this.dispatcher.queued(pool.id);
     return result;
+  }
+
+  /** A pool was paused, drained or resumed: its queued jobs wait, or go now. */
+  poolStatusChanged(poolId: number, status: PoolStatus): void {
+    this.dispatcher.hold(poolId, status !== 'active');
+  }
+
+  /** An operator's drain or resume changed a runner's status: no new work while DRAINING, slots to fill when ONLINE. */
+  runnerStatusChanged(runnerId: string, status: RunnerStatus): void {
+    const entry = this.index.get(runnerId);
+    if (!entry || entry.status === status) return;
+    entry.status = status;
+    if (status === 'ONLINE') this.dispatcher.kick(entry.poolId);
   }
 
   /** Pools or registered runners changed (create, delete, register, hello, revoke, reap): route afresh. */
@@ -212,6 +255,7 @@ export class JobService {
    */
   async resume(): Promise<void> {
     const now = this.deps.now();
+    for (const poolId of await this.deps.store.pools.heldIds()) this.dispatcher.hold(poolId, true);
     const orphans = await this.deps.store.jobs.orphaned();
     await this.apply(
       orphans.map((j) => ({ jobId: j.id, decide: runnerGone(j.runnerId ?? '', j.attempt, 'runner_lost', now) })),

@@ -96,6 +96,11 @@ export async function routeJob(store: Store, cache: RoutingCache, project: strin
   if (spec.requires.airgapped === true && !pool.airgapped) {
     throw unsatisfiable(`job requires an air-gapped pool, and pool "${pool.name}" is not air-gapped`);
   }
+  if (pool.airgapped && spec.requires.airgapped !== true && !pool.allowNonAirgappedJobs) {
+    throw unsatisfiable(
+      `pool "${pool.name}" is air-gapped and takes only jobs that require it (requires.airgapped: true, rbtk job submit --airgapped); create the pool with --allow-non-airgapped-jobs to take others`,
+    );
+  }
   if (pool.airgapped && spec.executor.type === 'docker' && spec.executor.pull === 'always') {
     throw unsatisfiable(`pool "${pool.name}" is air-gapped: its runners never pull, so pull policy "always" cannot run there`);
   }

@@ -15,6 +15,8 @@ export interface IndexedRunner {
   /** Attempts assigned to or running on it: job id -> uuids of the GPUs it holds. */
   inFlight: Map<string, readonly string[]>;
   lastAssignedAt: number;
+  /** A hosted pool's member being torn down (or done with its one job): it takes no job, ever again. */
+  retired?: boolean;
   /** The session that added it: a closing old session must not remove a newer one's entry. */
   owner: object;
   send(message: CoordinatorMessage): void;
@@ -95,7 +97,7 @@ export class RunnerIndex {
   freeSlots(poolId: number): number {
     let free = 0;
     for (const r of this.byPool.get(poolId) ?? []) {
-      if (r.status === 'ONLINE') free += Math.max(0, r.maxJobs - r.inFlight.size);
+      if (r.status === 'ONLINE' && !r.retired) free += Math.max(0, r.maxJobs - r.inFlight.size);
     }
     return free;
   }
@@ -107,7 +109,7 @@ export class RunnerIndex {
     const req = job.spec.requires;
     const gpus = req.gpus ?? 0;
     for (const r of this.byPool.get(poolId) ?? []) {
-      if (r.status !== 'ONLINE') continue;
+      if (r.status !== 'ONLINE' || r.retired) continue;
       const free = r.maxJobs - r.inFlight.size;
       if (free <= 0 || !runnerFits(r, job) || job.excluded.includes(r.id)) continue;
       if (gpus > 0 && freeGpus(r, req).length < gpus) continue;

@@ -76,15 +76,15 @@ export class RunnerJobs {
       this.jobs.clearAcceptTimer(j.id, j.attempt);
       if (j.cancelRequested) this.send({ type: 'cancel', jobId: j.id, attempt: j.attempt, reason: 'cancelled' });
     }
+    this.jobs.members?.hello(runner.id);
     this.jobs.dispatcher.kick(runner.poolId);
   }
 
-  /** Heartbeat or liveness changed the runner's status: ONLINE again means free slots to fill. */
+  /** Heartbeat, a drain or liveness changed the runner's status: ONLINE again means free slots to fill. */
   onStatus(status: RunnerStatus): void {
     const entry = this.jobs.index.get(this.runnerId);
-    if (!entry || entry.owner !== this.owner || entry.status === status) return;
-    entry.status = status;
-    if (status === 'ONLINE') this.jobs.dispatcher.kick(entry.poolId);
+    if (!entry || entry.owner !== this.owner) return;
+    this.jobs.runnerStatusChanged(this.runnerId, status);
   }
 
   /** The socket closed: no new work goes to it; its attempts stay until it is OFFLINE or says hello again. */
@@ -96,8 +96,10 @@ export class RunnerJobs {
     this.jobs.clearAcceptTimer(frame.jobId, frame.attempt);
   }
 
+  /** A draining runner refuses what was on its way before its drain arrived: requeued, and it may have the job later. */
   async onReject(frame: Reject): Promise<void> {
-    await this.jobs.apply([{ jobId: frame.jobId, decide: requeueFree(this.runnerId, frame.attempt, 'rejected', frame.reason) }]);
+    const why = this.jobs.index.get(this.runnerId)?.status === 'DRAINING' ? 'runner_draining' : 'rejected';
+    await this.jobs.apply([{ jobId: frame.jobId, decide: requeueFree(this.runnerId, frame.attempt, why, frame.reason) }]);
   }
 
   async onStarted(frame: Started): Promise<void> {
@@ -113,7 +115,7 @@ export class RunnerJobs {
       offset: frame.offset,
       stream: frame.stream,
       data: frame.data,
-    });
+    }, this.runnerId);
     const ack = (offset: number) => this.send({ type: 'log_ack', jobId: frame.jobId, attempt: frame.attempt, offset });
     if (result.kind === 'stale') return ack(frame.offset + Buffer.byteLength(frame.data, 'utf8'));
     if (result.kind === 'stored' && result.appended) {

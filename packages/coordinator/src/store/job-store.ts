@@ -53,8 +53,11 @@ export interface JobStore {
   /** Applies each decision to its job, all in one transaction; returns the jobs that changed. */
   transition(items: { jobId: string; decide: JobDecision }[], now: number): Promise<JobTransition[]>;
   events(jobId: string): Promise<JobEventRow[]>;
-  /** Appends a log chunk of `attempt` when it starts exactly at the stored length. */
-  appendLog(chunk: Omit<LogChunkRow, 'size'>): Promise<AppendLogResult>;
+  /**
+   * Appends a log chunk of `attempt` when it starts exactly at the stored length.
+   * Given `runnerId`, only the runner that holds the attempt may append (stale otherwise).
+   */
+  appendLog(chunk: Omit<LogChunkRow, 'size'>, runnerId?: string): Promise<AppendLogResult>;
   /** The attempt's log from byte `fromOffset` (a chunk straddling it included). */
   logs(jobId: string, attempt: number, fromOffset: number): Promise<LogChunkRow[]>;
 }

@@ -1,5 +1,5 @@
 import type { ApiTokenRole, AuditResourceType, Labels, PoolStatus, PoolType, RunnerStatus } from '@rbtk/protocol';
-import type { Capabilities, HostFacts } from '@rbtk/protocol';
+import type { Capabilities, HostedPoolSpec, HostFacts } from '@rbtk/protocol';
 
 /*
  * What the store hands back. These are storage records, not wire types: times
@@ -31,6 +31,10 @@ export interface PoolRow {
   status: PoolStatus;
   tags: Labels;
   airgapped: boolean;
+  allowNonAirgappedJobs: boolean;
+  dockerNetwork: string | null;
+  /** A hosted pool's spec; null (or absent on create) for self-hosted pools. */
+  hostedSpec?: HostedPoolSpec | null;
   createdAt: number;
   updatedAt: number;
 }
@@ -73,7 +77,7 @@ export interface RunnerRow {
   labels: Labels;
   airgapped: boolean;
   status: RunnerStatus;
-  /** Set by a drain; heartbeats then report DRAINING instead of ONLINE. */
+  /** Set by an operator's drain (rbtk runner drain); hello and heartbeats then report DRAINING instead of ONLINE. */
   draining: boolean;
   agentVersion: string | null;
   host: HostFacts | null;
@@ -87,6 +91,12 @@ export interface RunnerRow {
 export interface RunnerRecord extends RunnerRow {
   poolName: string;
   project: string;
+  /** The pool's container network (welcome tells the runner); null: none. */
+  poolDockerNetwork: string | null;
+  /** active, paused or draining: a draining pool drains all its runners. */
+  poolStatus: PoolStatus;
+  /** Why the runner drains itself (its hello or drain frame), or null. */
+  selfDrain: string | null;
 }
 
 /**

@@ -1,4 +1,4 @@
-import type { AuditResourceType, Capabilities, HostFacts, Labels } from '@rbtk/protocol';
+import type { AuditResourceType, Capabilities, HostFacts, Labels, PoolStatus } from '@rbtk/protocol';
 import type {
   ApiTokenRow,
   AuditRow,
@@ -12,7 +12,9 @@ import type {
   RunnerRow,
   RunnerTokenRow,
 } from './rows.js';
+import type { HostedStore } from './hosted-store.js';
 import type { JobStore } from './job-store.js';
+import type { StatsStore } from './stats-store.js';
 
 /*
  * The coordinator's storage, one interface per resource. Every method is async
@@ -38,16 +40,23 @@ export interface ApiTokenStore {
 export type DeletePoolResult =
   | { kind: 'deleted'; runnerIds: string[] }
   | { kind: 'not_found' }
-  | { kind: 'busy'; activeRunners: number }
-  | { kind: 'unfinished_jobs'; jobs: number };
+  | { kind: 'busy'; onlineRunners: number; jobsInFlight: number }
+  | { kind: 'queued_jobs'; jobs: number };
 
 export interface PoolStore {
   list(project: string): Promise<PoolRecord[]>;
   get(project: string, name: string): Promise<PoolRecord | null>;
   /** null when the name is taken in that project. */
   create(pool: NewPool, audit: NewAuditRow): Promise<PoolRecord | null>;
-  /** Refused while the pool has ONLINE or DRAINING runners; deletes its offline runners and tokens. */
+  /**
+   * Refused while the pool has ONLINE runners or jobs in flight (assigned, running), or
+   * queued jobs; deletes its other runners and its tokens.
+   */
   delete(project: string, name: string, audit: NewAuditRow): Promise<DeletePoolResult>;
+  /** active, paused (jobs queue, none start) or draining (its runners take no new jobs); the pool after. */
+  setStatus(project: string, name: string, status: PoolStatus, now: number, audit: NewAuditRow): Promise<PoolRecord | null>;
+  /** Ids of the pools, in every project, whose queued jobs must not start: paused or draining. */
+  heldIds(): Promise<number[]>;
 }
 
 export interface RegistrationTokenStore {
@@ -56,7 +65,8 @@ export interface RegistrationTokenStore {
 }
 
 export interface RegisterInput {
-  registrationTokenId: string;
+  /** null: the coordinator registers the runner itself (a hosted pool's member); no token is consumed. */
+  registrationTokenId: string | null;
   now: number;
   runner: RunnerRow;
   token: RunnerTokenRow;
@@ -71,6 +81,8 @@ export interface HelloInput {
   host: HostFacts;
   capabilities: Capabilities;
   labels: Labels;
+  /** The runner's own drain reason from hello, or null. */
+  selfDrain: string | null;
 }
 
 export interface RunnerStore {
@@ -82,6 +94,13 @@ export interface RunnerStore {
   recordHello(id: string, hello: HelloInput, now: number): Promise<RunnerRecord | null>;
   /** Sets last_heartbeat_at and status ONLINE (DRAINING while draining). */
   recordHeartbeat(id: string, now: number): Promise<RunnerRecord | null>;
+  /**
+   * The runner's own drain (its drain frame): sets self_drain and the status, with
+   * the audit row, when it changed; answers the runner after (null when gone).
+   */
+  recordDrain(id: string, selfDrain: string | null, audit: (runner: RunnerRecord) => NewAuditRow): Promise<RunnerRecord | null>;
+  /** An operator's drain or resume, kept across reconnects, with its audit row; the runner after. */
+  setDraining(id: string, draining: boolean, audit: (runner: RunnerRecord) => NewAuditRow): Promise<RunnerRecord | null>;
   /** Marks OFFLINE every runner whose last heartbeat is at or before `before`; returns their ids. */
   markOffline(before: number): Promise<string[]>;
   /** Runners silent (no heartbeat, or never one since registration) since at or before `before`. */
@@ -128,6 +147,8 @@ export interface Store {
   readonly runnerTokens: RunnerTokenStore;
   readonly audit: AuditStore;
   readonly jobs: JobStore;
+  readonly stats: StatsStore;
+  readonly hosted: HostedStore;
   /** Throws when the database does not answer (readiness). */
   ping(): Promise<void>;
   /** Safe to call twice. */

@@ -5,15 +5,19 @@ import {
   ErrorCode,
   type Heartbeat,
   type Hello,
+  type RunnerDrain,
   parseRunnerMessage,
   type TokenConfirm,
 } from '@rbtk/protocol';
 import type { Duplex } from 'node:stream';
 import type { RawData, WebSocket } from 'ws';
+import { auditRow } from '../audit.js';
 import type { CoordinatorContext } from '../context.js';
+import { coordinatorDrainReason } from '../drain.js';
 import { RunnerJobs } from '../jobs/runner-jobs.js';
 import type { Logger } from '../log.js';
 import { TokenRotation } from '../rotation.js';
+import { knownStoreError } from '../store/store-errors.js';
 import type { RunnerRecord } from '../store/rows.js';
 import { corkForTurn } from './cork.js';
 import { rawToString } from './raw.js';
@@ -31,6 +35,8 @@ export class RunnerSession implements LiveSession {
   private readonly log: Logger;
   private readonly rotation: TokenRotation;
   private greeted = false;
+  /** The coordinator-side drain reason this runner was last told (null: none, or nothing said yet). */
+  private toldDrain: string | null = null;
   private closing = false;
   private queue: Promise<void> = Promise.resolve();
   private readonly jobs: RunnerJobs;
@@ -99,6 +105,8 @@ export class RunnerSession implements LiveSession {
           return await this.onHeartbeat(message);
         case 'token_confirm':
           return await this.onTokenConfirm(message);
+        case 'drain':
+          return await this.onDrain(message);
         case 'accept':
           return this.jobs.onAccept(message);
         case 'reject':
@@ -126,15 +134,22 @@ export class RunnerSession implements LiveSession {
   }
 
   private failed(err: unknown): void {
-    // Our fault, not the runner's: say so without detail and let it reconnect.
+    // Our fault, not the runner's: say so (disk full, else without detail) and let it reconnect and resend.
+    const known = knownStoreError(err);
     this.log.error({ err: coerceError(err) }, 'runner frame handling failed');
-    this.refuse(ErrorCode.Internal, 'internal error', CloseCode.InternalError);
+    this.refuse(known?.code ?? ErrorCode.Internal, known?.message ?? 'internal error', CloseCode.InternalError);
   }
 
   private async onHello(hello: Hello): Promise<void> {
     const runner = await this.ctx.store.runners.recordHello(
       this.runnerId,
-      { agentVersion: hello.agentVersion, host: hello.host, capabilities: hello.capabilities, labels: hello.capabilities.labels },
+      {
+        agentVersion: hello.agentVersion,
+        host: hello.host,
+        capabilities: hello.capabilities,
+        labels: hello.capabilities.labels,
+        selfDrain: hello.drainReason ?? null,
+      },
       this.ctx.now(),
     );
     if (!runner) return this.gone();
@@ -149,13 +164,19 @@ export class RunnerSession implements LiveSession {
       heartbeatIntervalMs: this.ctx.timings.heartbeatIntervalMs,
       offlineAfterMs: this.ctx.timings.offlineAfterMs,
       serverTime: new Date(this.ctx.now()).toISOString(),
+      ...(runner.poolDockerNetwork ? { dockerNetwork: runner.poolDockerNetwork } : {}),
+      ...this.minRunnerVersion(),
     });
-    this.log.info({ agentVersion: hello.agentVersion, status: runner.status }, 'runner hello');
+    // An operator's drain (or the pool's) outlives the connection: repeat it before any job frame.
+    this.toldDrain = null;
+    this.drainChanged(runner, false);
+    this.log.info({ agentVersion: hello.agentVersion, status: runner.status, drainReason: hello.drainReason }, 'runner hello');
     // After welcome, so the runner hears who it is before any cancel or assign.
     await this.jobs.onHello(runner, hello);
   }
 
   private async onHeartbeat(heartbeat: Heartbeat): Promise<void> {
+    this.ctx.metrics.heartbeats.inc();
     const runner = await this.ctx.store.runners.recordHeartbeat(this.runnerId, this.ctx.now());
     if (!runner) return this.gone();
     this.jobs.onStatus(runner.status);
@@ -166,7 +187,45 @@ export class RunnerSession implements LiveSession {
       status: runner.status,
       heartbeatIntervalMs: this.ctx.timings.heartbeatIntervalMs,
       ...(rotatedToken ? { rotatedToken } : {}),
+      ...this.minRunnerVersion(),
     });
+  }
+
+  private minRunnerVersion(): { minRunnerVersion?: string } {
+    return this.ctx.minRunnerVersion ? { minRunnerVersion: this.ctx.minRunnerVersion } : {};
+  }
+
+  /** The runner drains itself (rbtk-runner drain, stopping, an upgrade) or resumes: DRAINING at once, audited. */
+  private async onDrain(frame: RunnerDrain): Promise<void> {
+    const selfDrain = frame.draining ? (frame.reason ?? 'drained by the runner') : null;
+    const runner = await this.ctx.store.runners.recordDrain(this.runnerId, selfDrain, (r) =>
+      auditRow({
+        at: this.ctx.now(),
+        actor: `runner:${r.id}`,
+        action: frame.draining ? 'runner.drain' : 'runner.resume',
+        resourceType: 'runner',
+        resourceId: r.id,
+        project: r.project,
+        details: { name: r.name, pool: r.poolName, by: 'runner', ...(selfDrain ? { reason: selfDrain } : {}) },
+      }),
+    );
+    if (!runner) return this.gone();
+    this.jobs.onStatus(runner.status);
+    this.log.info({ draining: frame.draining, reason: selfDrain, status: runner.status }, frame.draining ? 'runner draining' : 'runner resumed');
+  }
+
+  /**
+   * The coordinator's side of the drain changed (or a session starts): tell the
+   * runner when what it was last told differs; update dispatch unless asked not to
+   * (at hello, the index entry comes after).
+   */
+  drainChanged(runner: RunnerRecord, updateIndex = true): void {
+    const reason = coordinatorDrainReason(runner);
+    if (reason !== this.toldDrain) {
+      this.toldDrain = reason;
+      this.send({ type: 'drain', draining: reason !== null, ...(reason ? { reason } : {}) });
+    }
+    if (updateIndex) this.jobs.onStatus(runner.status);
   }
 
   private async onTokenConfirm(confirm: TokenConfirm): Promise<void> {

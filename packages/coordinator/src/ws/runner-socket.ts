@@ -42,6 +42,7 @@ export function createRunnerSocketServer(ctx: CoordinatorContext): RunnerSocketS
     const auth = await authenticateRunnerToken(ctx, bearerToken(req.headers));
     if (!auth.ok) {
       ctx.log.warn({ code: auth.code, remote: req.socket.remoteAddress }, 'runner socket refused');
+      ctx.metrics.authFailed('runner', auth.reason);
       return rejectUpgrade(socket, 401, auth.code, auth.message);
     }
     if (closing) return rejectUpgrade(socket, 503, ErrorCode.Unavailable, 'coordinator is shutting down');

@@ -1,9 +1,12 @@
 import { CloseCode } from '@rbtk/protocol';
+import type { RunnerRecord } from '../store/rows.js';
 
 /** What the registry needs from a runner session. */
 export interface LiveSession {
   readonly runnerId: string;
   close(code: number, reason: string): void;
+  /** An operator drained or resumed the runner or its pool: tell the runner, update dispatch. */
+  drainChanged?(runner: RunnerRecord): void;
 }
 
 /**

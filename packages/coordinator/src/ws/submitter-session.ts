@@ -12,6 +12,7 @@ import type { RawData, WebSocket } from 'ws';
 import type { CoordinatorContext } from '../context.js';
 import { JobWatch } from '../jobs/job-watch.js';
 import type { Logger } from '../log.js';
+import { knownStoreError } from '../store/store-errors.js';
 import { toJob } from '../wire.js';
 import { corkForTurn } from './cork.js';
 import { rawToString } from './raw.js';
@@ -27,6 +28,10 @@ import { rawToString } from './raw.js';
 export class SubmitterSession {
   private readonly log: Logger;
   private readonly watches = new Map<string, JobWatch>();
+  /** Requests taken and not yet answered. */
+  private readonly pending = new Set<Promise<void>>();
+  /** A bad frame came: no more requests are taken. */
+  private refusing = false;
   private closing = false;
 
   constructor(
@@ -41,7 +46,7 @@ export class SubmitterSession {
   }
 
   start(): void {
-    this.ws.on('message', (data, isBinary) => void this.onFrame(data, isBinary));
+    this.ws.on('message', (data, isBinary) => this.onFrame(data, isBinary));
     this.ws.on('close', () => {
       this.closing = true;
       for (const watch of [...this.watches.values()]) watch.end();
@@ -55,22 +60,32 @@ export class SubmitterSession {
     this.ws.send(JSON.stringify(event));
   }
 
+  /** Says what was wrong, answers the requests taken before the bad frame (a submit may be committed already), then closes. */
   private refuse(code: string, message: string): void {
     this.log.warn({ code, reason: message }, 'submitter frame refused');
+    this.refusing = true;
     this.send({ type: 'error', code, message });
-    this.closing = true;
-    this.ws.close(CloseCode.BadMessage, code);
+    void Promise.allSettled([...this.pending]).then(() => {
+      this.closing = true;
+      this.ws.close(CloseCode.BadMessage, code);
+    });
   }
 
-  private async onFrame(data: RawData, isBinary: boolean): Promise<void> {
-    if (this.closing) return;
+  private onFrame(data: RawData, isBinary: boolean): void {
+    if (this.closing || this.refusing) return;
     if (isBinary) return this.refuse(ErrorCode.MalformedMessage, 'frames must be text (JSON), not binary');
     const parsed = parseSubmitterRequest(rawToString(data));
     if (!parsed.ok) return this.refuse(parsed.code, parsed.error);
-    const request = parsed.message;
+    const work = this.answer(parsed.message);
+    this.pending.add(work);
+    void work.finally(() => this.pending.delete(work));
+  }
+
+  private async answer(request: SubmitterRequest): Promise<void> {
     try {
       await this.handle(request);
-    } catch (err) {
+    } catch (thrown) {
+      const err = knownStoreError(thrown) ?? thrown;
       if (err instanceof RbtkError) {
         this.send({ type: 'error', reqId: request.reqId, code: err.code, message: err.message });
         return;

@@ -27,6 +27,7 @@ const CLOSE_GRACE_MS = 2000;
 export function createSubmitterSocketServer(ctx: CoordinatorContext): SocketEndpoint {
   const wss = new WebSocketServer({ noServer: true, maxPayload: MAX_WS_FRAME_BYTES, clientTracking: true });
   let closing = false;
+  ctx.metrics.countSubmitterSockets(() => wss.clients.size);
 
   async function upgrade(req: IncomingMessage, socket: Duplex, head: Buffer): Promise<void> {
     const raw = req.headers[PROTOCOL_VERSION_HEADER.toLowerCase()];
@@ -47,6 +48,7 @@ export function createSubmitterSocketServer(ctx: CoordinatorContext): SocketEndp
       project = await resolveProject(ctx.store, principal, url.searchParams.get('project'));
       tokenId = principal.tokenId;
     } catch (err) {
+      ctx.metrics.apiRequestFailed(err);
       if (err instanceof RbtkError) return rejectUpgrade(socket, err.status, err.code, err.message);
       throw err;
     }

@@ -1,6 +1,21 @@
 import { z } from 'zod';
 import { Duration, Labels, RunnerName } from './common.js';
 
+const HOST_PORT = /^(?:\[([0-9a-fA-F:.]+)\]|([A-Za-z0-9][A-Za-z0-9.-]*)):(\d{1,5})$/;
+
+/** `host:port` or `[ipv6]:port` split into its parts; null when it is neither or the port is past 65535. */
+export function parseHostPort(text: string): { host: string; port: number } | null {
+  const m = HOST_PORT.exec(text);
+  const port = m ? Number(m[3]) : NaN;
+  if (!m || port > 65535) return null;
+  return { host: m[1] ?? m[2]!, port };
+}
+
+/** An address to listen on, host included (no "all interfaces" by omission). */
+export const HostPort = z
+  .string()
+  .refine((s) => parseHostPort(s) !== null, 'write it as HOST:PORT, e.g. 127.0.0.1:9464 or [::1]:9464');
+
 export const ExecutorName = z.enum(['docker', 'shell']);
 export type ExecutorName = z.infer<typeof ExecutorName>;
 
@@ -31,6 +46,8 @@ export const RunnerConfig = z
     state_dir: z.string().optional(),
     /** How long SIGTERM waits for in-flight jobs before stopping them. */
     shutdown_timeout: Duration.default('10m'),
+    /** Serve Prometheus /metrics, /healthz and /readyz here (plain HTTP, no token); off when absent. */
+    metrics_listen: HostPort.optional(),
     log_level: z.enum(['trace', 'debug', 'info', 'warn', 'error', 'fatal']).default('info'),
   })
   .strict();

@@ -28,6 +28,8 @@ export const Runner = z.object({
   /** Whether Docker on the host can hand those GPUs to containers; gpuUnusableReason says why not. */
   gpuUsable: z.boolean().default(false),
   gpuUnusableReason: z.string().nullable().default(null),
+  /** Why it is DRAINING (its own drain, an operator's, its pool's), or null. */
+  drainReason: z.string().nullable().default(null),
 });
 export type Runner = z.infer<typeof Runner>;
 

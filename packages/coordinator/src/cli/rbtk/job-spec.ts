@@ -10,7 +10,10 @@ export interface SubmitFlags {
   pull?: PullPolicy;
   shell?: boolean;
   require?: Labels;
+  airgapped?: boolean;
   gpus?: number;
+  gpuModel?: string;
+  gpuMemory?: number;
   env?: Record<string, string>;
   workdir?: string;
   timeout?: string;
@@ -83,7 +86,13 @@ export function buildJobSpec(flags: SubmitFlags, command: readonly string[]): Jo
   const spec: JobSpecInput = {
     pool: flags.pool,
     selector: flags.selector,
-    requires: { labels: flags.require ?? {}, gpus: flags.gpus },
+    requires: {
+      labels: flags.require ?? {},
+      airgapped: flags.airgapped,
+      gpus: flags.gpus,
+      gpuModel: flags.gpuModel,
+      gpuMemoryMiB: flags.gpuMemory,
+    },
     executor,
     timeout: flags.timeout,
     retries: flags.retries,

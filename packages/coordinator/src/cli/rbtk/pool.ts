@@ -9,6 +9,8 @@ interface CreateOptions {
   type: 'self-hosted' | 'hosted';
   tag?: Labels;
   airgapped?: boolean;
+  allowNonAirgappedJobs?: boolean;
+  dockerNetwork?: string;
 }
 
 interface TokenOptions {
@@ -28,6 +30,8 @@ export function formatPool(p: Pool): string {
     ['type', p.type],
     ['status', p.status],
     ['airgapped', p.airgapped ? 'yes' : 'no'],
+    ...(p.airgapped ? [['takes', p.allowNonAirgappedJobs ? 'any job' : 'only jobs that require airgapped'] as [string, string]] : []),
+    ['container network', p.dockerNetwork ?? 'none'],
     ['tags', formatLabels(p.tags)],
     ['runners', `${p.runners.online} online, ${p.runners.draining} draining, ${p.runners.offline} offline`],
     ['created', formatTime(p.createdAt)],
@@ -45,10 +49,19 @@ export function registerPoolCommands(program: Command, io: Io): void {
     .argument('<name>', 'pool name, unique in its project', parseName)
     .addOption(new Option('--type <type>', 'pool type').choices(['self-hosted', 'hosted']).default('self-hosted'))
     .option('--tag <key=value>', 'pool tag, repeatable (e.g. --tag env=prod --tag gpu=a100)', parseTag)
-    .option('--airgapped', 'only runners registered with --airgapped may join')
+    .option('--airgapped', 'only runners registered with --airgapped may join, and only jobs that require airgapped land')
+    .option('--allow-non-airgapped-jobs', 'an air-gapped pool that also takes jobs without requires.airgapped')
+    .option('--docker-network <name>', 'an internal Docker network job containers may join (default: none, no network)')
     .action((name: string, o: CreateOptions, cmd: Command) =>
       withClient(cmd, io, async (client, opts) => {
-        const created = await client.createPool({ name, type: o.type, tags: o.tag ?? {}, airgapped: o.airgapped ?? false });
+        const created = await client.createPool({
+          name,
+          type: o.type,
+          tags: o.tag ?? {},
+          airgapped: o.airgapped ?? false,
+          allowNonAirgappedJobs: o.allowNonAirgappedJobs ?? false,
+          dockerNetwork: o.dockerNetwork ?? null,
+        });
         if (opts.json) printJson(io, created);
         else io.stdout(`created pool ${created.name} (${created.type}${created.airgapped ? ', air-gapped' : ''}) in project ${created.project}\n`);
       }),
@@ -80,7 +93,7 @@ export function registerPoolCommands(program: Command, io: Io): void {
 
   pool
     .command('delete')
-    .description('delete a pool with its offline runners and its tokens (refused while runners are online)')
+    .description('delete a pool with its runners and its tokens (refused while runners are online or jobs in flight)')
     .argument('<name>', 'pool name')
     .action((name: string, _o: unknown, cmd: Command) =>
       withClient(cmd, io, async (client, opts) => {
@@ -90,6 +103,28 @@ export function registerPoolCommands(program: Command, io: Io): void {
         else io.stdout(`deleted pool ${name}\n`);
       }),
     );
+
+  const lifecycle = [
+    ['drain', 'drain a pool: every runner DRAINING (no new jobs), running jobs finish, queued ones wait', 'drainPool',
+      (p: Pool) => `pool ${p.name} draining: ${p.runners.draining} runner(s) DRAINING, no new jobs; running jobs finish\n`],
+    ['pause', 'pause a pool: jobs queue but none starts; running jobs finish', 'pausePool',
+      (p: Pool) => `pool ${p.name} paused: jobs queue but none starts until rbtk pool resume ${p.name}\n`],
+    ['resume', 'make a paused or draining pool active again: its queued jobs start', 'resumePool',
+      (p: Pool) => `pool ${p.name} active: ${p.runners.online} runner(s) ONLINE\n`],
+  ] as const;
+  for (const [verb, description, method, say] of lifecycle) {
+    pool
+      .command(verb)
+      .description(description)
+      .argument('<name>', 'pool name')
+      .action((name: string, _o: unknown, cmd: Command) =>
+        withClient(cmd, io, async (client, opts) => {
+          const after = await client[method](name);
+          if (opts.json) printJson(io, after);
+          else io.stdout(say(after));
+        }),
+      );
+  }
 
   pool
     .command('token')

@@ -7,6 +7,7 @@ import { registerJobCommands } from './job.js';
 import { registerPoolCommands } from './pool.js';
 import { registerProjectCommands } from './project.js';
 import { registerRunnerCommands } from './runner.js';
+import { registerStatsCommand } from './stats.js';
 import { registerTokenCommands } from './token.js';
 
 const ENVIRONMENT_HELP = `
@@ -27,7 +28,7 @@ function packageVersion(): string {
 /** The `rbtk` command tree, writing through `io`; commander errors are thrown, not exited. */
 export function buildProgram(io: Io): Command {
   const program = new Command('rbtk')
-    .description('operate an rbtk coordinator: projects, pools, registration tokens, runners, jobs, audit log')
+    .description('operate an rbtk coordinator: projects, pools, registration tokens, runners, jobs, stats, audit log')
     .version(packageVersion(), '-V, --version')
     .exitOverride()
     .configureHelp({ showGlobalOptions: true })
@@ -45,6 +46,7 @@ export function buildProgram(io: Io): Command {
   registerAuditCommand(program, io);
   registerTokenCommands(program, io);
   registerJobCommands(program, io);
+  registerStatsCommand(program, io);
   program.addHelpText('after', `${ENVIRONMENT_HELP}\n${EXIT_CODES_HELP}\n`);
   return program;
 }

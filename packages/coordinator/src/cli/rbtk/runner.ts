@@ -17,6 +17,7 @@ export function formatRunner(r: Runner, now: number): string {
     ['airgapped', r.airgapped ? 'yes' : 'no'],
     ['agent version', r.agentVersion ?? '-'],
   ];
+  if (r.drainReason) pairs.splice(5, 0, ['draining', r.drainReason]);
   if (r.host) {
     pairs.push(
       ['hostname', r.host.hostname],
@@ -37,7 +38,7 @@ export function formatRunner(r: Runner, now: number): string {
 
 /** `rbtk runner list|show|revoke`. */
 export function registerRunnerCommands(program: Command, io: Io): void {
-  const runner = program.command('runner').description('inspect and revoke runners');
+  const runner = program.command('runner').description('inspect, drain, resume and revoke runners');
 
   runner
     .command('list')
@@ -63,6 +64,32 @@ export function registerRunnerCommands(program: Command, io: Io): void {
         const found = await client.getRunner(id);
         if (opts.json) printJson(io, found);
         else io.stdout(formatRunner(found, io.now()));
+      }),
+    );
+
+  runner
+    .command('drain')
+    .description('stop giving the runner new jobs (kept across its reconnects); its running jobs finish')
+    .argument('<id>', 'runner id')
+    .action((id: string, _o: unknown, cmd: Command) =>
+      withClient(cmd, io, async (client, opts) => {
+        const drained = await client.drainRunner(id);
+        if (opts.json) return printJson(io, drained);
+        const where = drained.connected ? 'its running jobs finish' : 'not connected: it drains when it reconnects';
+        io.stdout(`runner ${drained.id} (${drained.name}) ${drained.status}: no new jobs; ${where}\n`);
+      }),
+    );
+
+  runner
+    .command('resume')
+    .description('give the runner jobs again after rbtk runner drain')
+    .argument('<id>', 'runner id')
+    .action((id: string, _o: unknown, cmd: Command) =>
+      withClient(cmd, io, async (client, opts) => {
+        const resumed = await client.resumeRunner(id);
+        if (opts.json) return printJson(io, resumed);
+        const still = resumed.status === 'DRAINING' ? `: still draining: ${resumed.drainReason ?? 'unknown reason'}` : '';
+        io.stdout(`runner ${resumed.id} (${resumed.name}) ${resumed.status}${still}\n`);
       }),
     );
 

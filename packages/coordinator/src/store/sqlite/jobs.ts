@@ -299,12 +299,13 @@ export class SqliteJobStore implements JobStore {
     }));
   }
 
-  async appendLog(c: Omit<LogChunkRow, 'size'>): Promise<AppendLogResult> {
+  async appendLog(c: Omit<LogChunkRow, 'size'>, runnerId?: string): Promise<AppendLogResult> {
     return this.group.run((): AppendLogResult => {
-        const j = stmt(this.db, 'SELECT attempt, log_bytes FROM jobs WHERE id = ?').get(c.jobId) as
-          | { attempt: number; log_bytes: number }
+        const j = stmt(this.db, 'SELECT attempt, runner_id, log_bytes FROM jobs WHERE id = ?').get(c.jobId) as
+          | { attempt: number; runner_id: string | null; log_bytes: number }
           | undefined;
-        if (!j || j.attempt !== c.attempt) return { kind: 'stale' };
+        // Fenced by attempt and runner: another runner knowing the job id must not write into its log.
+        if (!j || j.attempt !== c.attempt || (runnerId !== undefined && j.runner_id !== runnerId)) return { kind: 'stale' };
         const size = Buffer.byteLength(c.data, 'utf8');
         if (c.offset < j.log_bytes) return { kind: 'stored', length: j.log_bytes, appended: false };
         if (c.offset > j.log_bytes) return { kind: 'gap', length: j.log_bytes };

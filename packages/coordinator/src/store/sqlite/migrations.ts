@@ -156,6 +156,59 @@ export const MIGRATIONS: readonly Migration[] = [
       ) WITHOUT ROWID;
     `,
   },
+  {
+    version: 3,
+    name: 'pool job admission and container network',
+    sql: `
+      ALTER TABLE pools ADD COLUMN allow_non_airgapped_jobs INTEGER NOT NULL DEFAULT 0;
+      ALTER TABLE pools ADD COLUMN docker_network TEXT;
+    `,
+  },
+  {
+    version: 4,
+    name: 'indexes for pool stats',
+    sql: `
+      -- Jobs per state of a pool (stats, /metrics) from the index alone; pool deletes find their jobs.
+      CREATE INDEX jobs_pool_state ON jobs (pool_id, state);
+      -- Jobs finished in a recent window (throughput, latency percentiles).
+      CREATE INDEX jobs_pool_finished ON jobs (pool_id, finished_at) WHERE finished_at IS NOT NULL;
+    `,
+  },
+  {
+    version: 5,
+    name: "runners' own drain",
+    sql: `
+      -- Why the runner drains itself (rbtk-runner drain, stopping, a pending upgrade); NULL: it does not.
+      -- Set by its hello and drain frames; runners.draining stays the operator's drain.
+      ALTER TABLE runners ADD COLUMN self_drain TEXT;
+    `,
+  },
+  {
+    version: 6,
+    name: 'hosted pools and their members',
+    sql: `
+      -- A hosted pool's spec (HostedPoolSpec JSON); NULL for self-hosted pools.
+      ALTER TABLE pools ADD COLUMN hosted_spec TEXT;
+      -- Members the coordinator provisioned. runner_id has no foreign key: a member outlives
+      -- its runner while it is torn down (revoke first, then the process or container).
+      CREATE TABLE pool_members (
+        id TEXT PRIMARY KEY,
+        pool_id INTEGER NOT NULL REFERENCES pools(id),
+        runner_id TEXT,
+        state TEXT NOT NULL CHECK (state IN ('warming', 'ready', 'claimed', 'errored')),
+        provider TEXT NOT NULL,
+        -- what the provider needs to find it again (pid, container id): JSON
+        handle TEXT,
+        spec_hash TEXT NOT NULL,
+        job_id TEXT,
+        error TEXT,
+        created_at INTEGER NOT NULL,
+        state_changed_at INTEGER NOT NULL
+      );
+      CREATE INDEX pool_members_pool ON pool_members (pool_id, state);
+      CREATE UNIQUE INDEX pool_members_runner ON pool_members (runner_id) WHERE runner_id IS NOT NULL;
+    `,
+  },
 ];
 
 /** Applies the migrations this database lacks; returns the versions applied. Idempotent. */
@@ -169,7 +222,10 @@ export function migrate(db: Db, migrations: readonly Migration[] = MIGRATIONS): 
     (db.prepare('SELECT version FROM schema_migrations').all() as { version: number }[]).map((r) => r.version),
   );
   const newest = Math.max(0, ...applied);
-  const known = Math.max(0, ...migrations.map((m) => m.version));
+  const versions = migrations.map((m) => m.version);
+  // Two branches that each added "the next" migration: caught here, not as a half-migrated file.
+  if (new Set(versions).size !== versions.length) throw new Error(`two migrations share a version: ${versions.join(', ')}`);
+  const known = Math.max(0, ...versions);
   if (newest > known) {
     // A newer coordinator wrote this file; running old code on it could corrupt it.
     throw new Error(`database schema version ${newest} is newer than this coordinator knows (${known}): upgrade rbtk-coordinator`);

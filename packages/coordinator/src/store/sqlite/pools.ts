@@ -1,8 +1,9 @@
-import type { Labels, PoolStatus, PoolType } from '@rbtk/protocol';
+import type { HostedPoolSpec, Labels, PoolStatus, PoolType } from '@rbtk/protocol';
 import type { NewAuditRow, NewPool, PoolRecord, RegistrationTokenRecord, RegistrationTokenRow } from '../rows.js';
 import type { DeletePoolResult, PoolStore, RegistrationTokenStore } from '../store.js';
 import { insertAuditRow } from './audit.js';
 import { type Db, isUniqueViolation, stmt } from './db.js';
+import { liveStatus } from './runners.js';
 
 interface PoolSql {
   id: number;
@@ -12,6 +13,9 @@ interface PoolSql {
   status: string;
   tags: string;
   airgapped: number;
+  allow_non_airgapped_jobs: number;
+  docker_network: string | null;
+  hosted_spec: string | null;
   created_at: number;
   updated_at: number;
   online: number;
@@ -35,6 +39,9 @@ const pool = (r: PoolSql): PoolRecord => ({
   status: r.status as PoolStatus,
   tags: JSON.parse(r.tags) as Labels,
   airgapped: r.airgapped === 1,
+  allowNonAirgappedJobs: r.allow_non_airgapped_jobs === 1,
+  dockerNetwork: r.docker_network,
+  hostedSpec: r.hosted_spec === null ? null : (JSON.parse(r.hosted_spec) as HostedPoolSpec),
   createdAt: r.created_at,
   updatedAt: r.updated_at,
   counts: { online: r.online, draining: r.draining, offline: r.offline },
@@ -62,9 +69,21 @@ export class SqlitePoolStore implements PoolStore {
       return this.db.transaction(() => {
         stmt(
           this.db,
-          `INSERT INTO pools (project, name, type, status, tags, airgapped, created_at, updated_at)
-           VALUES (?, ?, ?, ?, ?, ?, ?, ?)`,
-        ).run(p.project, p.name, p.type, p.status, JSON.stringify(p.tags), p.airgapped ? 1 : 0, p.createdAt, p.updatedAt);
+          `INSERT INTO pools (project, name, type, status, tags, airgapped, allow_non_airgapped_jobs, docker_network, hosted_spec, created_at, updated_at)
+           VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+        ).run(
+          p.project,
+          p.name,
+          p.type,
+          p.status,
+          JSON.stringify(p.tags),
+          p.airgapped ? 1 : 0,
+          p.allowNonAirgappedJobs ? 1 : 0,
+          p.dockerNetwork,
+          p.hostedSpec ? JSON.stringify(p.hostedSpec) : null,
+          p.createdAt,
+          p.updatedAt,
+        );
         insertAuditRow(this.db, audit);
         return this.getSync(p.project, p.name);
       })();
@@ -79,14 +98,16 @@ export class SqlitePoolStore implements PoolStore {
       .transaction((): DeletePoolResult => {
         const p = this.getSync(project, name);
         if (!p) return { kind: 'not_found' };
-        const active = p.counts.online + p.counts.draining;
-        if (active > 0) return { kind: 'busy', activeRunners: active };
-        // Jobs cascade with their pool: refuse rather than silently drop unfinished ones.
-        const unfinished = stmt(
+        const jobs = stmt(
           this.db,
-          "SELECT COUNT(*) AS n FROM jobs WHERE pool_id = ? AND state IN ('queued', 'assigned', 'running')",
-        ).get(p.id) as { n: number };
-        if (unfinished.n > 0) return { kind: 'unfinished_jobs', jobs: unfinished.n };
+          `SELECT COALESCE(SUM(state IN ('assigned', 'running')), 0) AS in_flight, COALESCE(SUM(state = 'queued'), 0) AS queued
+           FROM jobs WHERE pool_id = ? AND state IN ('queued', 'assigned', 'running')`,
+        ).get(p.id) as { in_flight: number; queued: number };
+        if (p.counts.online > 0 || jobs.in_flight > 0) {
+          return { kind: 'busy', onlineRunners: p.counts.online, jobsInFlight: jobs.in_flight };
+        }
+        // Jobs cascade with their pool: refuse rather than silently drop queued ones.
+        if (jobs.queued > 0) return { kind: 'queued_jobs', jobs: jobs.queued };
         const runnerIds = (stmt(this.db, 'SELECT id FROM runners WHERE pool_id = ?').all(p.id) as { id: string }[]).map(
           (r) => r.id,
         );
@@ -97,6 +118,25 @@ export class SqlitePoolStore implements PoolStore {
         return { kind: 'deleted', runnerIds };
       })
       .immediate();
+  }
+
+  async setStatus(project: string, name: string, status: PoolStatus, now: number, audit: NewAuditRow): Promise<PoolRecord | null> {
+    return this.db
+      .transaction((): PoolRecord | null => {
+        const p = this.getSync(project, name);
+        if (!p) return null;
+        stmt(this.db, 'UPDATE pools SET status = ?, updated_at = ? WHERE id = ?').run(status, now, p.id);
+        // Its runners follow at once (a draining pool drains them all); OFFLINE ones when they come back.
+        stmt(this.db, `UPDATE runners SET status = ${liveStatus()} WHERE pool_id = ? AND status != 'OFFLINE'`).run(p.id);
+        insertAuditRow(this.db, audit);
+        return this.getSync(project, name);
+      })
+      .immediate();
+  }
+
+  async heldIds(): Promise<number[]> {
+    const rows = stmt(this.db, "SELECT id FROM pools WHERE status != 'active' ORDER BY id").all() as { id: number }[];
+    return rows.map((r) => r.id);
   }
 }
 

@@ -1,4 +1,4 @@
-import type { Capabilities, HostFacts, Labels, RunnerStatus } from '@rbtk/protocol';
+import type { Capabilities, HostFacts, Labels, PoolStatus, RunnerStatus } from '@rbtk/protocol';
 import type { NewAuditRow, RunnerRecord } from '../rows.js';
 import type { HelloInput, RegisterInput, RegisterResult, RunnerStore } from '../store.js';
 import { insertAuditRow } from './audit.js';
@@ -18,19 +18,32 @@ interface RunnerSql {
   registration_token_id: string | null;
   registered_at: number;
   last_heartbeat_at: number | null;
+  self_drain: string | null;
   pool_name: string;
+  pool_status: string;
   project: string;
+  pool_docker_network: string | null;
 }
 
 const SELECT_RUNNERS = `
-  SELECT r.*, p.name AS pool_name, p.project AS project
+  SELECT r.*, p.name AS pool_name, p.project AS project, p.docker_network AS pool_docker_network, p.status AS pool_status
   FROM runners r JOIN pools p ON p.id = r.pool_id`;
 
 /** When a runner last spoke: its last heartbeat, or its registration if it never did. */
 const SILENT_SINCE = 'COALESCE(r.last_heartbeat_at, r.registered_at)';
 
-/** hello and heartbeats put the runner back ONLINE, or DRAINING while it drains. */
-const LIVE_STATUS = "CASE WHEN draining = 1 THEN 'DRAINING' ELSE 'ONLINE' END";
+/**
+ * hello, heartbeats and drains put the runner ONLINE, or DRAINING while an
+ * operator drained it, it drains itself, or its pool drains. The arguments
+ * name the values to judge by: a SET clause reads the row as it was.
+ */
+export const liveStatus = (draining = 'draining', selfDrain = 'self_drain'): string =>
+  `CASE WHEN ${draining} = 1 OR ${selfDrain} IS NOT NULL
+     OR (SELECT status FROM pools WHERE pools.id = runners.pool_id) = 'draining'
+   THEN 'DRAINING' ELSE 'ONLINE' END`;
+const LIVE_STATUS = liveStatus();
+/** A runner OFFLINE stays so until it heartbeats; otherwise as liveStatus(). */
+const keepOffline = (live: string) => `CASE WHEN status = 'OFFLINE' THEN 'OFFLINE' ELSE ${live} END`;
 
 const runner = (r: RunnerSql): RunnerRecord => ({
   id: r.id,
@@ -48,6 +61,9 @@ const runner = (r: RunnerSql): RunnerRecord => ({
   lastHeartbeatAt: r.last_heartbeat_at,
   poolName: r.pool_name,
   project: r.project,
+  poolDockerNetwork: r.pool_docker_network,
+  poolStatus: r.pool_status as PoolStatus,
+  selfDrain: r.self_drain,
 });
 
 export class SqliteRunnerStore implements RunnerStore {
@@ -75,14 +91,17 @@ export class SqliteRunnerStore implements RunnerStore {
     return this.db
       .transaction((): RegisterResult => {
         // Re-checked here, under the write lock: two hosts racing for the last use get one each.
-        const t = stmt(this.db, 'SELECT expires_at, uses_left FROM registration_tokens WHERE id = ?').get(
-          input.registrationTokenId,
-        ) as { expires_at: number; uses_left: number | null } | undefined;
-        if (!t) return 'unknown';
-        if (t.expires_at <= now) return 'expired';
-        if (t.uses_left !== null && t.uses_left <= 0) return 'used_up';
-        if (t.uses_left !== null) {
-          stmt(this.db, 'UPDATE registration_tokens SET uses_left = uses_left - 1 WHERE id = ?').run(input.registrationTokenId);
+        // No token: the coordinator registers a hosted pool's member itself.
+        if (input.registrationTokenId !== null) {
+          const t = stmt(this.db, 'SELECT expires_at, uses_left FROM registration_tokens WHERE id = ?').get(
+            input.registrationTokenId,
+          ) as { expires_at: number; uses_left: number | null } | undefined;
+          if (!t) return 'unknown';
+          if (t.expires_at <= now) return 'expired';
+          if (t.uses_left !== null && t.uses_left <= 0) return 'used_up';
+          if (t.uses_left !== null) {
+            stmt(this.db, 'UPDATE registration_tokens SET uses_left = uses_left - 1 WHERE id = ?').run(input.registrationTokenId);
+          }
         }
         stmt(
           this.db,
@@ -120,10 +139,48 @@ export class SqliteRunnerStore implements RunnerStore {
   async recordHello(id: string, hello: HelloInput, now: number): Promise<RunnerRecord | null> {
     stmt(
       this.db,
-      `UPDATE runners SET agent_version = ?, host = ?, capabilities = ?, labels = ?,
-         last_heartbeat_at = ?, status = ${LIVE_STATUS} WHERE id = ?`,
-    ).run(hello.agentVersion, toJson(hello.host), toJson(hello.capabilities), JSON.stringify(hello.labels), now, id);
+      `UPDATE runners SET agent_version = @agentVersion, host = @host, capabilities = @capabilities, labels = @labels,
+         last_heartbeat_at = @now, self_drain = @selfDrain, status = ${liveStatus('draining', '@selfDrain')} WHERE id = @id`,
+    ).run({
+      agentVersion: hello.agentVersion,
+      host: toJson(hello.host),
+      capabilities: toJson(hello.capabilities),
+      labels: JSON.stringify(hello.labels),
+      now,
+      selfDrain: hello.selfDrain,
+      id,
+    });
     return this.getSync(id);
+  }
+
+  async recordDrain(id: string, selfDrain: string | null, audit: (runner: RunnerRecord) => NewAuditRow): Promise<RunnerRecord | null> {
+    return this.db
+      .transaction((): RunnerRecord | null => {
+        const found = this.getSync(id);
+        if (!found || found.selfDrain === selfDrain) return found;
+        stmt(
+          this.db,
+          `UPDATE runners SET self_drain = @selfDrain, status = ${keepOffline(liveStatus('draining', '@selfDrain'))} WHERE id = @id`,
+        ).run({ selfDrain, id });
+        insertAuditRow(this.db, audit(found));
+        return this.getSync(id);
+      })
+      .immediate();
+  }
+
+  async setDraining(id: string, draining: boolean, audit: (runner: RunnerRecord) => NewAuditRow): Promise<RunnerRecord | null> {
+    return this.db
+      .transaction((): RunnerRecord | null => {
+        const found = this.getSync(id);
+        if (!found) return null;
+        stmt(
+          this.db,
+          `UPDATE runners SET draining = @draining, status = ${keepOffline(liveStatus('@draining'))} WHERE id = @id`,
+        ).run({ draining: draining ? 1 : 0, id });
+        insertAuditRow(this.db, audit(found));
+        return this.getSync(id);
+      })
+      .immediate();
   }
 
   async recordHeartbeat(id: string, now: number): Promise<RunnerRecord | null> {

@@ -2,6 +2,7 @@ import { mkdirSync } from 'node:fs';
 import path from 'node:path';
 import type { Store } from '../store.js';
 import { SqliteAuditStore } from './audit.js';
+import { SqliteHostedStore } from './hosted.js';
 import { SqliteJobStore } from './jobs.js';
 import { type Db, openDatabase } from './db.js';
 import { migrate } from './migrations.js';
@@ -9,6 +10,7 @@ import { SqlitePoolStore, SqliteRegistrationTokenStore } from './pools.js';
 import { SqliteApiTokenStore, SqliteProjectStore } from './projects.js';
 import { SqliteRunnerTokenStore } from './runner-tokens.js';
 import { SqliteRunnerStore } from './runners.js';
+import { SqliteStatsStore } from './stats.js';
 
 /** The embedded store: one SQLite file, migrated on open. */
 export class SqliteStore implements Store {
@@ -20,6 +22,8 @@ export class SqliteStore implements Store {
   readonly runnerTokens: SqliteRunnerTokenStore;
   readonly audit: SqliteAuditStore;
   readonly jobs: SqliteJobStore;
+  readonly stats: SqliteStatsStore;
+  readonly hosted: SqliteHostedStore;
   private closed = false;
 
   private constructor(readonly db: Db) {
@@ -31,6 +35,8 @@ export class SqliteStore implements Store {
     this.runnerTokens = new SqliteRunnerTokenStore(db);
     this.audit = new SqliteAuditStore(db);
     this.jobs = new SqliteJobStore(db);
+    this.stats = new SqliteStatsStore(db);
+    this.hosted = new SqliteHostedStore(db);
   }
 
   /** Opens (creating the directory and file if needed) and migrates. */

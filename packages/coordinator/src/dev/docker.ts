@@ -1,0 +1,20 @@
+import Docker from 'dockerode';
+
+/**
+ * Whether a Docker Engine answers a ping (DOCKER_HOST, else /var/run/docker.sock,
+ * docker-modem's own rules, the same the runner uses) within timeoutMs.
+ */
+export async function dockerReachable(timeoutMs = 3000, docker: Docker = new Docker()): Promise<{ ok: boolean; reason?: string }> {
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`no answer within ${timeoutMs} ms`)), timeoutMs);
+  });
+  try {
+    await Promise.race([docker.ping(), timeout]);
+    return { ok: true };
+  } catch (err) {
+    return { ok: false, reason: (err as Error).message };
+  } finally {
+    clearTimeout(timer);
+  }
+}

@@ -1,0 +1,47 @@
+import type { ExecutorName, HostedPoolSpec } from '@rbtk/protocol';
+
+/** What a provider needs to bring up one member: its runner is registered already. */
+export interface MemberLaunch {
+  memberId: string;
+  pool: string;
+  project: string;
+  spec: HostedPoolSpec;
+  /** The coordinator the member's runner connects to. */
+  url: string;
+  runnerId: string;
+  runnerName: string;
+  /** The runner token: written only where the member reads it (its runner.yaml, 0600), never logged. */
+  token: string;
+  executors: ExecutorName[];
+}
+
+/** The provider's way back to a member: a pid, a container id, an instance id. Stored as JSON. */
+export type MemberHandle = Record<string, unknown>;
+
+/** A member the provider finds on its infrastructure, whether or not the store knows it. */
+export interface OwnedMember {
+  memberId: string;
+  handle: MemberHandle;
+  /** Still running (or stopped but there): an adoptable member. false: it died. */
+  alive: boolean;
+}
+
+/**
+ * Where hosted members come from. One implementation per kind of
+ * infrastructure (local processes, Docker, a cloud API, Kubernetes pods); the
+ * reconcile loop decides, providers only do. Each method is safe to repeat:
+ * terminating a member that is gone succeeds.
+ */
+export interface HostedProviderImpl {
+  readonly name: string;
+  /** Prepares the member (files, container, instance) without starting it. */
+  create(launch: MemberLaunch): Promise<MemberHandle>;
+  /** Starts (or resumes) it; its runner then connects and says hello. */
+  start(memberId: string, handle: MemberHandle): Promise<MemberHandle>;
+  /** Stops (pauses) it, keeping it for a fast start on claim. */
+  stop(memberId: string, handle: MemberHandle): Promise<void>;
+  /** Stops it for good and removes what create() made. */
+  terminate(memberId: string, handle: MemberHandle | null): Promise<void>;
+  /** Every member this provider runs for this coordinator: what a restarted coordinator adopts or cleans up. */
+  listOwned(): Promise<OwnedMember[]>;
+}

@@ -1,0 +1,18 @@
+import { ErrorCode, RbtkError, ROUTES } from '@rbtk/protocol';
+import { computePoolStats } from '../metrics/pool-stats.js';
+import { adminScope } from './access.js';
+import type { Route } from './router.js';
+
+export const statsRoutes: Route[] = [
+  {
+    method: 'GET',
+    path: ROUTES.poolStats(':name'),
+    handler: async (rc) => {
+      const { project } = await adminScope(rc);
+      const name = rc.params.name!;
+      const pool = await rc.ctx.store.pools.get(project, name);
+      if (!pool) throw new RbtkError(ErrorCode.NotFound, `pool "${name}" not found in project "${project}"`);
+      return { status: 200, body: await computePoolStats(rc.ctx.store.stats, pool, rc.ctx.now()) };
+    },
+  },
+];

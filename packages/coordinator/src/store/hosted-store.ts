@@ -1,0 +1,42 @@
+import type { HostedPoolSpec, HostedProvider, MemberState } from '@rbtk/protocol';
+import type { NewAuditRow } from './rows.js';
+
+/** A member of a hosted pool, as stored. `handle` is the provider's own (pid, container id). */
+export interface MemberRow {
+  id: string;
+  poolId: number;
+  runnerId: string | null;
+  state: MemberState;
+  provider: HostedProvider;
+  handle: Record<string, unknown> | null;
+  specHash: string;
+  jobId: string | null;
+  error: string | null;
+  createdAt: number;
+  stateChangedAt: number;
+}
+
+export type MemberChange = Partial<Pick<MemberRow, 'runnerId' | 'state' | 'handle' | 'jobId' | 'error' | 'stateChangedAt'>>;
+
+/*
+ * Hosted pools: the spec lives on the pool row (hosted_spec), members in
+ * pool_members. One statement per method; the reconcile loop is the only
+ * writer of member rows besides the claim hooks, and both run in this process.
+ */
+export interface HostedStore {
+  /** Every member of the pool, oldest first. */
+  members(poolId: number): Promise<MemberRow[]>;
+  /** Every member of every pool (adoption at start). */
+  allMembers(): Promise<MemberRow[]>;
+  insertMember(row: MemberRow): Promise<void>;
+  /** Applies the change; the member after, or null when it is gone. */
+  updateMember(id: string, change: MemberChange): Promise<MemberRow | null>;
+  deleteMember(id: string): Promise<void>;
+  countMembers(poolId: number): Promise<number>;
+  /** Replaces the pool's spec, with its audit row. */
+  setSpec(poolId: number, spec: HostedPoolSpec, now: number, audit: NewAuditRow): Promise<void>;
+  /** Jobs of the pool waiting for a runner. */
+  queuedJobs(poolId: number): Promise<number>;
+  /** Runner ids of the pool holding an assigned or running job: members that must not be touched. */
+  busyRunners(poolId: number): Promise<Map<string, string>>;
+}

@@ -1,0 +1,101 @@
+import type { HostedPoolSpec, HostedProvider, MemberState } from '@rbtk/protocol';
+import type { HostedStore, MemberChange, MemberRow } from '../hosted-store.js';
+import type { NewAuditRow } from '../rows.js';
+import { insertAuditRow } from './audit.js';
+import { type Db, fromJson, stmt, toJson } from './db.js';
+
+interface MemberSql {
+  id: string;
+  pool_id: number;
+  runner_id: string | null;
+  state: string;
+  provider: string;
+  handle: string | null;
+  spec_hash: string;
+  job_id: string | null;
+  error: string | null;
+  created_at: number;
+  state_changed_at: number;
+}
+
+const member = (r: MemberSql): MemberRow => ({
+  id: r.id,
+  poolId: r.pool_id,
+  runnerId: r.runner_id,
+  state: r.state as MemberState,
+  provider: r.provider as HostedProvider,
+  handle: fromJson<Record<string, unknown>>(r.handle),
+  specHash: r.spec_hash,
+  jobId: r.job_id,
+  error: r.error,
+  createdAt: r.created_at,
+  stateChangedAt: r.state_changed_at,
+});
+
+const COLUMNS: Record<keyof MemberChange, string> = {
+  runnerId: 'runner_id',
+  state: 'state',
+  handle: 'handle',
+  jobId: 'job_id',
+  error: 'error',
+  stateChangedAt: 'state_changed_at',
+};
+
+export class SqliteHostedStore implements HostedStore {
+  constructor(private readonly db: Db) {}
+
+  async members(poolId: number): Promise<MemberRow[]> {
+    return (stmt(this.db, 'SELECT * FROM pool_members WHERE pool_id = ? ORDER BY created_at, id').all(poolId) as MemberSql[]).map(member);
+  }
+
+  async allMembers(): Promise<MemberRow[]> {
+    return (stmt(this.db, 'SELECT * FROM pool_members ORDER BY pool_id, created_at, id').all() as MemberSql[]).map(member);
+  }
+
+  async insertMember(m: MemberRow): Promise<void> {
+    stmt(
+      this.db,
+      `INSERT INTO pool_members (id, pool_id, runner_id, state, provider, handle, spec_hash, job_id, error, created_at, state_changed_at)
+       VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+    ).run(m.id, m.poolId, m.runnerId, m.state, m.provider, toJson(m.handle), m.specHash, m.jobId, m.error, m.createdAt, m.stateChangedAt);
+  }
+
+  async updateMember(id: string, change: MemberChange): Promise<MemberRow | null> {
+    const keys = Object.keys(change) as (keyof MemberChange)[];
+    if (keys.length > 0) {
+      const sets = keys.map((k) => `${COLUMNS[k]} = @${k}`).join(', ');
+      const values: Record<string, unknown> = { id };
+      for (const k of keys) values[k] = k === 'handle' ? toJson(change.handle) : change[k];
+      stmt(this.db, `UPDATE pool_members SET ${sets} WHERE id = @id`).run(values);
+    }
+    const r = stmt(this.db, 'SELECT * FROM pool_members WHERE id = ?').get(id) as MemberSql | undefined;
+    return r ? member(r) : null;
+  }
+
+  async deleteMember(id: string): Promise<void> {
+    stmt(this.db, 'DELETE FROM pool_members WHERE id = ?').run(id);
+  }
+
+  async countMembers(poolId: number): Promise<number> {
+    return (stmt(this.db, 'SELECT COUNT(*) AS n FROM pool_members WHERE pool_id = ?').get(poolId) as { n: number }).n;
+  }
+
+  async setSpec(poolId: number, spec: HostedPoolSpec, now: number, audit: NewAuditRow): Promise<void> {
+    this.db.transaction(() => {
+      stmt(this.db, 'UPDATE pools SET hosted_spec = ?, updated_at = ? WHERE id = ?').run(JSON.stringify(spec), now, poolId);
+      insertAuditRow(this.db, audit);
+    })();
+  }
+
+  async queuedJobs(poolId: number): Promise<number> {
+    return (stmt(this.db, "SELECT COUNT(*) AS n FROM jobs WHERE pool_id = ? AND state = 'queued'").get(poolId) as { n: number }).n;
+  }
+
+  async busyRunners(poolId: number): Promise<Map<string, string>> {
+    const rows = stmt(
+      this.db,
+      "SELECT runner_id, id FROM jobs WHERE pool_id = ? AND state IN ('assigned', 'running') AND runner_id IS NOT NULL",
+    ).all(poolId) as { runner_id: string; id: string }[];
+    return new Map(rows.map((r) => [r.runner_id, r.id]));
+  }
+}

@@ -1,0 +1,80 @@
+import type { JobState, RunnerStatus } from '@rbtk/protocol';
+import type { LatencyQuery, LatencyRow, PoolCountRow, StatsStore } from '../stats-store.js';
+import { type Db, stmt } from './db.js';
+
+/*
+ * Nearest-rank percentile: the value at rank ceil(n * p / 100) of the sorted
+ * sample, written with integer division ((n * p + 99) / 100) so it needs no
+ * math functions. Both orderings are numbered in one pass over the sample.
+ */
+const LATENCY_SQL = `
+  WITH sample AS (
+    SELECT MAX(started_at - created_at, 0) AS wait, MAX(finished_at - started_at, 0) AS run
+    FROM jobs
+    WHERE pool_id = @pool AND finished_at >= @since AND started_at IS NOT NULL
+    ORDER BY finished_at DESC
+    LIMIT @limit
+  ), ranked AS (
+    SELECT wait, run,
+      ROW_NUMBER() OVER (ORDER BY wait) AS wait_rank,
+      ROW_NUMBER() OVER (ORDER BY run) AS run_rank,
+      COUNT(*) OVER () AS n
+    FROM sample
+  )
+  SELECT COUNT(*) AS jobs,
+    MAX(CASE WHEN wait_rank = (n * 50 + 99) / 100 THEN wait END) AS wait_p50,
+    MAX(CASE WHEN wait_rank = (n * 95 + 99) / 100 THEN wait END) AS wait_p95,
+    MAX(CASE WHEN run_rank = (n * 50 + 99) / 100 THEN run END) AS run_p50,
+    MAX(CASE WHEN run_rank = (n * 95 + 99) / 100 THEN run END) AS run_p95
+  FROM ranked`;
+
+interface CountSql {
+  project: string;
+  pool: string;
+  key: string | null;
+  count: number;
+}
+
+export class SqliteStatsStore implements StatsStore {
+  constructor(private readonly db: Db) {}
+
+  async jobCounts(poolId: number): Promise<Partial<Record<JobState, number>>> {
+    const rows = stmt(this.db, 'SELECT state, COUNT(*) AS n FROM jobs WHERE pool_id = ? GROUP BY state').all(poolId) as {
+      state: JobState;
+      n: number;
+    }[];
+    return Object.fromEntries(rows.map((r) => [r.state, r.n]));
+  }
+
+  async finishedSince(poolId: number, since: number): Promise<number> {
+    const row = stmt(this.db, 'SELECT COUNT(*) AS n FROM jobs WHERE pool_id = ? AND finished_at >= ?').get(poolId, since) as { n: number };
+    return row.n;
+  }
+
+  async latency(poolId: number, query: LatencyQuery): Promise<LatencyRow> {
+    const r = stmt(this.db, LATENCY_SQL).get({ pool: poolId, since: query.since, limit: query.limit }) as {
+      jobs: number;
+      wait_p50: number | null;
+      wait_p95: number | null;
+      run_p50: number | null;
+      run_p95: number | null;
+    };
+    return { jobs: r.jobs, queueWaitP50: r.wait_p50, queueWaitP95: r.wait_p95, runTimeP50: r.run_p50, runTimeP95: r.run_p95 };
+  }
+
+  async jobCountsByPool(): Promise<PoolCountRow<JobState>[]> {
+    return stmt(
+      this.db,
+      `SELECT p.project, p.name AS pool, j.state AS key, COUNT(j.seq) AS count
+       FROM pools p LEFT JOIN jobs j ON j.pool_id = p.id GROUP BY p.id, j.state`,
+    ).all() as CountSql[] as PoolCountRow<JobState>[];
+  }
+
+  async runnerCountsByPool(): Promise<PoolCountRow<RunnerStatus>[]> {
+    return stmt(
+      this.db,
+      `SELECT p.project, p.name AS pool, r.status AS key, COUNT(r.id) AS count
+       FROM pools p LEFT JOIN runners r ON r.pool_id = p.id GROUP BY p.id, r.status`,
+    ).all() as CountSql[] as PoolCountRow<RunnerStatus>[];
+  }
+}

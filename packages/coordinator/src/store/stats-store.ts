@@ -1,0 +1,43 @@
+import type { JobState, RunnerStatus } from '@rbtk/protocol';
+
+/** Nearest-rank percentiles (milliseconds) of a sample of finished jobs; null when the sample is empty. */
+export interface LatencyRow {
+  /** Jobs in the sample. */
+  jobs: number;
+  queueWaitP50: number | null;
+  queueWaitP95: number | null;
+  runTimeP50: number | null;
+  runTimeP95: number | null;
+}
+
+export interface LatencyQuery {
+  /** Jobs that finished at or after this (epoch ms), having started. */
+  since: number;
+  /** At most this many, the latest finished first. */
+  limit: number;
+}
+
+/** How many of a pool's jobs (or runners) are in one state; every pool appears, a pool with none once with key null. */
+export interface PoolCountRow<K extends string> {
+  project: string;
+  pool: string;
+  key: K | null;
+  count: number;
+}
+
+/*
+ * Read-only aggregates for `GET /v1/pools/:name/stats` and `/metrics`, computed
+ * in the database (indexes from migration 3), never by loading jobs.
+ */
+export interface StatsStore {
+  /** The pool's jobs per state; states without jobs are absent. */
+  jobCounts(poolId: number): Promise<Partial<Record<JobState, number>>>;
+  /** The pool's jobs that reached a terminal state at or after `since` (epoch ms). */
+  finishedSince(poolId: number, since: number): Promise<number>;
+  /** Queue wait (created → started) and run time (started → finished) p50/p95. */
+  latency(poolId: number, query: LatencyQuery): Promise<LatencyRow>;
+  /** Every pool's jobs per state (for /metrics). */
+  jobCountsByPool(): Promise<PoolCountRow<JobState>[]>;
+  /** Every pool's runners per status (for /metrics). */
+  runnerCountsByPool(): Promise<PoolCountRow<RunnerStatus>[]>;
+}
