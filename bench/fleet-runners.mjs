@@ -9,7 +9,7 @@ import { SimRunner } from './rbtk.mjs';
 const runners = [];
 let stats;
 const reset = () =>
-  (stats = { heartbeatMs: [], rotationMs: [], closes: 0, startedAt: performance.now() });
+  (stats = { heartbeatMs: [], rotationMs: [], slow: [], closes: 0, startedAt: performance.now() });
 reset();
 
 async function connect(url, tokens, concurrency) {
@@ -19,7 +19,11 @@ async function connect(url, tokens, concurrency) {
       const token = tokens[next++];
       const sim = new SimRunner({
         heartbeat: true,
-        onHeartbeatAck: (ms) => stats.heartbeatMs.push(ms),
+        onHeartbeatAck: (ms, sentAt) => {
+          stats.heartbeatMs.push(ms);
+          // The slow ones with when they were sent (epoch ms), to tell periodic stalls from noise.
+          if (ms > 50 && stats.slow.length < 2_000) stats.slow.push([Math.round(performance.timeOrigin + sentAt), Math.round(ms)]);
+        },
         onRotated: (ms) => stats.rotationMs.push(ms),
         onClose: () => stats.closes++,
       });

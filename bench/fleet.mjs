@@ -155,6 +155,7 @@ async function fleet(n) {
       errors: sum('errors'),
       heartbeat,
       rotation,
+      slowHeartbeats: stats.flatMap((s) => s.slow).sort((a, b) => a[0] - b[0]),
       offline,
       wronglyOffline,
     };
@@ -189,7 +190,7 @@ const rows = results.map((r) => ({
   'rotation p99': fmt(r.rotation.p99, 2),
   'OFFLINE after threshold ms (min/p50/max)': `${fmt(r.offline.min, 0)} / ${fmt(r.offline.p50, 0)} / ${fmt(r.offline.max, 0)}`,
   note: [
-    `${r.rotations}/${r.heartbeats} heartbeats rotated`,
+    `${r.heartbeats} heartbeats, ${r.acks} acks, ${r.rotations} rotations confirmed`,
     r.closes ? `${r.closes} sockets closed` : '',
     r.errors ? `${r.errors} error frames` : '',
     r.wronglyOffline ? `${r.wronglyOffline} live runners marked OFFLINE` : '',

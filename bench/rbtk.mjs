@@ -140,7 +140,7 @@ export class SimRunner {
         const now = performance.now();
         const sent = this.sentAt.get(m.seq);
         this.sentAt.delete(m.seq);
-        if (sent !== undefined) this.onHeartbeatAck?.(now - sent);
+        if (sent !== undefined) this.onHeartbeatAck?.(now - sent, sent);
         this.intervalMs = m.heartbeatIntervalMs;
         if (m.rotatedToken) {
           this.token = m.rotatedToken.token;
@@ -238,6 +238,8 @@ export async function startAgent(url, admin, dir, { name = 'agent', pool = 'benc
   const reg = await api(url, admin, 'POST', `/v1/pools/${pool}/tokens`, { ttl: '1h', uses: 1 });
   const config = join(dir, name, 'runner.yaml');
   await execFileP(process.execPath, [AGENT_BIN, 'register', '--url', url, '--token', reg.token, '--name', name, '--executor', 'shell', '--max-jobs', String(maxJobs), '--config', config]);
-  const { child } = await startProcess(AGENT_BIN, ['run', '--config', config], (l) => l.msg === 'connected');
+  // e.g. RBTK_BENCH_AGENT_FLAGS="--cpu-prof --cpu-prof-dir=/tmp/prof" to profile the agents.
+  const flags = process.env.RBTK_BENCH_AGENT_FLAGS?.split(' ').filter(Boolean) ?? [];
+  const { child } = await startProcess(AGENT_BIN, ['run', '--config', config], (l) => l.msg === 'connected', {}, flags);
   return { child, pid: child.pid, config };
 }

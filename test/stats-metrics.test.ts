@@ -160,7 +160,9 @@ describe('stats and metrics', () => {
     await fetch(`${fleet.url}/v1/pools`, { headers: { authorization: 'Bearer rbtk_api_nope_nope' } });
     await new Promise<void>((resolve) => {
       // A runner upgrade without a token: refused with 401 before any WebSocket.
-      const ws = new WebSocket(`${fleet.url.replace(/^http/, 'ws')}/v1/runner/ws`, { headers: { [PROTOCOL_VERSION_HEADER]: String(PROTOCOL_VERSION) } });
+      const ws = new WebSocket(`${fleet.url.replace(/^http/, 'ws')}/v1/runner/ws`, {
+        headers: { [PROTOCOL_VERSION_HEADER]: String(PROTOCOL_VERSION) },
+      });
       ws.on('unexpected-response', (_req, res) => {
         expect(res.statusCode).toBe(401);
         resolve();

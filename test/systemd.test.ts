@@ -21,9 +21,12 @@ const hasAnalyze = await run('systemd-analyze', ['--version']).then(() => true, 
 if (!hasAnalyze && CI) throw new Error('systemd-analyze is required under CI (apt-get install systemd; .ci/run does)');
 if (!hasAnalyze) console.warn('skipping systemd-analyze verify: systemd-analyze is not installed (apt-get install systemd); CI requires it');
 // useradd --prefix edits the temp root's own passwd files, but only root may run it.
-const hasUseradd = await run('useradd', ['--help']).then(() => true, () => false);
+const hasUseradd = await run('useradd', ['--help']).then(
+  ({ stdout }) => stdout.includes('--prefix'),
+  (err: { stdout?: string }) => String(err.stdout ?? '').includes('--prefix'), // some versions exit 2 after --help
+);
 const canCreateUsers = process.getuid?.() === 0 && hasUseradd;
-if (!canCreateUsers) console.warn('install.sh: testing with --no-users only (creating users in the temp root needs root and useradd)');
+if (!canCreateUsers) console.warn('install.sh: testing with --no-users only (creating users in the temp root needs root and a useradd with --prefix)');
 
 const INSTALL = join(REPO_ROOT, 'systemd', 'install.sh');
 const UNITS = ['rbtk-runner.service', 'rbtk-coordinator.service'] as const;

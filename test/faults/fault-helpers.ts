@@ -49,3 +49,9 @@ export async function pointRunnerAt(fleet: Fleet, name: string, url: string): Pr
   doc.set('url', url);
   await writeFile(file, doc.toString(), { mode: 0o600 });
 }
+
+/** The runner's status over REST (no CLI process per poll: fault tests poll a lot). */
+export async function runnerStatus(fleet: Fleet, id: string): Promise<string | undefined> {
+  const res = await fetch(`${fleet.url}/v1/runners/${id}`, { headers: { authorization: `Bearer ${fleet.adminToken}` } });
+  return res.ok ? ((await res.json()) as { status: string }).status : undefined;
+}

@@ -1,11 +1,11 @@
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { Fleet } from '../helpers/fleet.js';
 import { Jobs, shell } from '../helpers/jobs.js';
 import { waitFor } from '../helpers/processes.js';
 import { TcpProxy } from '../helpers/tcp-proxy.js';
-import { jobEvents, pointRunnerAt, terminalEvents } from './fault-helpers.js';
+import { jobEvents, pointRunnerAt, runnerStatus, terminalEvents } from './fault-helpers.js';
 
-const OFFLINE_AFTER_MS = 3_000;
+const OFFLINE_AFTER_MS = 6_000;
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 /* A TCP proxy between runner "a" and the coordinator: partitions it cuts, stalls and slows. */
@@ -15,7 +15,8 @@ describe('network partitions between a runner and the coordinator', () => {
   let proxy: TcpProxy;
   const ids: Record<string, string> = {};
 
-  beforeEach(async () => {
+  // One fleet for the file (registrations are CLI processes, slow on a busy machine); each test starts its runners.
+  beforeAll(async () => {
     fleet = await Fleet.create();
     await fleet.startCoordinator({ offlineAfter: `${OFFLINE_AFTER_MS}ms`, heartbeatInterval: '200ms' });
     jobs = new Jobs(fleet);
@@ -28,11 +29,27 @@ describe('network partitions between a runner and the coordinator', () => {
   });
 
   afterEach(async () => {
+    proxy.heal();
+    proxy.delay(0);
+    for (const name of ['a', 'b']) {
+      const runner = running(`runner ${name}`);
+      if (runner) expect(await runner.stop('SIGTERM', 10_000), `runner ${name} stopped on SIGTERM`).toBe(false);
+    }
+  });
+
+  afterAll(async () => {
     await proxy.close();
     expect(await fleet.close()).toEqual([]);
   });
 
-  const online = (name: string) => waitFor(`${name} ONLINE`, async () => (await fleet.runnerStatus(ids[name]!)) === 'ONLINE');
+  const running = (name: string) => {
+    try {
+      return fleet.procs.find(name);
+    } catch {
+      return undefined;
+    }
+  };
+  const online = (name: string) => waitFor(`${name} ONLINE`, async () => (await runnerStatus(fleet, ids[name]!)) === 'ONLINE');
 
   /** 30 numbered lines over ~3 s. */
   const numbered = shell('i=1; while [ $i -le 30 ]; do echo "line $i"; i=$((i+1)); sleep 0.1; done', { retries: 1 });
@@ -47,10 +64,10 @@ describe('network partitions between a runner and the coordinator', () => {
     proxy.stall();
     await sleep(300);
     const during = (await jobs.get(job.id)).logBytes;
-    await sleep(OFFLINE_AFTER_MS / 2 - 300);
+    await sleep(OFFLINE_AFTER_MS / 3 - 300);
     // The stall held: no log byte got through, and the runner is not yet OFFLINE.
     expect((await jobs.get(job.id)).logBytes).toBe(during);
-    expect(await fleet.runnerStatus(ids.a!)).toBe('ONLINE');
+    expect(await runnerStatus(fleet, ids.a!)).toBe('ONLINE');
     proxy.heal();
 
     const done = await jobs.waitForState(job.id, ['succeeded'], 30_000);
@@ -68,7 +85,8 @@ describe('network partitions between a runner and the coordinator', () => {
     await sleep(500);
     const before = proxy.accepted;
     proxy.cut();
-    await sleep(OFFLINE_AFTER_MS / 3);
+    // Long enough for a few refused reconnects; short enough that their backoff stays well under --offline-after.
+    await sleep(1_000);
     proxy.heal();
     await waitFor('runner a reconnected through the proxy', () => proxy.accepted > before);
 
@@ -95,7 +113,7 @@ describe('network partitions between a runner and the coordinator', () => {
     expect((await jobs.waitForState(job.id, ['running'])).runnerId).toBe(ids.a);
 
     proxy.stall();
-    await waitFor('a OFFLINE', async () => (await fleet.runnerStatus(ids.a!)) === 'OFFLINE', 15_000);
+    await waitFor('a OFFLINE', async () => (await runnerStatus(fleet, ids.a!)) === 'OFFLINE', 15_000);
     fleet.startRunner('b');
     const done = await jobs.waitForState(job.id, ['succeeded'], 30_000);
     expect(done).toMatchObject({ attempt: 2, runnerId: ids.b });

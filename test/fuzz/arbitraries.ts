@@ -90,13 +90,13 @@ export function mutate(message: Record<string, unknown>, m: Mutation): string {
  * endpoint.
  */
 export function frameArb(valid: fc.Arbitrary<Record<string, unknown>>): fc.Arbitrary<Frame> {
-  return fc.oneof<Frame[]>(
+  return fc.oneof(
     { weight: 10, arbitrary: valid.map((m) => ({ text: JSON.stringify(m) })) },
     { weight: 6, arbitrary: fc.tuple(valid, mutationArb).map(([m, mu]) => ({ text: mutate(m, mu) })) },
     { weight: 2, arbitrary: jsonish.map((v) => ({ text: JSON.stringify(v) })) },
     { weight: 1, arbitrary: fc.string({ maxLength: 200, unit: 'binary' }).map((text) => ({ text })) },
     { weight: 1, arbitrary: fc.uint8Array({ maxLength: 64 }).map((b) => ({ binary: Buffer.from(b) })) },
-  ).map(onTheWire);
+  ).map((f) => onTheWire(f as Frame));
 }
 
 /** A text frame as the peer reads it: UTF-8 on the wire turns a lone surrogate into U+FFFD. */

@@ -1,3 +1,4 @@
+import { connect } from 'node:net';
 import fc from 'fast-check';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { MAX_HTTP_BODY_BYTES, PROTOCOL_VERSION_HEADER } from '@rbtk/protocol';
@@ -145,6 +146,50 @@ describe('every REST route under random and mutated requests', () => {
       fx.good.check();
     }
   });
+
+  it('answers malformed HTTP (request lines, headers, lengths, truncation) with a 4xx, in JSON unless a response was under way', { timeout: 60_000 }, async () => {
+    const head = fc.record({
+      method: fc.constantFrom('GET', 'POST', 'G ET', '', 'POST\u0000'),
+      path: fc.oneof(fc.constantFrom('/v1/pools', '/healthz', '/v1/jobs'), fc.string({ maxLength: 20 })),
+      version: fc.constantFrom('HTTP/1.1', 'HTTP/1.0', 'HTTP/9.9', 'HTTX/1.1', ''),
+      headers: fc.array(fc.tuple(fc.constantFrom('Host', 'Content-Length', 'Transfer-Encoding', 'Authorization', 'X'), fc.constantFrom('x', '-1', 'abc', '10', 'chunked', `Bearer ${fx.adminToken}`, 'a'.repeat(20_000), 'a\u0000b')), { maxLength: 4 }),
+      body: fc.string({ maxLength: 30 }),
+      cut: fc.option(fc.nat(), { freq: 3 }),
+    });
+    await fc.assert(
+      fc.asyncProperty(head, async (h) => {
+        let raw = `${h.method} ${h.path} ${h.version}\r\n${h.headers.map(([k, v]) => `${k}: ${v}\r\n`).join('')}\r\n${h.body}`;
+        if (h.cut !== null) raw = raw.slice(0, h.cut % (raw.length + 1));
+        const answer = await rawExchange(raw);
+        sent++;
+        if (raw === '') return;
+        const status = Number(/^HTTP\/1\.1 (\d{3}) /.exec(answer)?.[1]);
+        expect(status, `${JSON.stringify(raw.slice(0, 200))} → ${JSON.stringify(answer.slice(0, 300))}`).toBeGreaterThanOrEqual(200);
+        expect(status).not.toBe(500);
+        const [headers, body = ''] = answer.split('\r\n\r\n', 2);
+        if (/content-type: application\/json/i.test(headers!) && status >= 400) {
+          const { error } = JSON.parse(body.split('\r\n\r\n')[0]!.split('HTTP/1.1')[0]!) as { error: { code: string; message: string } };
+          expect(ERROR_CODES.has(error.code)).toBe(true);
+        }
+      }),
+      { numRuns: 500 },
+    );
+    fx.good.check();
+  });
+
+  /** Writes raw bytes on a fresh connection, half-closes, and returns everything the server sent. */
+  function rawExchange(raw: string): Promise<string> {
+    return new Promise((resolve, reject) => {
+      const url = new URL(fx.url);
+      const socket = connect(Number(url.port), url.hostname);
+      let out = '';
+      socket.on('data', (d) => (out += d.toString('latin1')));
+      socket.on('error', () => undefined);
+      socket.on('close', () => resolve(out));
+      socket.end(Buffer.from(raw, 'latin1'));
+      setTimeout(() => reject(new Error(`no close for ${JSON.stringify(raw.slice(0, 100))}`)), 10_000).unref();
+    });
+  }
 
   it('answers deep JSON, huge strings and oversized bodies on every route that reads a body', { timeout: 60_000 }, async () => {
     const bodies = [

@@ -123,6 +123,18 @@ describe('the submitter socket under random and mutated requests', () => {
     fx.good.check();
   });
 
+  it('answers a submit taken before a malformed frame, then closes 4400', async () => {
+    const socket = (await FuzzSocket.open(wsUrl(), { authorization: `Bearer ${fx.adminToken}` })) as FuzzSocket;
+    socket.send({ text: JSON.stringify({ type: 'submit', reqId: 'before', spec: { pool: 'fuzz', executor: { type: 'shell', command: ['true'] } } }) });
+    socket.send({ text: '{"type":"submit",' });
+    await socket.closed;
+    expect(socket.conv.closeCode).toBe(CloseCode.BadMessage);
+    const submitted = socket.conv.messages.find((m) => m.type === 'submitted' && m.reqId === 'before') as { job: { id: string } } | undefined;
+    expect(submitted).toBeDefined();
+    expect(socket.conv.messages).toContainEqual(expect.objectContaining({ type: 'error', code: ErrorCode.MalformedMessage }));
+    expect((await fx.tc.api('GET', ROUTES.job(submitted!.job.id))).status).toBe(200);
+  });
+
   it("never shows one project's jobs to another project's tokens", async () => {
     const mine = (await fx.tc.api('POST', ROUTES.jobs, { body: { pool: 'fuzz', executor: { type: 'shell', command: ['true'] } } })).body;
     const watch = (jobId: string) => ({ text: JSON.stringify({ type: 'watch', reqId: `w-${jobId}`, jobId }) });

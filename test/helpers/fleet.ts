@@ -8,6 +8,9 @@ export interface CoordinatorFlags {
   reapAfter?: string;
   heartbeatInterval?: string;
   tokenRotation?: string;
+  /** Hosted pools' reconcile interval. */
+  reconcileInterval?: string;
+  minRunnerVersion?: string;
   port?: number;
 }
 
@@ -40,6 +43,8 @@ export class Fleet {
     if (flags.reapAfter) args.push('--reap-after', flags.reapAfter);
     if (flags.heartbeatInterval) args.push('--heartbeat-interval', flags.heartbeatInterval);
     if (flags.tokenRotation) args.push('--token-rotation', flags.tokenRotation);
+    if (flags.reconcileInterval) args.push('--reconcile-interval', flags.reconcileInterval);
+    if (flags.minRunnerVersion) args.push('--min-runner-version', flags.minRunnerVersion);
     this.coordinator = this.procs.spawn('coordinator', BIN.coordinator, args);
     const listening = await this.coordinator.waitForLog((l) => l.msg === 'listening' && typeof l.url === 'string');
     this.url = listening.url as string;

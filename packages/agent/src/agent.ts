@@ -3,7 +3,8 @@ import { join } from 'node:path';
 import type { ExecutorName, RunnerConfig } from '@rbtk/protocol';
 import { controlSocketPath, resolveStateDir } from './config/paths.js';
 import { removeStaleTempFiles } from './config/write.js';
-import { ControlError, startControlServer, type ControlHandlers } from './control/server.js';
+import { daemonControlHandlers } from './control/handlers.js';
+import { startControlServer } from './control/server.js';
 import { runDaemon, type DaemonDeps, type DaemonResult } from './daemon.js';
 import { DaemonState } from './daemon-state.js';
 import { DrainControl } from './drain.js';
@@ -20,9 +21,6 @@ import { AgentMetrics } from './metrics/agent-metrics.js';
 import { startMetricsServer, type MetricsServer } from './metrics/metrics-server.js';
 import { installedPackageJson } from './upgrade.js';
 import { agentVersion } from './version.js';
-
-/** Why `rbtk-runner drain` stops the runner taking jobs. */
-export const HOST_DRAIN_REASON = 'drained on the host (rbtk-runner drain)';
 
 export interface AgentOptions extends Partial<Omit<DaemonDeps, 'config' | 'configPath' | 'logger' | 'state' | 'jobs' | 'gpus' | 'drain'>> {
   config: RunnerConfig;
@@ -68,7 +66,7 @@ export async function runAgent(options: AgentOptions, signal: AbortSignal): Prom
   });
   await jobs.recover(await removeLeftoverContainers(executors, config.runner_id, logger));
   state.trackJobs(() => jobs.status());
-  const control = await startControlServer(controlSocketPath(stateDir), controlHandlers(state, drain, logger), logger);
+  const control = await startControlServer(controlSocketPath(stateDir), daemonControlHandlers(state, drain, logger), logger);
   logger.info(
     { configPath, stateDir, controlSocket: control.path, runnerId: config.runner_id, url: config.url, agentVersion: version },
     'starting',
@@ -84,23 +82,6 @@ export async function runAgent(options: AgentOptions, signal: AbortSignal): Prom
     await metricsServer?.close();
     await control.close();
   }
-}
-
-/** What `rbtk-runner status`, `drain` and `resume` ask over the control socket. */
-function controlHandlers(state: DaemonState, drain: DrainControl, logger: Logger): ControlHandlers {
-  return {
-    status: () => state.snapshot(),
-    drain: () => {
-      if (drain.drain('host', HOST_DRAIN_REASON)) logger.info({ reason: HOST_DRAIN_REASON }, 'draining: no new jobs');
-      return state.snapshot();
-    },
-    resume: () => {
-      const resumed = drain.resume();
-      if (!resumed.ok) throw new ControlError(409, 'conflict', resumed.reason);
-      if (resumed.changed) logger.info('resumed: taking jobs again');
-      return state.snapshot();
-    },
-  };
 }
 
 /** nvidia-smi's GPUs and whether Docker can serve them, logged once; hello carries them. */

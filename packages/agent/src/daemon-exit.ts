@@ -2,6 +2,9 @@ import type { DrainControl } from './drain.js';
 import { STOPPED_MESSAGE, type JobManager } from './jobs/manager.js';
 import type { Logger } from './log.js';
 
+/** setTimeout's limit; a longer shutdown_timeout would fire at once. */
+const MAX_TIMER_MS = 2 ** 31 - 1;
+
 /** Why the daemon left its loop: asked to stop (exit 0), or to make way for an upgrade (exit 75). */
 export type ExitGoal = 'stopped' | 'upgrade';
 
@@ -51,14 +54,14 @@ export class DaemonExit {
       const busy = this.deps.jobs?.running().length ?? 0;
       if (busy > 0) logger.warn({ jobs: busy, shutdownTimeout }, 'shutdown_timeout passed: stopping the jobs still running');
       this.deps.jobs?.stopAll(`${STOPPED_MESSAGE}: shutdown_timeout (${shutdownTimeout}) passed`);
-    }, shutdownTimeoutMs);
+    }, Math.min(shutdownTimeoutMs, MAX_TIMER_MS));
     this.deadline.unref();
     this.finish(reason);
   }
 
   /** Stops the running jobs now; `why` ends up in their results. */
   force(why: string): void {
-    this.stop(why);
+    this.stop(`rbtk-runner is stopping (${why})`);
     const busy = this.deps.jobs?.running().length ?? 0;
     if (busy > 0) this.deps.logger.warn({ jobs: busy, reason: why }, 'stopping the running jobs now');
     this.deps.jobs?.stopAll(`${STOPPED_MESSAGE}: ${why}`);

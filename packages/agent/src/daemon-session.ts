@@ -96,7 +96,9 @@ export async function runConnectedSession(deps: ConnectedDeps, signal: AbortSign
   // The heartbeat loop stops on either the daemon's signal or the socket closing.
   const loop = new AbortController();
   const stopLoop = () => loop.abort();
-  signal.addEventListener('abort', stopLoop, { once: true });
+  // Aborted already (an upgrade the welcome asked for, with nothing to wait for): the loop ends at once.
+  if (signal.aborted) stopLoop();
+  else signal.addEventListener('abort', stopLoop, { once: true });
   void session.closed.then(stopLoop);
   let heartbeats: HeartbeatLoopEnd;
   try {

@@ -23,6 +23,9 @@ import { TokenRotation } from './token-rotation.js';
 import { runUpgradeWatchLoop, type UpgradeWatchDeps } from './upgrade.js';
 import { agentVersion } from './version.js';
 
+/** This soon after a SIGCONT a lost connection is retried at once. */
+const RESUMED_RECONNECT_MS = 5000;
+
 export interface DaemonDeps {
   config: RunnerConfig;
   configPath: string;
@@ -116,6 +119,15 @@ export async function runDaemon(deps: DaemonDeps, outer: AbortSignal): Promise<D
   const rotation = new TokenRotation({ configPath: deps.configPath, config, logger, writeConfig: deps.writeConfig });
   const backoff = new Backoff(deps.backoff);
   let connections = 0;
+  // A hosted pool in stopped mode freezes idle members (SIGSTOP, docker pause + SIGCONT) and closes
+  // their sessions; the SIGCONT that starts one means a job waits for it: reconnect now, no backoff.
+  let resumedAt = Number.NEGATIVE_INFINITY;
+  let cutBackoff: AbortController | null = null;
+  const onResume = () => {
+    resumedAt = Date.now();
+    cutBackoff?.abort();
+  };
+  process.on('SIGCONT', onResume);
 
   try {
     while (!signal.aborted) {
@@ -176,12 +188,16 @@ export async function runDaemon(deps: DaemonDeps, outer: AbortSignal): Promise<D
         reason = (err as Error).message;
         state.failed(reason);
       }
-      const delayMs = backoff.next();
+      const delayMs = Date.now() - resumedAt < RESUMED_RECONNECT_MS ? 0 : backoff.next();
       state.reconnecting();
       logger.info({ attempt: backoff.attempt, delayMs, reason }, 'reconnecting');
-      if (!(await sleep(delayMs, signal))) break;
+      cutBackoff = new AbortController();
+      await sleep(delayMs, AbortSignal.any([signal, cutBackoff.signal]));
+      cutBackoff = null;
+      if (signal.aborted) break;
     }
   } finally {
+    process.off('SIGCONT', onResume);
     outer.removeEventListener('abort', onStop);
     deps.forceStop?.removeEventListener('abort', onForce);
     stopWatch.abort();

@@ -15,7 +15,11 @@ export { openSession, Session, type CloseInfo, type SessionOptions } from './ses
 export { runHeartbeatLoop, heartbeatDelay, type HeartbeatDeps } from './heartbeat.js';
 export { TokenRotation, type TokenRotationDeps } from './token-rotation.js';
 export { startControlServer, type ControlHandlers, type ControlServer } from './control/server.js';
-export { fetchDaemonStatus, type ControlAnswer } from './control/client.js';
+export { askDaemon, fetchDaemonStatus, waitForIdle, type ControlActionAnswer, type ControlAnswer, type IdleAnswer } from './control/client.js';
+export { daemonControlHandlers, HOST_DRAIN_REASON } from './control/handlers.js';
+export { DrainControl, type DrainInfo, type DrainSource } from './drain.js';
+export { DaemonExit, type ExitGoal } from './daemon-exit.js';
+export { installedPackageJson, PACKAGE_JSON_ENV, readInstalledVersion, runUpgradeWatchLoop, Wakeup, type UpgradeWatchDeps } from './upgrade.js';
 export { register } from './api/register.js';
 export { registerRunner, type RegisterRunnerOptions, type RegisterRunnerResult } from './register-runner.js';
 export { readRunnerStatus, type RunnerStatusReport } from './status.js';

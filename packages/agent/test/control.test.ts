@@ -4,10 +4,15 @@ import { once } from 'node:events';
 import { request } from 'node:http';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { fetchDaemonStatus } from '../src/control/client.js';
+import { askDaemon, fetchDaemonStatus, waitForIdle } from '../src/control/client.js';
+import { daemonControlHandlers, HOST_DRAIN_REASON } from '../src/control/handlers.js';
 import { startControlServer } from '../src/control/server.js';
 import { DaemonState } from '../src/daemon-state.js';
+import { DrainControl } from '../src/drain.js';
+import type { JobStatus } from '../src/jobs/held-attempt.js';
 import { memoryLogger, runnerConfig, tempDir } from './helpers/fixtures.js';
+
+const handlersOf = (state: DaemonState, drain = new DrainControl()) => daemonControlHandlers(state, drain, memoryLogger().logger);
 
 describe('control socket', () => {
   let dir: string;
@@ -22,7 +27,7 @@ describe('control socket', () => {
 
   it('answers GET /status with the daemon state, mode 0660, and removes the socket on close', async () => {
     const state = new DaemonState(runnerConfig('http://127.0.0.1:7420'), '0.1.0');
-    const server = await startControlServer(socket, { status: () => state.snapshot() }, memoryLogger().logger);
+    const server = await startControlServer(socket, handlersOf(state), memoryLogger().logger);
     try {
       expect((await stat(socket)).mode & 0o777).toBe(0o660);
       const answer = await fetchDaemonStatus(socket);
@@ -38,7 +43,7 @@ describe('control socket', () => {
 
   it('replaces a stale socket file but refuses to start while another daemon answers', async () => {
     await writeFile(socket, '');
-    const handlers = { status: () => new DaemonState(runnerConfig('http://x'), '0.1.0').snapshot() };
+    const handlers = handlersOf(new DaemonState(runnerConfig('http://x'), '0.1.0'));
     const first = await startControlServer(socket, handlers, memoryLogger().logger);
     try {
       await expect(startControlServer(socket, handlers, memoryLogger().logger)).rejects.toThrow(/another rbtk-runner is already running/);
@@ -57,11 +62,11 @@ describe('control socket', () => {
     expect((await stat(socket)).isSocket()).toBe(true);
     expect(await fetchDaemonStatus(socket)).toEqual({ running: false, reason: 'not running' });
 
-    const server = await startControlServer(socket, { status: () => new DaemonState(runnerConfig('http://x'), '0.1.0').snapshot() }, memoryLogger().logger);
+    const server = await startControlServer(socket, handlersOf(new DaemonState(runnerConfig('http://x'), '0.1.0')), memoryLogger().logger);
     try {
       expect((await fetchDaemonStatus(socket)).running).toBe(true);
       const res = await new Promise<{ status?: number; body: string }>((resolve) =>
-        request({ socketPath: socket, path: '/drain', method: 'POST' }, (r) => {
+        request({ socketPath: socket, path: '/nope', method: 'POST' }, (r) => {
           let body = '';
           r.on('data', (d: Buffer) => (body += d.toString()));
           r.on('end', () => resolve({ status: r.statusCode, body }));
@@ -72,5 +77,61 @@ describe('control socket', () => {
     } finally {
       await server.close();
     }
+  });
+});
+
+describe('drain and resume over the control socket', () => {
+  let dir: string;
+  let cleanup: () => Promise<void>;
+  let socket: string;
+  let jobs: JobStatus[];
+  let drain: DrainControl;
+  let close: () => Promise<void>;
+
+  beforeEach(async () => {
+    ({ dir, cleanup } = await tempDir());
+    socket = join(dir, 'control.sock');
+    jobs = [{ jobId: 'job1', attempt: 1, state: 'running' }];
+    drain = new DrainControl();
+    const state = new DaemonState(runnerConfig('http://127.0.0.1:7420'), '0.1.0');
+    state.trackJobs(() => jobs);
+    state.trackDrain(drain, () => null);
+    close = (await startControlServer(socket, daemonControlHandlers(state, drain, memoryLogger().logger), memoryLogger().logger)).close;
+  });
+  afterEach(async () => {
+    await close();
+    await cleanup();
+  });
+
+  it('drains (the job manager is refused new work), resumes, and says why it cannot resume a stop', async () => {
+    const drained = await askDaemon(socket, 'drain');
+    expect(drained.running && 'status' in drained && drained.status.draining).toEqual([
+      { source: 'host', reason: HOST_DRAIN_REASON, since: expect.any(String) },
+    ]);
+    expect(drain.refusal()).toBe(`rbtk-runner is draining: ${HOST_DRAIN_REASON}`);
+    // A second drain changes nothing, not even "since".
+    const again = await askDaemon(socket, 'drain');
+    expect(again.running && 'status' in again && again.status.draining).toEqual(drained.running && 'status' in drained && drained.status.draining);
+
+    const resumed = await askDaemon(socket, 'resume');
+    expect(resumed.running && 'status' in resumed && resumed.status.draining).toEqual([]);
+    expect(drain.refusal()).toBeUndefined();
+
+    drain.drain('stop', 'rbtk-runner is stopping (SIGTERM)');
+    expect(await askDaemon(socket, 'resume')).toEqual({ running: true, refused: 'cannot resume: rbtk-runner is stopping (SIGTERM)' });
+    // A host drain never replaces the stop it would weaken.
+    await askDaemon(socket, 'drain');
+    expect(drain.localDrain).toMatchObject({ source: 'stop' });
+  });
+
+  it('waits until no job runs, or says what still runs at the timeout', async () => {
+    const busy = await waitForIdle(socket, 150, 20);
+    expect(busy).toMatchObject({ idle: false, running: [{ jobId: 'job1', attempt: 1, state: 'running' }] });
+    setTimeout(() => (jobs = [{ jobId: 'job1', attempt: 1, state: 'finished' }]), 100);
+    expect(await waitForIdle(socket, 5_000, 20)).toMatchObject({ idle: true, status: { jobs: [{ state: 'finished' }] } });
+    await close();
+    // A daemon that stopped runs nothing.
+    expect(await waitForIdle(socket, 1_000, 20)).toEqual({ idle: true, status: null });
+    expect(await askDaemon(socket, 'drain')).toEqual({ running: false, reason: 'not running' });
   });
 });

@@ -206,7 +206,7 @@ describe('jobs through the runner daemon and a real WebSocket peer', () => {
     controller.abort();
     await running;
     expect(peer.results('job-stopped')).toEqual([
-      expect.objectContaining({ outcome: 'cancelled', exitCode: 143, message: STOPPED_MESSAGE, logBytes: 8 }),
+      expect.objectContaining({ outcome: 'cancelled', exitCode: 143, message: `${STOPPED_MESSAGE}: shutdown_timeout (300ms) passed`, logBytes: 8 }),
     ]);
     await peer.waitFor('close', () => peer.closes[0]);
     expect(peer.closes[0]).toMatchObject({ code: 1000 });

@@ -1,3 +1,4 @@
+import type { HostedPools } from './hosted/hosted-pools.js';
 import type { JobService } from './jobs/job-service.js';
 import type { Logger } from './log.js';
 import type { CoordinatorMetrics } from './metrics/coordinator-metrics.js';
@@ -20,6 +21,8 @@ export interface CoordinatorContext {
   store: Store;
   sessions: SessionRegistry;
   jobs: JobService;
+  /** Hosted pools (members the coordinator provisions); set at start. */
+  hosted?: HostedPools;
   log: Logger;
   /** Prometheus metrics of this coordinator (its own registry). */
   metrics: CoordinatorMetrics;

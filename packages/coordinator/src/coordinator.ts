@@ -5,7 +5,10 @@ import path from 'node:path';
 import { AgentVersion, coerceError, ROUTES } from '@rbtk/protocol';
 import { ADMIN_TOKEN_FILE, bootstrap } from './bootstrap.js';
 import type { CoordinatorContext } from './context.js';
+import { answerClientError } from './http/client-error.js';
 import { createRequestListener } from './http/server.js';
+import { DEFAULT_RECONCILE_INTERVAL_MS } from './hosted/hosted-pools.js';
+import { createHostedPools } from './hosted/start.js';
 import { JobService } from './jobs/job-service.js';
 import { runJobTimeoutLoop } from './jobs/timeout-loop.js';
 import { runLivenessLoop } from './liveness.js';
@@ -50,9 +53,12 @@ export async function startCoordinator(options: CoordinatorOptions): Promise<Coo
     const ctx: CoordinatorContext = { store, sessions, jobs, log, metrics, timings, now, minRunnerVersion: options.minRunnerVersion };
     // Attempts left on runners that are gone are requeued; queued jobs wait for their runners' hello.
     await jobs.resume();
+    // Members call the URL once it listens; passes start after that (the loop below, or a hello).
+    const hosted = await createHostedPools(ctx, dataDir, () => url);
     const sockets = createRunnerSocketServer(ctx);
     const submitters = createSubmitterSocketServer(ctx);
     server = createServer(createRequestListener(ctx));
+    server.on('clientError', answerClientError);
     server.on('upgrade', routeUpgrades({ [ROUTES.jobsSocket]: submitters }, sockets));
     const address = await listen(server, options.host ?? DEFAULT_HOST, options.port ?? DEFAULT_PORT);
     const url = `http://${address.family === 'IPv6' ? `[${address.address}]` : address.address}:${address.port}`;
@@ -67,6 +73,7 @@ export async function startCoordinator(options: CoordinatorOptions): Promise<Coo
       runJobTimeoutLoop({ jobs, log }, abort.signal),
       sockets.runPingLoop(pingInterval, abort.signal),
       submitters.runPingLoop(pingInterval, abort.signal),
+      hosted.runLoop(options.hostedReconcileIntervalMs ?? DEFAULT_RECONCILE_INTERVAL_MS, abort.signal),
     ];
     log.info({ url, dataDir, ...timings, ...(options.minRunnerVersion ? { minRunnerVersion: options.minRunnerVersion } : {}) }, 'listening');
 
@@ -79,6 +86,7 @@ export async function startCoordinator(options: CoordinatorOptions): Promise<Coo
         const closed = new Promise<void>((resolve) => httpServer.close(() => resolve()));
         httpServer.closeIdleConnections();
         jobs.stop();
+        await hosted.stop();
         await Promise.all([sockets.close(), submitters.close()]);
         await Promise.allSettled(loops);
         const timer = setTimeout(() => httpServer.closeAllConnections(), HTTP_CLOSE_GRACE_MS);

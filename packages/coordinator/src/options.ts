@@ -26,6 +26,8 @@ export interface CoordinatorOptions {
   acceptTimeoutMs?: number;
   /** Runners older than this semantic version drain and exit 75 (to be restarted into an upgrade). */
   minRunnerVersion?: string;
+  /** How often each hosted pool is reconciled (also at once after a claim or a spec change); default 30 s. */
+  hostedReconcileIntervalMs?: number;
   /** WebSocket ping interval for finding dead TCP peers; default from the heartbeat interval. */
   pingIntervalMs?: number;
   /** A ready logger; else one is made with logLevel (default info). */

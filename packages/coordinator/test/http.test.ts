@@ -161,7 +161,7 @@ describe('pools', () => {
     await socket.hello();
     const refused = await tc.api('DELETE', ROUTES.pool('busy'));
     expect(refused.status).toBe(409);
-    expect(errorOf(refused).message).toBe('pool busy still has 1 online runner(s) — drain it first');
+    expect(errorOf(refused).message).toBe('pool busy still has 1 online runner(s) and 0 job(s) in flight — drain it first');
     expect((await tc.api('POST', ROUTES.runnerRevoke(runner.runnerId))).status).toBe(200);
     expect((await socket.closed).code).toBe(4401);
     expect((await tc.api('DELETE', ROUTES.pool('busy'))).status).toBe(204);

@@ -24,7 +24,18 @@ let seq = 0;
 
 async function createPool(name: string): Promise<PoolRecord> {
   await store.pools.create(
-    { project: 'default', name, type: 'self-hosted', status: 'active', tags: {}, airgapped: false, createdAt: NOW, updatedAt: NOW },
+    {
+      project: 'default',
+      name,
+      type: 'self-hosted',
+      status: 'active',
+      tags: {},
+      airgapped: false,
+      allowNonAirgappedJobs: false,
+      dockerNetwork: null,
+      createdAt: NOW,
+      updatedAt: NOW,
+    },
     auditRow({ at: NOW, actor: 'test', action: 'pool.create', resourceType: 'pool', resourceId: name, project: 'default' }),
   );
   return (await store.pools.get('default', name))!;

@@ -215,7 +215,7 @@ describe('revoke and delete', () => {
 
   it('pool delete is refused with an online runner, else removes runners, tokens and registration tokens', async () => {
     await store.runners.recordHeartbeat('r1', T0 + 1);
-    expect(await store.pools.delete('default', 'gpu', audit('pool.delete', 'gpu'))).toEqual({ kind: 'busy', activeRunners: 1 });
+    expect(await store.pools.delete('default', 'gpu', audit('pool.delete', 'gpu'))).toEqual({ kind: 'busy', onlineRunners: 1, jobsInFlight: 0 });
     await store.runners.markOffline(T0 + 1);
     const result = await store.pools.delete('default', 'gpu', audit('pool.delete', 'gpu'));
     expect(result).toEqual({ kind: 'deleted', runnerIds: ['r1', 'r2'] });

@@ -36,7 +36,7 @@ export const ROUTES = {
   poolPause: (name: string) => `/v1/pools/${encodeURIComponent(name)}/pause`,
   poolResume: (name: string) => `/v1/pools/${encodeURIComponent(name)}/resume`,
   poolStats: (name: string) => `/v1/pools/${encodeURIComponent(name)}/stats`,
-  /** A hosted pool's spec and members (GET), spec changes (PATCH). */
+  /** A hosted pool's spec and members (GET), spec changes (POST). */
   poolHosted: (name: string) => `/v1/pools/${encodeURIComponent(name)}/hosted`,
   poolReconcile: (name: string) => `/v1/pools/${encodeURIComponent(name)}/reconcile`,
   runners: '/v1/runners',

@@ -31,7 +31,20 @@ describe('pool and registration bodies', () => {
     for (const name of ['', 'Has Space', '../etc', 'a'.repeat(64), '-lead']) {
       expect(PoolCreate.safeParse({ name }).success, name).toBe(false);
     }
-    expect(PoolCreate.parse({ name: 'gpu-a100' })).toEqual({ name: 'gpu-a100', type: 'self-hosted', tags: {}, airgapped: false });
+    expect(PoolCreate.parse({ name: 'gpu-a100' })).toEqual({
+      name: 'gpu-a100',
+      type: 'self-hosted',
+      tags: {},
+      airgapped: false,
+      allowNonAirgappedJobs: false,
+      dockerNetwork: null,
+    });
+  });
+
+  it('lets a pool name a container network, but never the host network', () => {
+    expect(PoolCreate.parse({ name: 'lab', dockerNetwork: 'lab-internal' }).dockerNetwork).toBe('lab-internal');
+    expect(PoolCreate.safeParse({ name: 'lab', dockerNetwork: 'host' }).success).toBe(false);
+    expect(PoolCreate.safeParse({ name: 'lab', dockerNetwork: 'has space' }).success).toBe(false);
   });
 
   it('defaults a registration token to one hour and validates uses', () => {

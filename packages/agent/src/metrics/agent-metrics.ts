@@ -46,7 +46,12 @@ export class AgentMetrics {
       registers,
       collect: () => setCounter(rotations, state.snapshot().rotations),
     });
-    this.jobs = new Counter({ name: 'rbtk_runner_jobs_total', help: 'Job attempts finished on this runner, by result', labelNames: ['result'], registers });
+    this.jobs = new Counter({
+      name: 'rbtk_runner_jobs_total',
+      help: 'Job attempts finished on this runner, by result',
+      labelNames: ['result'],
+      registers,
+    });
     this.heartbeatFailures = new Counter({
       name: 'rbtk_runner_heartbeat_failures_total',
       help: 'Heartbeats that failed: no_ack (the coordinator stopped answering) or send_failed (the socket was closed)',

@@ -37,6 +37,8 @@ export interface PeerOptions {
   offlineAfterMs?: number;
   /** Whether to answer hello with welcome (default true). */
   welcome?: boolean;
+  /** Extra welcome fields (minRunnerVersion, status). */
+  welcomeWith?: Partial<Welcome>;
   /** Whether to answer heartbeats (default true); false plays a coordinator that hangs. */
   ackHeartbeats?: boolean;
   /** Called for each frame after the peer's default handling; may send more. */
@@ -265,6 +267,7 @@ export class CoordinatorPeer {
       heartbeatIntervalMs: this.options.heartbeatIntervalMs ?? 50,
       offlineAfterMs: this.options.offlineAfterMs ?? 5_000,
       serverTime: new Date().toISOString(),
+      ...this.options.welcomeWith,
     };
   }
 }

@@ -14,6 +14,7 @@ import {
 } from '@rbtk/protocol';
 import { startCoordinator } from '../coordinator.js';
 import { addDevCommand } from '../dev/command.js';
+import { DEFAULT_RECONCILE_INTERVAL_MS } from '../hosted/hosted-pools.js';
 import { DEFAULT_ACCEPT_TIMEOUT_MS } from '../options.js';
 import { parseListen, type ListenAddress } from '../listen.js';
 import { createLogger, LOG_LEVELS, type LogLevel } from '../log.js';
@@ -29,6 +30,7 @@ interface ServeFlags {
   heartbeatInterval: number;
   tokenRotation: number;
   acceptTimeout: number;
+  reconcileInterval: number;
   minRunnerVersion?: string;
   logLevel: LogLevel;
 }
@@ -91,6 +93,7 @@ async function serve(flags: ServeFlags): Promise<void> {
       heartbeatIntervalMs: flags.heartbeatInterval,
       tokenRotationMs: flags.tokenRotation,
       acceptTimeoutMs: flags.acceptTimeout,
+      hostedReconcileIntervalMs: flags.reconcileInterval,
       minRunnerVersion: flags.minRunnerVersion,
       logger: log,
     });
@@ -150,6 +153,9 @@ function buildProgram(): Command {
     )
     .addOption(
       durationOption('--accept-timeout <duration>', 'RBTK_ACCEPT_TIMEOUT', 'give a job to another runner when its runner does not accept it within this', DEFAULT_ACCEPT_TIMEOUT_MS, 1),
+    )
+    .addOption(
+      durationOption('--reconcile-interval <duration>', 'RBTK_RECONCILE_INTERVAL', 'how often hosted pools are reconciled (also at once after a claim or a spec change)', DEFAULT_RECONCILE_INTERVAL_MS, 100),
     )
     .addOption(
       new Option('--min-runner-version <version>', 'runners older than this drain, finish their jobs and exit 75 to be restarted (upgraded)')

@@ -4,6 +4,8 @@ import {
   ApiTokenCreate,
   AuditEntry,
   ErrorCode,
+  HostedPoolStatus,
+  HostedPoolUpdate,
   Job,
   JobSpec,
   LogChunk,
@@ -117,6 +119,22 @@ export class ApiClient {
 
   getPool(name: string): Promise<Pool> {
     return apiRequest(this.transport, this.scoped({ method: 'GET', path: ROUTES.pool(name) }), Pool);
+  }
+
+  /** A hosted pool's spec, members by state, warm hits and misses, recent reconcile actions. */
+  getHostedPool(name: string): Promise<HostedPoolStatus> {
+    return apiRequest(this.transport, this.scoped({ method: 'GET', path: ROUTES.poolHosted(name) }), HostedPoolStatus);
+  }
+
+  /** Changes a hosted pool's spec (a reconcile pass follows at once). */
+  updateHostedPool(name: string, change: HostedPoolUpdate): Promise<HostedPoolStatus> {
+    const body = checkBody(HostedPoolUpdate, change, 'hosted pool update');
+    return apiRequest(this.transport, this.scoped({ method: 'POST', path: ROUTES.poolHosted(name), body }), HostedPoolStatus);
+  }
+
+  /** Runs a reconcile pass of a hosted pool now and answers its state after. */
+  reconcilePool(name: string): Promise<HostedPoolStatus> {
+    return apiRequest(this.transport, this.scoped({ method: 'POST', path: ROUTES.poolReconcile(name) }), HostedPoolStatus);
   }
 
   deletePool(name: string): Promise<void> {

@@ -17,6 +17,8 @@ export const DEV_RUNNER_CONFIG = join('dev-runner', 'runner.yaml');
 /** The terminal and npm may both deliver the same Ctrl-C: signals this close together count once. */
 const SAME_SIGNAL_MS = 500;
 const ONLINE_TIMEOUT_MS = 60_000;
+/** Before starting a runner that exited 75 again (the unit's RestartSec= is 5s). */
+const RESTART_DELAY_MS = 1000;
 
 export interface DevFleetOptions {
   /** Coordinator state, the admin token and the dev runner's files; default ./.data. */
@@ -155,6 +157,7 @@ export async function runDevFleet(options: DevFleetOptions): Promise<number> {
       if (exit === 'stop') break;
       if (exit.code === EXIT_UPGRADE) {
         devLog.info({ code: exit.code }, 'the runner drained for a pending upgrade: starting it again, as systemd would');
+        await unlessStopped(new Promise((r) => setTimeout(r, RESTART_DELAY_MS)));
         continue;
       }
       devLog.error(

@@ -78,7 +78,8 @@ export class ProcessProvider implements HostedProviderImpl {
     const dir = String(handle.dir);
     const pid = typeof handle.pid === 'number' ? handle.pid : null;
     if (pid !== null && this.isMember(pid, dir)) {
-      process.kill(pid, 'SIGCONT'); // stopped mode: resume it
+      // Stopped mode: resume the whole group; the runner reconnects at once on SIGCONT.
+      signal(-pid, 'SIGCONT');
       return handle;
     }
     const log = openSync(join(dir, 'member.log'), 'a', 0o600);
@@ -98,9 +99,14 @@ export class ProcessProvider implements HostedProviderImpl {
     }
   }
 
-  async stop(_memberId: string, handle: MemberHandle): Promise<void> {
+  /** SIGSTOP to the member's process group (the runner and anything it started); resolves once the runner is stopped. */
+  async stop(memberId: string, handle: MemberHandle): Promise<void> {
     const pid = typeof handle.pid === 'number' ? handle.pid : null;
-    if (pid !== null && this.isMember(pid, String(handle.dir))) process.kill(pid, 'SIGSTOP');
+    if (pid === null || !this.isMember(pid, String(handle.dir))) throw new Error(`member ${memberId} has no running process to stop`);
+    process.kill(-pid, 'SIGSTOP');
+    const deadline = Date.now() + TERM_GRACE_MS;
+    while (procState(pid) !== 'T' && Date.now() < deadline) await sleep(5);
+    if (procState(pid) !== 'T') throw new Error(`member ${memberId} did not stop`);
   }
 
   async terminate(memberId: string, handle: MemberHandle | null): Promise<void> {
@@ -108,7 +114,7 @@ export class ProcessProvider implements HostedProviderImpl {
     let pid = typeof handle?.pid === 'number' ? handle.pid : null;
     if (pid === null && dir) pid = await readPid(dir);
     if (pid !== null && dir && this.isMember(pid, dir)) {
-      signal(pid, 'SIGCONT');
+      signal(-pid, 'SIGCONT'); // a stopped member handles no SIGTERM
       signal(pid, 'SIGTERM');
       const deadline = Date.now() + TERM_GRACE_MS;
       while (this.isMember(pid, dir) && Date.now() < deadline) await sleep(50);
@@ -140,6 +146,17 @@ export class ProcessProvider implements HostedProviderImpl {
   }
 }
 
+/** The state letter of /proc/PID/stat (R, S, T stopped, Z...), or null when the process is gone. */
+function procState(pid: number): string | null {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    return stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3);
+  } catch {
+    return null;
+  }
+}
+
+/** Signals a pid, or a process group when negative. */
 function signal(pid: number, sig: NodeJS.Signals): void {
   try {
     process.kill(pid, sig);

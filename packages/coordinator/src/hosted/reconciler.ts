@@ -9,6 +9,8 @@ export interface PlanMember {
   stateChangedAt: number;
   /** Holds a job (assigned or running, or reserved by a claim that is committing): never touched. */
   busy: boolean;
+  /** Started for a claim a moment ago (stopped mode): its job is on the way, so it is not stopped again. */
+  woken?: boolean;
 }
 
 export interface PlanInput {
@@ -23,6 +25,8 @@ export interface PlanInput {
   draining: boolean;
   /** The target this pass sizes to (autoscale or a schedule may override spec.target). */
   target?: number;
+  /** Of the target, how many run hot; idle members beyond it are stopped. Default: all (hot mode) or none (stopped). */
+  hot?: number;
 }
 
 export type RemoveReason = 'errored' | 'warming_timeout' | 'ready_ttl' | 'outdated' | 'excess' | 'drain';
@@ -33,6 +37,10 @@ export interface ReconcilePlan {
   create: number;
   /** Why they are created: the target, or overflow for queued jobs. */
   createReason: 'target' | 'overflow';
+  /** Ready members to stop (more of them idle than run hot), oldest ready first. */
+  stop: string[];
+  /** Stopped members to start (fewer ready than run hot). */
+  start: string[];
 }
 
 /** Most members one pass creates; the next pass (at once, since it was cut short) creates more. */
@@ -43,7 +51,8 @@ export const CREATE_BATCH = 8;
  * members; recycle members stuck warming past warmingTimeout and ready ones
  * idle past readyTtl; replace members of an outdated spec; create what is
  * missing up to the target (in a batch); remove the excess, oldest idle
- * first. A busy member is never touched. Pure: the clock is an input.
+ * first; of the idle members left, keep `hot` running and stop the others
+ * (start stopped ones when too few run). A busy member is never touched. Pure: the clock is an input.
  */
 export function planReconcile(input: PlanInput): ReconcilePlan {
   const { spec, now } = input;
@@ -55,8 +64,9 @@ export function planReconcile(input: PlanInput): ReconcilePlan {
     let reason: RemoveReason | null = null;
     if (m.busy || m.state === 'claimed') reason = null;
     else if (m.state === 'errored') reason = 'errored';
-    else if (m.state === 'warming' && now - m.createdAt >= warmingTimeout) reason = 'warming_timeout';
-    else if (m.state === 'ready' && now - m.stateChangedAt >= readyTtl) reason = 'ready_ttl';
+    // Since it was created, or started again after it was stopped.
+    else if (m.state === 'warming' && now - m.stateChangedAt >= warmingTimeout) reason = 'warming_timeout';
+    else if ((m.state === 'ready' || m.state === 'stopped') && !m.woken && now - m.stateChangedAt >= readyTtl) reason = 'ready_ttl';
     else if (m.specHash !== input.specHash) reason = 'outdated';
     else if (input.draining) reason = 'drain';
     if (reason) remove.push({ id: m.id, reason });
@@ -76,7 +86,20 @@ export function planReconcile(input: PlanInput): ReconcilePlan {
       .slice(0, idle.length - wantedIdle);
     for (const m of excess) remove.push({ id: m.id, reason: 'excess' });
   }
-  return { remove, create, createReason: create > 0 && idle.length + create > target ? 'overflow' : 'target' };
+  // Hot or stopped: of the idle members that stay, `hot` run and the rest are stopped (woken ones keep running).
+  const removed = new Set(remove.map((r) => r.id));
+  const staying = idle.filter((m) => !removed.has(m.id));
+  const hot = input.draining ? 0 : Math.min(target, input.hot ?? (spec.mode === 'hot' ? target : 0));
+  const running = staying.filter((m) => m.state === 'ready').sort((a, b) => a.stateChangedAt - b.stateChangedAt);
+  const stoppable = running.filter((m) => !m.woken);
+  const asleep = staying.filter((m) => m.state === 'stopped').sort((a, b) => b.stateChangedAt - a.stateChangedAt);
+  const warming = staying.filter((m) => m.state === 'warming').length;
+  const stop = stoppable.slice(0, Math.max(0, running.length - hot)).map((m) => m.id);
+  // Warming members will run once ready: start stopped ones for what they do not cover, of the hot
+  // count and of the jobs waiting (ones that came while their member was being stopped).
+  const wanted = Math.max(hot - running.length - warming, input.draining ? 0 : input.queuedJobs - warming);
+  const start = asleep.slice(0, Math.max(0, wanted)).map((m) => m.id);
+  return { remove, create, createReason: create > 0 && idle.length + create > target ? 'overflow' : 'target', stop, start };
 }
 
 /** The minimum target for a claim rate: ceil(C × (W + R) / 60 s), W the warm-up, R the reconcile interval. */

@@ -25,6 +25,16 @@ async function findPool(ctx: CoordinatorContext, project: string, name: string):
   return pool;
 }
 
+/** A hosted pool has a spec, a self-hosted one none. */
+function checkHostedCreate(body: PoolCreate): void {
+  if (body.type === 'hosted' && !body.hosted) {
+    throw new RbtkError(ErrorCode.BadRequest, 'invalid request body: hosted: a hosted pool needs its spec (provider, target, ...)');
+  }
+  if (body.type !== 'hosted' && body.hosted) {
+    throw new RbtkError(ErrorCode.BadRequest, 'invalid request body: hosted: only a pool of type hosted takes a hosted spec');
+  }
+}
+
 export const poolRoutes: Route[] = [
   {
     method: 'GET',
@@ -40,6 +50,7 @@ export const poolRoutes: Route[] = [
     handler: async (rc) => {
       const { principal, project } = await adminScope(rc);
       const body = await readJson(rc.req, PoolCreate);
+      checkHostedCreate(body);
       const now = rc.ctx.now();
       const created = await rc.ctx.store.pools.create(
         {
@@ -51,6 +62,7 @@ export const poolRoutes: Route[] = [
           airgapped: body.airgapped,
           allowNonAirgappedJobs: body.allowNonAirgappedJobs,
           dockerNetwork: body.dockerNetwork,
+          hostedSpec: body.hosted ?? null,
           createdAt: now,
           updatedAt: now,
         },
@@ -67,11 +79,13 @@ export const poolRoutes: Route[] = [
             tags: body.tags,
             allowNonAirgappedJobs: body.allowNonAirgappedJobs,
             dockerNetwork: body.dockerNetwork,
+            ...(body.hosted ? { hosted: body.hosted } : {}),
           },
         }),
       );
       if (!created) throw new RbtkError(ErrorCode.Conflict, `pool "${body.name}" already exists in project "${project}"`);
       rc.ctx.jobs.routingChanged();
+      if (created.hostedSpec) rc.ctx.hosted?.reconcileSoon(created.id);
       return { status: 201, body: toPool(created) };
     },
   },
@@ -99,6 +113,13 @@ export const poolRoutes: Route[] = [
         throw new RbtkError(
           ErrorCode.Conflict,
           `pool ${name} still has ${result.onlineRunners} online runner(s) and ${result.jobsInFlight} job(s) in flight — drain it first`,
+        );
+      }
+      // A hosted pool is deleted only once it has no members: set its target to 0 (or drain it) first.
+      if (result.kind === 'hosted_members') {
+        throw new RbtkError(
+          ErrorCode.Conflict,
+          `pool ${name} still has ${result.members} hosted member(s) — set --target 0 --min 0 (or drain it) and wait for them to go`,
         );
       }
       if (result.kind === 'queued_jobs') {

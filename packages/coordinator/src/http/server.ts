@@ -4,6 +4,7 @@ import type { CoordinatorContext } from '../context.js';
 import { metricsRoutes } from '../metrics/metrics-route.js';
 import { auditRoutes } from './audit.js';
 import { healthRoutes } from './health.js';
+import { hostedPoolRoutes } from './hosted-pools.js';
 import { jobRoutes } from './jobs.js';
 import { poolRoutes } from './pools.js';
 import { projectRoutes } from './projects.js';
@@ -21,6 +22,7 @@ export const ROUTES_TABLE: readonly Route[] = [
   ...metricsRoutes,
   ...projectRoutes,
   ...poolRoutes,
+  ...hostedPoolRoutes,
   ...statsRoutes,
   ...registrationRoutes,
   ...runnerRoutes,

@@ -104,6 +104,14 @@ export async function routeJob(store: Store, cache: RoutingCache, project: strin
   if (pool.airgapped && spec.executor.type === 'docker' && spec.executor.pull === 'always') {
     throw unsatisfiable(`pool "${pool.name}" is air-gapped: its runners never pull, so pull policy "always" cannot run there`);
   }
+  if (pool.hostedSpec) {
+    // Members are made from the spec, so none need exist yet; what they offer is the spec's.
+    const offered = pool.hostedSpec.executors;
+    if (!offered.includes(spec.executor.type)) {
+      throw unsatisfiable(`members of hosted pool "${pool.name}" offer ${offered.join(', ')}, not the ${spec.executor.type} executor`);
+    }
+    return pool;
+  }
   const key = cache.key(pool, spec);
   if (cache.knownSatisfiable(key)) return pool;
   const runners = await store.runners.list(project, pool.name);

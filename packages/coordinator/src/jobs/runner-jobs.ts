@@ -56,10 +56,12 @@ export class RunnerJobs {
 
     const kept = inFlight.filter((j) => heldKeys.has(`${j.id}:${j.attempt}`));
     const heldGpus = new Map(hello.held.map((h) => [h.jobId, h.gpus ?? []]));
+    // Read again: an operator may have drained the runner (or its pool) during the awaits above.
+    const status = (await store.runners.get(this.runnerId))?.status ?? runner.status;
     this.jobs.index.add({
       id: runner.id,
       poolId: runner.poolId,
-      status: runner.status,
+      status,
       executors: new Set(hello.capabilities.executors),
       labels: hello.capabilities.labels,
       airgapped: runner.airgapped,

@@ -17,6 +17,14 @@ export interface MetricsSources {
 /** Where an authentication failure happened: the REST API and submitter socket (API tokens), or the runner socket. */
 export type AuthSource = 'api' | 'runner';
 
+/** Members of one hosted pool in one state. */
+export interface PoolMemberCount {
+  project: string;
+  pool: string;
+  state: string;
+  count: number;
+}
+
 /** Seconds, from a local dispatch (milliseconds) to a queue that waited for a runner to come back (an hour). */
 const LATENCY_BUCKETS = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600];
 
@@ -37,6 +45,12 @@ export class CoordinatorMetrics {
   /** When each requeued job went back to the queue; its dispatch latency counts from then. */
   private readonly requeuedAt = new Map<string, number>();
   private submitterSockets: () => number = () => 0;
+  /** Hosted pools' claim latency, time to ready, and warm hits/misses (rbtk_pool_*). */
+  readonly poolClaimLatencySeconds: Histogram<'project' | 'pool'>;
+  readonly poolTimeToReady: Histogram<'project' | 'pool' | 'from'>;
+  readonly poolWarmHits: Counter<'project' | 'pool'>;
+  readonly poolWarmMisses: Counter<'project' | 'pool'>;
+  private poolMemberCounts: () => PoolMemberCount[] = () => [];
 
   constructor(private readonly sources: MetricsSources) {
     const registers = [this.registry];
@@ -80,6 +94,42 @@ export class CoordinatorMetrics {
       buckets: LATENCY_BUCKETS,
       registers,
     });
+    const poolMembers: Gauge<'project' | 'pool' | 'state'> = new Gauge({
+      name: 'rbtk_pool_members',
+      help: 'Members of hosted pools per state (warming, ready, stopped, claimed, errored)',
+      labelNames: ['project', 'pool', 'state'],
+      registers,
+      collect: () => {
+        poolMembers.reset();
+        for (const c of this.poolMemberCounts()) poolMembers.set({ project: c.project, pool: c.pool, state: c.state }, c.count);
+      },
+    });
+    this.poolClaimLatencySeconds = new Histogram({
+      name: 'rbtk_pool_claim_latency_seconds',
+      help: 'Hosted pools: from a job submitted to the member claimed for it (assigned)',
+      labelNames: ['project', 'pool'],
+      buckets: LATENCY_BUCKETS,
+      registers,
+    });
+    this.poolTimeToReady = new Histogram({
+      name: 'rbtk_pool_time_to_ready_seconds',
+      help: 'Hosted pools: from a member created (from="create") or started from stopped (from="stopped") to ready',
+      labelNames: ['project', 'pool', 'from'],
+      buckets: LATENCY_BUCKETS,
+      registers,
+    });
+    this.poolWarmHits = new Counter({
+      name: 'rbtk_pool_warm_hits_total',
+      help: 'Hosted pools: jobs that found a ready (or stopped) member at submit',
+      labelNames: ['project', 'pool'],
+      registers,
+    });
+    this.poolWarmMisses = new Counter({
+      name: 'rbtk_pool_warm_misses_total',
+      help: 'Hosted pools: jobs that had to wait (or overflow) for a member',
+      labelNames: ['project', 'pool'],
+      registers,
+    });
     this.heartbeats = new Counter({ name: 'rbtk_heartbeats_received_total', help: 'Runner heartbeats received', registers });
     this.tokenRotations = new Counter({
       name: 'rbtk_token_rotations_total',
@@ -97,6 +147,24 @@ export class CoordinatorMetrics {
   /** Where the submitter socket count is read from (its WebSocket server's clients). */
   countSubmitterSockets(count: () => number): void {
     this.submitterSockets = count;
+  }
+
+  /** Where hosted pools' member counts are read from at scrape time. */
+  countPoolMembers(count: () => PoolMemberCount[]): void {
+    this.poolMemberCounts = count;
+  }
+
+  /** A job admitted to a hosted pool: a warm hit (a ready or stopped member took it) or a miss. */
+  poolClaimed(labels: { project: string; pool: string }, hit: boolean): void {
+    (hit ? this.poolWarmHits : this.poolWarmMisses).inc(labels);
+  }
+
+  poolClaimLatency(labels: { project: string; pool: string }, ms: number): void {
+    this.poolClaimLatencySeconds.observe(labels, seconds(ms));
+  }
+
+  poolMemberReady(labels: { project: string; pool: string }, ms: number, from: 'create' | 'stopped'): void {
+    this.poolTimeToReady.observe({ ...labels, from }, seconds(ms));
   }
 
   /** A 401 answered to a REST or submitter-socket caller; other errors are not counted. */

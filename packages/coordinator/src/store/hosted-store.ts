@@ -37,6 +37,10 @@ export interface HostedStore {
   setSpec(poolId: number, spec: HostedPoolSpec, now: number, audit: NewAuditRow): Promise<void>;
   /** Jobs of the pool waiting for a runner. */
   queuedJobs(poolId: number): Promise<number>;
+  /** Counts a job admitted to the pool: a warm hit or a miss. */
+  countClaim(poolId: number, hit: boolean): Promise<void>;
+  /** The pool's warm hits and misses since it was created. */
+  claimCounts(poolId: number): Promise<{ hits: number; misses: number }>;
   /** Runner ids of the pool holding an assigned or running job: members that must not be touched. */
   busyRunners(poolId: number): Promise<Map<string, string>>;
 }

@@ -41,7 +41,9 @@ export type DeletePoolResult =
   | { kind: 'deleted'; runnerIds: string[] }
   | { kind: 'not_found' }
   | { kind: 'busy'; onlineRunners: number; jobsInFlight: number }
-  | { kind: 'queued_jobs'; jobs: number };
+  | { kind: 'queued_jobs'; jobs: number }
+  /** A hosted pool with members left (checked in the delete's transaction: a pass may have just made one). */
+  | { kind: 'hosted_members'; members: number };
 
 export interface PoolStore {
   list(project: string): Promise<PoolRecord[]>;

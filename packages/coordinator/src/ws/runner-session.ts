@@ -220,6 +220,7 @@ export class RunnerSession implements LiveSession {
    * (at hello, the index entry comes after).
    */
   drainChanged(runner: RunnerRecord, updateIndex = true): void {
+    if (!this.greeted) return; // its welcome and hello handling come next, with the stored drain
     const reason = coordinatorDrainReason(runner);
     if (reason !== this.toldDrain) {
       this.toldDrain = reason;

@@ -24,10 +24,51 @@ export type HostedOnEmpty = z.infer<typeof HostedOnEmpty>;
 export const HostedReturn = z.enum(['ready', 'terminate']);
 export type HostedReturn = z.infer<typeof HostedReturn>;
 
-export const MemberState = z.enum(['warming', 'ready', 'claimed', 'errored']);
+/** stopped: warmed, then frozen (SIGSTOP, docker pause) with its session closed; a claim starts it. */
+export const MemberState = z.enum(['warming', 'ready', 'stopped', 'claimed', 'errored']);
 export type MemberState = z.infer<typeof MemberState>;
 
 const Count = z.number().int().min(0).max(1000);
+
+const Weekday = z.enum(['monday', 'tuesday', 'wednesday', 'thursday', 'friday', 'saturday', 'sunday']);
+const ClockTime = z.string().regex(/^([01]\d|2[0-3]):[0-5]\d$/, 'must be HH:MM (24 h)');
+
+/**
+ * One entry of a pool's schedule (RunsOn-style): while `match` holds (days,
+ * a time range in a timezone; an entry without match always holds) the pool
+ * keeps `hot` members ready and `stopped` members stopped. The first entry
+ * that matches wins; none matching: the pool's own target.
+ */
+export const ScheduleEntry = z
+  .object({
+    name: z.string().min(1).max(100),
+    match: z
+      .object({
+        day: z.array(Weekday).nonempty().optional(),
+        /** [from, to), HH:MM; to before from crosses midnight. */
+        time: z.tuple([ClockTime, ClockTime]).optional(),
+        /** An IANA zone, e.g. Europe/Paris; UTC by default. */
+        timezone: z
+          .string()
+          .refine((tz) => {
+            try {
+              new Intl.DateTimeFormat('en-US', { timeZone: tz });
+              return true;
+            } catch {
+              return false;
+            }
+          }, 'unknown timezone')
+          .default('UTC'),
+      })
+      .strict()
+      .optional(),
+    hot: Count.default(0),
+    stopped: Count.default(0),
+  })
+  .strict();
+export type ScheduleEntry = z.infer<typeof ScheduleEntry>;
+export const HostedSchedule = z.array(ScheduleEntry).max(50);
+export type HostedSchedule = z.infer<typeof HostedSchedule>;
 const PositiveDuration = Duration.refine((d) => parseDuration(d) > 0, 'must be longer than 0s');
 
 /** The fields a create or an update may set; update takes any subset. */
@@ -48,6 +89,10 @@ const HostedPoolFields = z.object({
   return: HostedReturn,
   /** Executors members offer; docker only where the provider's host has Docker. */
   executors: z.array(ExecutorName).nonempty(),
+  /** Size from recent claims (peak over 30 min × 1.25, within min..max) instead of the fixed target. */
+  autoscale: z.boolean(),
+  /** Entries overriding the target while they match; null: none. */
+  schedule: HostedSchedule.nullable(),
 });
 
 const checkBounds = (s: { target: number; min: number; max: number }, ctx: z.RefinementCtx) => {
@@ -59,7 +104,7 @@ const checkBounds = (s: { target: number; min: number; max: number }, ctx: z.Ref
 export const HostedPoolSpec = HostedPoolFields.strict().superRefine(checkBounds);
 export type HostedPoolSpec = z.infer<typeof HostedPoolSpec>;
 
-/** What `POST /v1/pools` takes under `hosted`: provider and target, the rest defaulted (max: the target). */
+/** What `POST /v1/pools` takes under `hosted`: provider and target, the rest defaulted (max: twice the target). */
 export const HostedPoolCreate = z
   .object({
     provider: HostedProvider,
@@ -73,13 +118,16 @@ export const HostedPoolCreate = z
     readyTtl: PositiveDuration.default('10m'),
     return: HostedReturn.default('terminate'),
     executors: z.array(ExecutorName).nonempty().default(['shell']),
+    autoscale: z.boolean().default(false),
+    schedule: HostedSchedule.nullable().default(null),
   })
   .strict()
-  .transform((s) => ({ ...s, max: s.max ?? s.target }))
+  // Room for replacements while members are claimed: twice the target unless said otherwise.
+  .transform((s) => ({ ...s, max: s.max ?? s.target * 2 }))
   .superRefine(checkBounds);
 export type HostedPoolCreateInput = z.input<typeof HostedPoolCreate>;
 
-/** `PATCH /v1/pools/:name/hosted`: the fields to change; the result must still hold min ≤ target ≤ max. */
+/** `POST /v1/pools/:name/hosted`: the fields to change; the result must still hold min ≤ target ≤ max. */
 export const HostedPoolUpdate = HostedPoolFields.partial().strict();
 export type HostedPoolUpdate = z.infer<typeof HostedPoolUpdate>;
 
@@ -101,8 +149,8 @@ export type HostedMember = z.infer<typeof HostedMember>;
 export const ReconcileAction = z.object({
   at: Timestamp,
   action: z.enum(['create', 'remove', 'stop', 'start']),
+  /** Why: target, overflow, errored, warming_timeout, ready_ttl, outdated, excess, drain, job_done, job_failed, claim, hot, leaked. */
   memberId: Id,
-  /** Why: target, overflow, errored, warming_timeout, ready_ttl, outdated, excess, drain, job_done, job_failed. */
   reason: z.string(),
 });
 export type ReconcileAction = z.infer<typeof ReconcileAction>;
@@ -111,6 +159,12 @@ export type ReconcileAction = z.infer<typeof ReconcileAction>;
 export const HostedPoolStatus = z.object({
   pool: z.string(),
   spec: HostedPoolSpec,
+  /** What the last pass sized to: spec.target, autoscale's, or the matched schedule entry's hot + stopped. */
+  target: z.number().int(),
+  /** Of the target, how many run hot (the rest are stopped). */
+  hot: z.number().int(),
+  /** The schedule entry that matched at the last pass, or null. */
+  schedule: z.string().nullable(),
   counts: z.record(MemberState, z.number().int()),
   members: z.array(HostedMember),
   /** Jobs that found a ready member at submit / that had to wait (or overflow) for one. */

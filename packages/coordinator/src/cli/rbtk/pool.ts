@@ -4,8 +4,9 @@ import { ErrorCode, RbtkError, type Labels, type Pool } from '@rbtk/protocol';
 import { printJson, withClient, type Io } from './context.js';
 import { formatKeyValues, formatLabels, formatTable, formatTime } from './format.js';
 import { parseName, parsePositiveInt, parseTag, parseTtl } from './parse.js';
+import { addHostedOptions, formatHosted, type HostedFlags, hostedCreate, registerHostedPoolCommands } from './pool-hosted.js';
 
-interface CreateOptions {
+interface CreateOptions extends HostedFlags {
   type: 'self-hosted' | 'hosted';
   tag?: Labels;
   airgapped?: boolean;
@@ -43,15 +44,15 @@ export function formatPool(p: Pool): string {
 export function registerPoolCommands(program: Command, io: Io): void {
   const pool = program.command('pool').description('manage pools and mint registration tokens');
 
-  pool
+  addHostedOptions(pool
     .command('create')
-    .description('create a pool')
+    .description('create a pool (a hosted one with --type hosted --provider P --target N)')
     .argument('<name>', 'pool name, unique in its project', parseName)
     .addOption(new Option('--type <type>', 'pool type').choices(['self-hosted', 'hosted']).default('self-hosted'))
     .option('--tag <key=value>', 'pool tag, repeatable (e.g. --tag env=prod --tag gpu=a100)', parseTag)
     .option('--airgapped', 'only runners registered with --airgapped may join, and only jobs that require airgapped land')
     .option('--allow-non-airgapped-jobs', 'an air-gapped pool that also takes jobs without requires.airgapped')
-    .option('--docker-network <name>', 'an internal Docker network job containers may join (default: none, no network)')
+    .option('--docker-network <name>', 'an internal Docker network job containers may join (default: none, no network)'))
     .action((name: string, o: CreateOptions, cmd: Command) =>
       withClient(cmd, io, async (client, opts) => {
         const created = await client.createPool({
@@ -61,6 +62,7 @@ export function registerPoolCommands(program: Command, io: Io): void {
           airgapped: o.airgapped ?? false,
           allowNonAirgappedJobs: o.allowNonAirgappedJobs ?? false,
           dockerNetwork: o.dockerNetwork ?? null,
+          hosted: hostedCreate(o),
         });
         if (opts.json) printJson(io, created);
         else io.stdout(`created pool ${created.name} (${created.type}${created.airgapped ? ', air-gapped' : ''}) in project ${created.project}\n`);
@@ -86,8 +88,9 @@ export function registerPoolCommands(program: Command, io: Io): void {
     .action((name: string, _o: unknown, cmd: Command) =>
       withClient(cmd, io, async (client, opts) => {
         const found = await client.getPool(name);
-        if (opts.json) printJson(io, found);
-        else io.stdout(formatPool(found));
+        const hosted = found.hosted ? await client.getHostedPool(name) : undefined;
+        if (opts.json) printJson(io, hosted ? { ...found, hostedStatus: hosted } : found);
+        else io.stdout(formatPool(found) + (hosted ? formatHosted(hosted) : ''));
       }),
     );
 
@@ -125,6 +128,8 @@ export function registerPoolCommands(program: Command, io: Io): void {
         }),
       );
   }
+
+  registerHostedPoolCommands(pool, io);
 
   pool
     .command('token')

@@ -34,7 +34,15 @@ export function formatPoolStats(s: PoolStats): string {
   ]);
 }
 
-const HEADERS = ['POOL', ...JobState.options.map((s) => s.toUpperCase()), 'DONE/MIN 5M', 'DONE/MIN 60M', 'WAIT P50/P95', 'RUN P50/P95', 'RUNNERS ON/DRAIN/OFF'];
+const HEADERS = [
+  'POOL',
+  ...JobState.options.map((s) => s.toUpperCase()),
+  'DONE/MIN 5M',
+  'DONE/MIN 60M',
+  'WAIT P50/P95',
+  'RUN P50/P95',
+  'RUNNERS ON/DRAIN/OFF',
+];
 
 function statsRow(s: PoolStats): string[] {
   const r = s.runners;

@@ -91,6 +91,17 @@ export class SqliteHostedStore implements HostedStore {
     return (stmt(this.db, "SELECT COUNT(*) AS n FROM jobs WHERE pool_id = ? AND state = 'queued'").get(poolId) as { n: number }).n;
   }
 
+  async countClaim(poolId: number, hit: boolean): Promise<void> {
+    stmt(this.db, `UPDATE pools SET ${hit ? 'warm_hits = warm_hits + 1' : 'warm_misses = warm_misses + 1'} WHERE id = ?`).run(poolId);
+  }
+
+  async claimCounts(poolId: number): Promise<{ hits: number; misses: number }> {
+    const r = stmt(this.db, 'SELECT warm_hits AS hits, warm_misses AS misses FROM pools WHERE id = ?').get(poolId) as
+      | { hits: number; misses: number }
+      | undefined;
+    return r ?? { hits: 0, misses: 0 };
+  }
+
   async busyRunners(poolId: number): Promise<Map<string, string>> {
     const rows = stmt(
       this.db,

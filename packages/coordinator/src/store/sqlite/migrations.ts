@@ -209,6 +209,34 @@ export const MIGRATIONS: readonly Migration[] = [
       CREATE UNIQUE INDEX pool_members_runner ON pool_members (runner_id) WHERE runner_id IS NOT NULL;
     `,
   },
+  {
+    version: 7,
+    name: 'stopped hosted members; warm hits and misses kept',
+    sql: `
+      -- SQLite cannot change a CHECK: the table is rebuilt with the stopped state (stopped mode).
+      CREATE TABLE pool_members_v7 (
+        id TEXT PRIMARY KEY,
+        pool_id INTEGER NOT NULL REFERENCES pools(id),
+        runner_id TEXT,
+        state TEXT NOT NULL CHECK (state IN ('warming', 'ready', 'stopped', 'claimed', 'errored')),
+        provider TEXT NOT NULL,
+        handle TEXT,
+        spec_hash TEXT NOT NULL,
+        job_id TEXT,
+        error TEXT,
+        created_at INTEGER NOT NULL,
+        state_changed_at INTEGER NOT NULL
+      );
+      INSERT INTO pool_members_v7 SELECT id, pool_id, runner_id, state, provider, handle, spec_hash, job_id, error, created_at, state_changed_at FROM pool_members;
+      DROP TABLE pool_members;
+      ALTER TABLE pool_members_v7 RENAME TO pool_members;
+      CREATE INDEX pool_members_pool ON pool_members (pool_id, state);
+      CREATE UNIQUE INDEX pool_members_runner ON pool_members (runner_id) WHERE runner_id IS NOT NULL;
+      -- Jobs that found a warm member at submit, and ones that waited: rbtk pool show across restarts.
+      ALTER TABLE pools ADD COLUMN warm_hits INTEGER NOT NULL DEFAULT 0;
+      ALTER TABLE pools ADD COLUMN warm_misses INTEGER NOT NULL DEFAULT 0;
+    `,
+  },
 ];
 
 /** Applies the migrations this database lacks; returns the versions applied. Idempotent. */

@@ -108,6 +108,8 @@ export class SqlitePoolStore implements PoolStore {
         }
         // Jobs cascade with their pool: refuse rather than silently drop queued ones.
         if (jobs.queued > 0) return { kind: 'queued_jobs', jobs: jobs.queued };
+        const members = (stmt(this.db, 'SELECT COUNT(*) AS n FROM pool_members WHERE pool_id = ?').get(p.id) as { n: number }).n;
+        if (members > 0) return { kind: 'hosted_members', members };
         const runnerIds = (stmt(this.db, 'SELECT id FROM runners WHERE pool_id = ?').all(p.id) as { id: string }[]).map(
           (r) => r.id,
         );

@@ -1,0 +1,68 @@
+import path from 'node:path';
+import { afterEach, beforeEach, expect, it } from 'vitest';
+import { auditRow } from '../src/audit.js';
+import { SqliteStore } from '../src/store/sqlite/sqlite-store.js';
+import { tempDir } from './helpers.js';
+
+// The heartbeat write path (SqliteRunnerStore.recordHeartbeat): batched per
+// event-loop turn, without an fsync of its own, and nothing else affected.
+
+const T0 = Date.UTC(2030, 0, 1);
+let dir: { dir: string; cleanup: () => void };
+let store: SqliteStore;
+
+beforeEach(async () => {
+  dir = tempDir();
+  store = SqliteStore.open(path.join(dir.dir, 'c.db'));
+  await store.projects.create({ name: 'default', createdAt: T0 });
+  const pool = await store.pools.create(
+    { project: 'default', name: 'p', type: 'self-hosted', status: 'active', tags: {}, airgapped: false, createdAt: T0, updatedAt: T0 },
+    auditRow({ at: T0, actor: 'test', action: 'pool.create', resourceType: 'pool', resourceId: 'p', project: 'default' }),
+  );
+  await store.registrationTokens.insert(
+    { id: 'reg', poolId: pool!.id, hash: 'h', expiresAt: T0 + 3_600_000, usesLeft: null, createdBy: 'test', createdAt: T0 },
+    auditRow({ at: T0, actor: 'test', action: 'token.mint', resourceType: 'pool', resourceId: 'reg', project: 'default' }),
+  );
+  for (const id of ['r1', 'r2', 'r3']) {
+    await store.runners.register({
+      registrationTokenId: 'reg',
+      now: T0,
+      runner: {
+        id, poolId: pool!.id, name: `host-${id}`, labels: {}, airgapped: false, status: 'OFFLINE', draining: false,
+        agentVersion: null, host: null, capabilities: null, registrationTokenId: 'reg', registeredAt: T0, lastHeartbeatAt: null,
+      },
+      token: { id: `tok-${id}`, runnerId: id, hash: 'x', state: 'current', createdAt: T0 },
+      audit: auditRow({ at: T0, actor: 'test', action: 'runner.register', resourceType: 'runner', resourceId: id, project: 'default' }),
+    });
+  }
+});
+
+afterEach(async () => {
+  await store.close();
+  dir.cleanup();
+});
+
+it('answers each heartbeat of one turn with its own runner, stored, and leaves synchronous=FULL', async () => {
+  const answers = await Promise.all([
+    store.runners.recordHeartbeat('r1', T0 + 1),
+    store.runners.recordHeartbeat('r2', T0 + 2),
+    store.runners.recordHeartbeat('gone', T0 + 3),
+    store.runners.recordHeartbeat('r1', T0 + 4),
+  ]);
+  expect(answers.map((r) => r && [r.id, r.lastHeartbeatAt, r.status])).toEqual([
+    ['r1', T0 + 1, 'ONLINE'],
+    ['r2', T0 + 2, 'ONLINE'],
+    null,
+    ['r1', T0 + 4, 'ONLINE'],
+  ]);
+  expect((await store.runners.get('r1'))!.lastHeartbeatAt).toBe(T0 + 4);
+  expect((await store.runners.get('r3'))!.status).toBe('OFFLINE');
+  expect(store.db.pragma('synchronous', { simple: true })).toBe(2); // FULL again for everything else
+  expect(await store.runners.markOffline(T0 + 2)).toEqual(['r2']);
+});
+
+it('rejects the heartbeats of a turn when the database is gone, without throwing elsewhere', async () => {
+  const pending = store.runners.recordHeartbeat('r1', T0 + 1);
+  await store.close();
+  await expect(pending).rejects.toThrow();
+});

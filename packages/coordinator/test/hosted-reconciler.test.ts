@@ -1,0 +1,97 @@
+import { HostedPoolCreate, type HostedPoolCreateInput, type HostedPoolSpec } from '@rbtk/protocol';
+import { describe, expect, it } from 'vitest';
+import { CREATE_BATCH, minimumTarget, type PlanMember, planReconcile } from '../src/hosted/reconciler.js';
+
+const spec = (over: Partial<HostedPoolCreateInput> = {}): HostedPoolSpec =>
+  HostedPoolCreate.parse({ provider: 'process', target: 2, max: 4, warmingTimeout: '1m', readyTtl: '10m', ...over });
+
+const HASH = 'h1';
+let seq = 0;
+const member = (over: Partial<PlanMember> = {}): PlanMember => ({
+  id: `m${++seq}`,
+  state: 'ready',
+  specHash: HASH,
+  createdAt: 0,
+  stateChangedAt: 0,
+  busy: false,
+  ...over,
+});
+
+describe('planReconcile (a fake clock)', () => {
+  it('creates up to the target from empty, in batches, within max', () => {
+    expect(planReconcile({ spec: spec(), specHash: HASH, members: [], now: 0, queuedJobs: 0, draining: false }).create).toBe(2);
+    const big = spec({ target: 20, max: 30 });
+    expect(planReconcile({ spec: big, specHash: HASH, members: [], now: 0, queuedJobs: 0, draining: false }).create).toBe(CREATE_BATCH);
+    const tight = spec({ target: 2, max: 2 });
+    const busy = [member({ state: 'claimed', busy: true }), member({ state: 'claimed', busy: true })];
+    expect(planReconcile({ spec: tight, specHash: HASH, members: busy, now: 0, queuedJobs: 0, draining: false }).create).toBe(0);
+  });
+
+  it('removes errored members, recycles stuck warming and stale ready ones, never a busy one', () => {
+    const now = 11 * 60_000;
+    const members = [
+      member({ id: 'err', state: 'errored' }),
+      member({ id: 'stuck', state: 'warming', createdAt: now - 61_000 }),
+      member({ id: 'young', state: 'warming', createdAt: now - 10_000 }),
+      member({ id: 'stale', state: 'ready', stateChangedAt: now - 10 * 60_000 }),
+      member({ id: 'fresh', state: 'ready', stateChangedAt: now - 60_000 }),
+      member({ id: 'busy', state: 'claimed', stateChangedAt: 0, specHash: 'old', busy: true }),
+    ];
+    const plan = planReconcile({ spec: spec(), specHash: HASH, members, now, queuedJobs: 0, draining: false });
+    expect(plan.remove).toEqual([
+      { id: 'err', reason: 'errored' },
+      { id: 'stuck', reason: 'warming_timeout' },
+      { id: 'stale', reason: 'ready_ttl' },
+    ]);
+    expect(plan.create).toBe(0); // young + fresh make the target of 2
+  });
+
+  it('replaces members of an outdated spec but not the busy one', () => {
+    const members = [member({ id: 'a', specHash: 'old' }), member({ id: 'b', specHash: 'old', busy: true, state: 'claimed' })];
+    const plan = planReconcile({ spec: spec(), specHash: HASH, members, now: 0, queuedJobs: 0, draining: false });
+    expect(plan.remove).toEqual([{ id: 'a', reason: 'outdated' }]);
+    expect(plan.create).toBe(2);
+  });
+
+  it('removes the excess oldest idle first, warming ones last', () => {
+    const members = [
+      member({ id: 'w', state: 'warming', createdAt: 1 }),
+      member({ id: 'new', createdAt: 30 }),
+      member({ id: 'old', createdAt: 10 }),
+      member({ id: 'mid', createdAt: 20 }),
+    ];
+    const plan = planReconcile({ spec: spec({ target: 1 }), specHash: HASH, members, now: 100, queuedJobs: 0, draining: false });
+    expect(plan.remove.map((r) => r.id)).toEqual(['old', 'mid', 'new']);
+  });
+
+  it('overflow adds one member per queued job beyond the idle ones, up to max; wait does not', () => {
+    const members = [member({ state: 'claimed', busy: true })];
+    const over = planReconcile({ spec: spec({ target: 1, max: 3, onEmpty: 'overflow' }), specHash: HASH, members, now: 0, queuedJobs: 5, draining: false });
+    expect(over).toMatchObject({ create: 2, createReason: 'overflow' });
+    const wait = planReconcile({ spec: spec({ target: 1, max: 3 }), specHash: HASH, members, now: 0, queuedJobs: 5, draining: false });
+    expect(wait).toMatchObject({ create: 1, createReason: 'target' });
+  });
+
+  it('a draining pool removes its idle members and creates nothing', () => {
+    const members = [member({ id: 'r' }), member({ id: 'c', state: 'claimed', busy: true })];
+    const plan = planReconcile({ spec: spec(), specHash: HASH, members, now: 0, queuedJobs: 3, draining: true });
+    expect(plan).toEqual({ remove: [{ id: 'r', reason: 'drain' }], create: 0, createReason: 'target' });
+  });
+});
+
+describe('minimumTarget', () => {
+  it('is ceil(C × (W + R) / 60 s)', () => {
+    expect(minimumTarget(10, 90_000, 30_000)).toBe(20);
+    expect(minimumTarget(1, 1_000, 30_000)).toBe(1);
+    expect(minimumTarget(0, 90_000, 30_000)).toBe(0);
+    expect(minimumTarget(7, 45_000, 30_000)).toBe(9); // 8.75 → 9
+  });
+});
+
+describe('hosted spec', () => {
+  it('defaults, and refuses min above target or target above max', () => {
+    expect(spec({ max: undefined })).toMatchObject({ max: 4, mode: 'hot', onEmpty: 'wait', return: 'terminate', executors: ['shell'] });
+    expect(() => HostedPoolCreate.parse({ provider: 'process', target: 1, min: 2 })).toThrow(/min \(2\) is above target \(1\)/);
+    expect(() => HostedPoolCreate.parse({ provider: 'process', target: 3, max: 2 })).toThrow(/target \(3\) is above max \(2\)/);
+  });
+});
