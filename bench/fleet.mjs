@@ -32,7 +32,7 @@ import { fork } from 'node:child_process';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { fmt, machine, measureProcesses, MiB, openFileLimit, printTable, progress, QUICK, ROOT, saveResults, sleep, stopProcess, summarize, waitUntil } from './lib.mjs';
+import { fmt, machine, measureProcesses, MiB, openFileLimit, printTable, progress, QUICK, ROOT, saveResults, sleep, stopProcess, summarize } from './lib.mjs';
 import { api, registerRunners, startCoordinator } from './rbtk.mjs';
 
 const SIZES = process.argv.find((a) => a.startsWith('--sizes='))?.slice(8).split(',').map(Number) ?? (QUICK ? [1_000] : [1_000, 5_000, 10_000]);
@@ -214,6 +214,10 @@ const targets = [
 console.log(`\nrbtk fleet benchmark — ${JSON.stringify(machine())}`);
 console.log(`heartbeat every ${HEARTBEAT_MS / 1000} s, token rotation on each, --offline-after ${OFFLINE_AFTER_MS / 1000}s; window ${WINDOW_MS / 1000} s; latencies in ms at the runner\n`);
 printTable(rows, Object.keys(rows[0]));
+console.log('');
+for (const r of results) {
+  console.log(`setup, not measured: ${r.runners} registrations in ${fmt(r.registerSeconds, 1)} s (${fmt(r.runners / r.registerSeconds, 0)}/s, 8 at a time; nothing rate-limits them), connected in ${fmt(r.connectSeconds, 1)} s over ${r.processes} processes`);
+}
 console.log('');
 printTable(targets.map((t) => ({ ...t, result: t.pass ? 'PASS' : 'FAIL' })), ['target', 'measured', 'result']);
 const file = await saveResults('fleet', { machine: machine(), quick: QUICK, heartbeatMs: HEARTBEAT_MS, offlineAfterMs: OFFLINE_AFTER_MS, windowMs: WINDOW_MS, perChild: PER_CHILD, sample: SAMPLE, results, targets });

@@ -12,6 +12,12 @@ import { waitFor } from './helpers/processes.js';
  * and a coordinator SIGKILLed and restarted that adopts its members.
  */
 
+/** The state letter of /proc/PID/stat: T when stopped. */
+function procState(pid: number): string {
+  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+  return stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3);
+}
+
 /** Pids of the rbtk-runner members of this fleet, from /proc (what leaks would show). */
 function memberPids(dataDir: string): number[] {
   const pids: number[] = [];
@@ -170,6 +176,81 @@ describe('hosted pools (process provider)', () => {
     expect(memberPids(fleet.dataDir)).toHaveLength(pidsBefore - 1);
     const deleted = await fleet.rbtk(['pool', 'delete', 'strict']);
     expect(deleted.code, deleted.stderr).toBe(0);
+  });
+
+  it('stopped mode: warmed members are stopped (SIGSTOP), outlive --offline-after, and a claim starts one for the job', async () => {
+    await create('cold', '--target', '2', '--max', '3', '--mode', 'stopped');
+    const stopped = await waitFor('2 stopped in cold', async () => {
+      const s = await status('cold');
+      return s.counts.stopped === 2 && s.members.length === 2 ? s : undefined;
+    }, 40_000, 200);
+    expect(stopped.hot).toBe(0);
+    const pids = memberPids(fleet.dataDir).filter((pid) => readFileSync(`/proc/${pid}/cmdline`, 'utf8').includes('/cold/'));
+    expect(pids).toHaveLength(2);
+    for (const pid of pids) expect(procState(pid)).toBe('T');
+    // Longer than --offline-after (3s): their runners are OFFLINE, yet nothing replaces them.
+    await new Promise((r) => setTimeout(r, 4000));
+    const runners = await fleet.rbtkJson<{ id: string; status: string }[]>(['runner', 'list', '--pool', 'cold']);
+    expect(runners.filter((r) => stopped.members.some((m) => m.runnerId === r.id)).map((r) => r.status)).toEqual(['OFFLINE', 'OFFLINE']);
+    const still = await status('cold');
+    expect(still.members.map((m) => m.id).sort()).toEqual(stopped.members.map((m) => m.id).sort());
+    expect(still.members.every((m) => m.state === 'stopped')).toBe(true);
+
+    const j = await job('cold', 'echo woke');
+    const done = await jobs.waitForState(j.id, ['succeeded', 'failed'], 30_000);
+    expect(done.state).toBe('succeeded');
+    // It ran on a member that was stopped, started for it (oldest stopped first).
+    const ranOn = stopped.members.find((m) => m.runnerId === done.runnerId);
+    expect(ranOn).toBeDefined();
+    const after = await status('cold');
+    expect(after.recentActions.some((a) => a.action === 'start' && a.reason === 'claim' && a.memberId === ranOn!.id)).toBe(true);
+    expect(after.warmHits).toBe(1);
+    // Replaced (return terminate) and the pool is back to 2 stopped.
+    await waitFor('cold back to 2 stopped', async () => {
+      const s = await status('cold');
+      return s.counts.stopped === 2 && s.members.length === 2 && !s.members.some((m) => m.id === ranOn!.id) ? s : undefined;
+    }, 40_000, 200);
+
+    // The same on /metrics: members by state, warm hits, claim latency and time to ready (from stopped too).
+    const metrics = await (await fetch(`${fleet.url}/metrics`)).text();
+    const value = (name: string, labels: string) =>
+      Number(metrics.split('\n').find((l) => l.startsWith(`${name}{`) && labels.split(',').every((kv) => l.includes(kv)))?.split(' ').pop());
+    expect(value('rbtk_pool_members', 'pool="cold",state="stopped"')).toBe(2);
+    expect(value('rbtk_pool_warm_hits_total', 'pool="cold"')).toBe(1);
+    // (Counted since this coordinator started: the restart above reset them.)
+    expect(value('rbtk_pool_claim_latency_seconds_count', 'pool="cold"')).toBe(1);
+    expect(value('rbtk_pool_time_to_ready_seconds_count', 'pool="cold",from="stopped"')).toBe(1);
+    expect(value('rbtk_pool_time_to_ready_seconds_count', 'pool="cold",from="create"')).toBeGreaterThanOrEqual(3);
+  });
+
+  it('a schedule entry that matches sets the target and the hot count; rbtk pool show names it', async () => {
+    const file = join(fleet.dir, 'schedule.yaml');
+    writeFileSync(
+      file,
+      [
+        'schedule:',
+        '  - name: never',
+        '    match: { day: [monday], time: ["00:00", "00:01"], timezone: Pacific/Kiritimati }',
+        '    hot: 3',
+        '  - name: always',
+        '    hot: 1',
+        '    stopped: 1',
+      ].join('\n'),
+    );
+    const res = await fleet.rbtk(['pool', 'update', 'cold', '--schedule', file]);
+    expect(res.code, res.stderr).toBe(0);
+    const s = await waitFor('cold: 1 ready, 1 stopped', async () => {
+      const st = await status('cold');
+      return st.counts.ready === 1 && st.counts.stopped === 1 && st.members.length === 2 ? st : undefined;
+    }, 40_000, 200);
+    expect(s).toMatchObject({ schedule: 'always', target: 2, hot: 1 });
+    const shown = await fleet.rbtk(['pool', 'show', 'cold']);
+    expect(shown.stdout).toMatch(/schedule:\s+always/);
+    const bad = join(fleet.dir, 'bad-schedule.yaml');
+    writeFileSync(bad, '- name: x\n  match: { timezone: Mars/Olympus }\n');
+    const refused = await fleet.rbtk(['pool', 'update', 'cold', '--schedule', bad]);
+    expect(refused.code).not.toBe(0);
+    expect(refused.stderr).toContain('unknown timezone');
   });
 
   it('pool size prints the minimum target for a claim rate', async () => {

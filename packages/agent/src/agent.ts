@@ -8,17 +8,16 @@ import { startControlServer } from './control/server.js';
 import { runDaemon, type DaemonDeps, type DaemonResult } from './daemon.js';
 import { DaemonState } from './daemon-state.js';
 import { DrainControl } from './drain.js';
-import { DockerExecutor } from './executors/docker.js';
 import { cleanupLeftovers, type LeftoverContainer } from './executors/docker-leftovers.js';
 import type { Executor } from './executors/executor.js';
-import { createExecutors, type ExecutorOptions } from './executors/index.js';
+import { createExecutors, dockerExecutorOf, type ExecutorOptions } from './executors/index.js';
 import { collectGpuInventory, type GpuInventoryOptions } from './inventory/gpu-inventory.js';
 import { GpuAllocator } from './jobs/gpu-allocator.js';
 import { JobManager } from './jobs/manager.js';
 import { Spool } from './jobs/spool.js';
 import type { Logger } from './log.js';
-import { AgentMetrics } from './metrics/agent-metrics.js';
-import { startMetricsServer, type MetricsServer } from './metrics/metrics-server.js';
+import type { AgentMetrics } from './metrics/agent-metrics.js';
+import type { MetricsServer } from './metrics/metrics-server.js';
 import { installedPackageJson } from './upgrade.js';
 import { agentVersion } from './version.js';
 
@@ -48,11 +47,12 @@ export async function runAgent(options: AgentOptions, signal: AbortSignal): Prom
 
   const version = options.agentVersion ?? agentVersion();
   const state = new DaemonState(config, version);
-  const executors = options.executors ?? createExecutors(config, options.executorOptions);
+  const executors = options.executors ?? (await createExecutors(config, options.executorOptions));
   const gpus = await inventoryGpus(options, executors);
   const allocator = new GpuAllocator(gpus);
   state.trackGpus(gpus, () => allocator.free());
-  const metrics = config.metrics_listen ? new AgentMetrics(state) : undefined;
+  // prom-client is loaded only where metrics are served: an idle daemon stays small.
+  const metrics = config.metrics_listen ? new (await import('./metrics/agent-metrics.js')).AgentMetrics(state) : undefined;
   const drain = new DrainControl();
   const jobs = new JobManager({
     refusal: () => drain.refusal(),
@@ -73,7 +73,7 @@ export async function runAgent(options: AgentOptions, signal: AbortSignal): Prom
   );
   let metricsServer: MetricsServer | undefined;
   try {
-    if (metrics) metricsServer = await startMetricsServer(config.metrics_listen!, metrics, logger);
+    if (metrics) metricsServer = await (await import('./metrics/metrics-server.js')).startMetricsServer(config.metrics_listen!, metrics, logger);
     const upgradeWatch = options.upgradeWatch ?? { packageJson: installedPackageJson(options.env) };
     return await runDaemon({ ...options, agentVersion: version, state, jobs, gpus, metrics, drain, upgradeWatch }, signal);
   } finally {
@@ -86,7 +86,7 @@ export async function runAgent(options: AgentOptions, signal: AbortSignal): Prom
 
 /** nvidia-smi's GPUs and whether Docker can serve them, logged once; hello carries them. */
 async function inventoryGpus(options: AgentOptions, executors: Partial<Record<ExecutorName, Executor>>) {
-  const docker = executors.docker instanceof DockerExecutor ? executors.docker.docker : undefined;
+  const docker = dockerExecutorOf(executors)?.docker;
   const { inventory, warnings } = await collectGpuInventory({
     probeImage: options.config.test_image,
     ...options.gpuOptions,
@@ -107,8 +107,8 @@ async function removeLeftoverContainers(
   runnerId: string,
   logger: Logger,
 ): Promise<LeftoverContainer[]> {
-  const docker = executors.docker;
-  if (!(docker instanceof DockerExecutor)) return [];
+  const docker = dockerExecutorOf(executors);
+  if (!docker) return [];
   try {
     const removed = await cleanupLeftovers(docker.docker, runnerId);
     for (const c of removed) logger.warn({ container: c.name, jobId: c.jobId, attempt: c.attempt }, 'removed a job container left by a previous run');

@@ -1,6 +1,10 @@
+import { createRequire } from 'node:module';
 import { redactToken } from '@rbtk/protocol';
 import { pino, type DestinationStream, type Level, type Logger } from 'pino';
-import pretty from 'pino-pretty';
+import type PinoPretty from 'pino-pretty';
+
+// pino-pretty only on a terminal: a daemon under systemd never loads it (or its memory).
+const loadPretty = (): typeof PinoPretty => createRequire(import.meta.url)('pino-pretty') as typeof PinoPretty;
 
 export type { Logger } from 'pino';
 
@@ -45,6 +49,6 @@ export function createLogger(options: LoggerOptions = {}): Logger {
   };
   if (options.destination) return pino(opts, options.destination);
   // Synchronous writes: the process may exit right after its last line (exit 77).
-  if (options.pretty) return pino(opts, pretty({ sync: true }));
+  if (options.pretty) return pino(opts, loadPretty()({ sync: true }));
   return pino(opts, pino.destination({ dest: 1, sync: true }));
 }

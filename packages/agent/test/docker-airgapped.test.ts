@@ -83,7 +83,7 @@ describe.skipIf(!hasDocker)('an air-gapped runner\'s docker executor (real Docke
   });
 
   it('createExecutors: runner.yaml airgapped, registry and docker_network reach the executor', async () => {
-    const { docker: executor } = createExecutors({ executors: ['docker'], airgapped: true, registry: '127.0.0.1:1', docker_network: 'none' });
+    const { docker: executor } = await createExecutors({ executors: ['docker'], airgapped: true, registry: '127.0.0.1:1', docker_network: 'none' });
     // An image named under the on-prem registry may be pulled: the pull is tried (and fails: nothing listens there).
     const result = await executor!.start(ref(), job('127.0.0.1:1/team/sim:1', 'if-not-present'), new MemorySink()).wait();
     expect(result.outcome).toBe('failed');

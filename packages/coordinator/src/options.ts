@@ -28,6 +28,8 @@ export interface CoordinatorOptions {
   minRunnerVersion?: string;
   /** How often each hosted pool is reconciled (also at once after a claim or a spec change); default 30 s. */
   hostedReconcileIntervalMs?: number;
+  /** Docker provider: run the agent the pool's image has (default), or this host's node and rbtk-runner bind-mounted. */
+  hostedDockerAgent?: 'image' | 'host';
   /** WebSocket ping interval for finding dead TCP peers; default from the heartbeat interval. */
   pingIntervalMs?: number;
   /** A ready logger; else one is made with logLevel (default info). */

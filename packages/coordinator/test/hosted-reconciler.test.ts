@@ -75,7 +75,7 @@ describe('planReconcile (a fake clock)', () => {
   it('a draining pool removes its idle members and creates nothing', () => {
     const members = [member({ id: 'r' }), member({ id: 'c', state: 'claimed', busy: true })];
     const plan = planReconcile({ spec: spec(), specHash: HASH, members, now: 0, queuedJobs: 3, draining: true });
-    expect(plan).toEqual({ remove: [{ id: 'r', reason: 'drain' }], create: 0, createReason: 'target' });
+    expect(plan).toEqual({ remove: [{ id: 'r', reason: 'drain' }], create: 0, createReason: 'target', stop: [], start: [] });
   });
 });
 

@@ -70,7 +70,7 @@ describe('autoscale (a fake clock)', () => {
 describe('schedules (Intl time zones, a fake clock)', () => {
   const schedule = HostedSchedule.parse([
     { name: 'business-hours', match: { day: ['monday', 'tuesday', 'wednesday', 'thursday', 'friday'], time: ['08:00', '18:00'], timezone: 'Europe/Paris' }, hot: 4, stopped: 2 },
-    { name: 'nightly', match: { time: ['22:00', '02:00'], timezone: 'America/New_York', day: ['sunday'] }, hot: 1 },
+    { name: 'nightly', match: { time: ['22:00', '02:00'], timezone: 'America/New_York', day: ['saturday'] }, hot: 1 },
     { name: 'default', stopped: 1 },
   ]);
   // 2024-07-01 is a Monday; Paris is UTC+2 in July, New York UTC-4.
@@ -84,12 +84,11 @@ describe('schedules (Intl time zones, a fake clock)', () => {
   });
 
   it('a range crossing midnight belongs to the day it starts on', () => {
-    // Sunday 23:00 New York = Monday 03:00 UTC; Monday 01:00 New York is still Sunday night's range.
-    expect(matchSchedule(schedule, utc('2024-07-01T03:00:00'))?.name).toBe('nightly');
-    expect(matchSchedule(schedule, utc('2024-07-01T05:00:00'))?.name).toBe('nightly'); // Monday 01:00 NY, 07:00 Paris
-    expect(matchSchedule(schedule, utc('2024-07-01T05:30:00'))?.name).toBe('nightly');
-    expect(matchSchedule(schedule, utc('2024-07-01T06:00:00'))?.name).toBe('business-hours'); // 02:00 NY: over
-    expect(matchSchedule(schedule, utc('2024-07-02T03:00:00'))?.name).toBe('default'); // Monday 23:00 NY: not a Sunday night
+    // Saturday 23:00 New York = Sunday 03:00 UTC; Sunday 01:00 New York is still Saturday night's range.
+    expect(matchSchedule(schedule, utc('2024-07-07T03:00:00'))?.name).toBe('nightly');
+    expect(matchSchedule(schedule, utc('2024-07-07T05:59:00'))?.name).toBe('nightly'); // Sunday 01:59 NY
+    expect(matchSchedule(schedule, utc('2024-07-07T06:00:00'))?.name).toBe('default'); // 02:00 NY: over
+    expect(matchSchedule(schedule, utc('2024-07-08T03:00:00'))?.name).toBe('default'); // Sunday 23:00 NY: not a Saturday night
   });
 
   it('a matching entry sizes the pool to hot + stopped (capped at max), else the fixed or autoscaled target', () => {

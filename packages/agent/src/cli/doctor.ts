@@ -1,6 +1,6 @@
 import type { Command } from 'commander';
 import { resolveConfigPath } from '../config/paths.js';
-import { runDoctor, type DoctorReport } from '../doctor/doctor.js';
+import type { DoctorReport } from '../doctor/doctor.js';
 import { EXIT } from './exit-codes.js';
 
 export function addDoctorCommand(program: Command): void {
@@ -10,6 +10,7 @@ export function addDoctorCommand(program: Command): void {
     .option('--config <path>', 'runner.yaml (default $RBTK_RUNNER_CONFIG or /etc/rbtk-runner/runner.yaml)')
     .option('--json', 'print the checks as JSON')
     .action(async (flags: { config?: string; json?: boolean }) => {
+      const { runDoctor } = await import('../doctor/doctor.js');
       const report = await runDoctor({ configPath: resolveConfigPath(flags.config) });
       process.stdout.write(flags.json ? `${JSON.stringify(report, null, 2)}\n` : formatReport(report));
       process.exitCode = report.ok ? EXIT.OK : EXIT.ERROR;

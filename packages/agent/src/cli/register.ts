@@ -2,7 +2,6 @@ import { RbtkError, parseToken, type ExecutorName, type Labels } from '@rbtk/pro
 import { InvalidArgumentError, Option, type Command } from 'commander';
 import { resolveConfigPath } from '../config/paths.js';
 import { AlreadyRegisteredError, UsageError } from '../errors.js';
-import { registerRunner } from '../register-runner.js';
 import { EXIT } from './exit-codes.js';
 
 interface RegisterFlags {
@@ -44,6 +43,8 @@ async function register(flags: RegisterFlags): Promise<number> {
   }
   const configPath = resolveConfigPath(flags.config);
   try {
+    // undici is loaded by the one command that needs it, not by every rbtk-runner start.
+    const { registerRunner } = await import('../register-runner.js');
     const { response } = await registerRunner({
       url: flags.url,
       registrationToken: flags.token,

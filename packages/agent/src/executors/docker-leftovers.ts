@@ -1,5 +1,5 @@
 import type Docker from 'dockerode';
-import { LABELS } from './docker.js';
+import { LABELS } from './container-labels.js';
 import { hasStatus } from './docker-error.js';
 
 export interface LeftoverContainer {

@@ -1,6 +1,7 @@
 import { Writable } from 'node:stream';
 import Docker from 'dockerode';
 import type { DockerExecutorSpec, ExecutorSpec, LogStream } from '@rbtk/protocol';
+import { LABELS } from './container-labels.js';
 import { dockerMessage } from './docker-error.js';
 import { ensureImage } from './docker-image.js';
 import {
@@ -30,8 +31,7 @@ export interface DockerExecutorOptions {
   registry?: string;
 }
 
-/** Labels on every job container, so a restarted runner finds what it left behind. */
-export const LABELS = { runner: 'rbtk.runner', job: 'rbtk.job', attempt: 'rbtk.attempt' } as const;
+export { LABELS } from './container-labels.js';
 
 /** After the container exits, how long its output stream may take to end. */
 const STREAM_DRAIN_MS = 5_000;

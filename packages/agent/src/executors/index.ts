@@ -1,6 +1,6 @@
 import type Docker from 'dockerode';
 import type { ExecutorName, RunnerConfig } from '@rbtk/protocol';
-import { DockerExecutor } from './docker.js';
+import type { DockerExecutor } from './docker.js';
 import type { Executor } from './executor.js';
 import { ShellExecutor } from './shell.js';
 
@@ -12,13 +12,18 @@ export interface ExecutorOptions {
   shellGraceMs?: number;
 }
 
-/** The executors runner.yaml enables, and nothing else: shell only when listed. */
-export function createExecutors(
+/**
+ * The executors runner.yaml enables, and nothing else: shell only when listed.
+ * The docker executor (dockerode and its ssh and tar dependencies, some 25 MB
+ * of an idle daemon's memory) is loaded only on a runner that enables it.
+ */
+export async function createExecutors(
   config: Pick<RunnerConfig, 'executors' | 'docker_network' | 'airgapped' | 'registry'>,
   options: ExecutorOptions = {},
-): Partial<Record<ExecutorName, Executor>> {
+): Promise<Partial<Record<ExecutorName, Executor>>> {
   const executors: Partial<Record<ExecutorName, Executor>> = {};
   if (config.executors.includes('docker')) {
+    const { DockerExecutor } = await import('./docker.js');
     executors.docker = new DockerExecutor({
       docker: options.docker,
       network: config.docker_network ?? 'none',
@@ -29,4 +34,10 @@ export function createExecutors(
   }
   if (config.executors.includes('shell')) executors.shell = new ShellExecutor({ graceMs: options.shellGraceMs });
   return executors;
+}
+
+/** The Docker client of the runner's docker executor, if it has one (GPU probe, leftover cleanup). */
+export function dockerExecutorOf(executors: Partial<Record<ExecutorName, Executor>>): DockerExecutor | undefined {
+  const docker = executors.docker as Partial<DockerExecutor> | undefined;
+  return docker?.docker ? (docker as DockerExecutor) : undefined;
 }

@@ -31,6 +31,7 @@ interface ServeFlags {
   tokenRotation: number;
   acceptTimeout: number;
   reconcileInterval: number;
+  hostedDockerAgent: 'image' | 'host';
   minRunnerVersion?: string;
   logLevel: LogLevel;
 }
@@ -94,6 +95,7 @@ async function serve(flags: ServeFlags): Promise<void> {
       tokenRotationMs: flags.tokenRotation,
       acceptTimeoutMs: flags.acceptTimeout,
       hostedReconcileIntervalMs: flags.reconcileInterval,
+      hostedDockerAgent: flags.hostedDockerAgent,
       minRunnerVersion: flags.minRunnerVersion,
       logger: log,
     });
@@ -156,6 +158,12 @@ function buildProgram(): Command {
     )
     .addOption(
       durationOption('--reconcile-interval <duration>', 'RBTK_RECONCILE_INTERVAL', 'how often hosted pools are reconciled (also at once after a claim or a spec change)', DEFAULT_RECONCILE_INTERVAL_MS, 100),
+    )
+    .addOption(
+      new Option('--hosted-docker-agent <where>', "docker provider: the agent comes with the pool's image, or from this host (its node and rbtk-runner, bind-mounted read-only: dev and tests)")
+        .env('RBTK_HOSTED_DOCKER_AGENT')
+        .choices(['image', 'host'])
+        .default('image'),
     )
     .addOption(
       new Option('--min-runner-version <version>', 'runners older than this drain, finish their jobs and exit 75 to be restarted (upgraded)')

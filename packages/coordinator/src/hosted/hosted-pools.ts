@@ -204,13 +204,15 @@ export class HostedPools implements MemberEvents {
     this.woken.set(m.id, now);
     this.warmingSince.set(m.id, now);
     this.act(m.poolId, 'start', m.id, reason);
+    // Still connected from before its stop (the close did not go through): a fresh hello is what makes it
+    // ready. Only that session: once started it may reconnect (and take its job) before start() returns.
+    const before = m.runnerId ? this.ctx.jobs.index.get(m.runnerId) : undefined;
     try {
       const pending = this.update(m, { state: 'warming', stateChangedAt: now });
       const handle = await this.providerFor(spec).start(m.id, m.handle ?? {});
       await pending;
       await this.update(m, { handle });
-      // Still connected (its stop did not close the session): a fresh hello is what makes it ready.
-      if (m.runnerId && this.ctx.jobs.index.get(m.runnerId)) this.ctx.sessions.close(m.runnerId, CloseCode.Normal, 'hosted member started');
+      if (before && this.ctx.jobs.index.get(m.runnerId!) === before) this.ctx.sessions.close(m.runnerId!, CloseCode.Normal, 'hosted member started');
     } catch (err) {
       const e = coerceError(err);
       this.ctx.log.warn({ err: e, memberId: m.id }, 'hosted member failed to start');
@@ -300,6 +302,8 @@ export class HostedPools implements MemberEvents {
   /** Every hosted pool, once (the periodic loop). */
   async reconcileAll(): Promise<void> {
     const pools = await this.hostedPools();
+    // Deleted pools drop out of /metrics.
+    for (const id of this.books.keys()) if (!pools.some((p) => p.id === id)) this.books.delete(id);
     await Promise.all(pools.map((p) => this.reconcile(p.id)));
   }
 

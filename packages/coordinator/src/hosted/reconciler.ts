@@ -65,7 +65,7 @@ export function planReconcile(input: PlanInput): ReconcilePlan {
     if (m.busy || m.state === 'claimed') reason = null;
     else if (m.state === 'errored') reason = 'errored';
     // Since it was created, or started again after it was stopped.
-    else if (m.state === 'warming' && now - m.stateChangedAt >= warmingTimeout) reason = 'warming_timeout';
+    else if (m.state === 'warming' && now - Math.max(m.createdAt, m.stateChangedAt) >= warmingTimeout) reason = 'warming_timeout';
     else if ((m.state === 'ready' || m.state === 'stopped') && !m.woken && now - m.stateChangedAt >= readyTtl) reason = 'ready_ttl';
     else if (m.specHash !== input.specHash) reason = 'outdated';
     else if (input.draining) reason = 'drain';

@@ -32,8 +32,8 @@ const clamp = (n: number, lo: number, hi: number) => Math.min(hi, Math.max(lo, n
 
 /**
  * The peak of a step function given by samples (each holds until the next),
- * over [now - window, now]: the last sample before the window counts, since
- * its value held at the window's start.
+ * over [now - window, now]: the last sample at or before the window's start
+ * counts, since its value held then.
  */
 export function peakClaims(samples: readonly ClaimSample[], now: number, windowMs = AUTOSCALE_WINDOW_MS): number {
   const from = now - windowMs;
@@ -41,7 +41,7 @@ export function peakClaims(samples: readonly ClaimSample[], now: number, windowM
   let before: ClaimSample | undefined;
   for (const s of samples) {
     if (s.at > now) continue;
-    if (s.at < from) {
+    if (s.at <= from) {
       if (!before || s.at >= before.at) before = s;
       continue;
     }
@@ -54,7 +54,7 @@ export function peakClaims(samples: readonly ClaimSample[], now: number, windowM
 export function pruneSamples(samples: ClaimSample[], now: number, windowMs = AUTOSCALE_WINDOW_MS): void {
   const from = now - windowMs;
   let lastOld = -1;
-  for (let i = 0; i < samples.length; i++) if (samples[i]!.at < from) lastOld = i;
+  for (let i = 0; i < samples.length; i++) if (samples[i]!.at <= from) lastOld = i;
   if (lastOld > 0) samples.splice(0, lastOld);
 }
 

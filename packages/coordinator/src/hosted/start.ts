@@ -1,19 +1,41 @@
+import { existsSync, realpathSync } from 'node:fs';
 import path from 'node:path';
+import Docker from 'dockerode';
 import type { CoordinatorContext } from '../context.js';
 import { findRunnerBin } from '../dev/runner-process.js';
 import { HostedPools } from './hosted-pools.js';
+import { DockerProvider, type HostAgent } from './docker-provider.js';
 import { ProcessProvider } from './process-provider.js';
 import type { HostedProviderImpl } from './provider.js';
 
-/** Members' files live under DATA_DIR/hosted/<pool>/<member>/. */
+/** Members' files live under DATA_DIR/hosted/<pool>/<member>/ (docker: hosted-docker/). */
 export const HOSTED_DIR = 'hosted';
+export const HOSTED_DOCKER_DIR = 'hosted-docker';
+
+export interface HostedStartOptions {
+  /** Docker provider: the agent of the pool's image, or this host's (bind-mounted; dev and tests). */
+  dockerAgent?: 'image' | 'host';
+}
+
+/** This host's node and rbtk-runner for a container: the install (its top folder with node_modules) and the libraries node links. */
+function hostAgent(runnerBin: string): HostAgent {
+  let top = path.dirname(runnerBin);
+  for (let dir = top; dir !== path.dirname(dir); dir = path.dirname(dir)) if (existsSync(path.join(dir, 'node_modules'))) top = dir;
+  const libs = ['/lib', '/lib64', '/usr/lib', '/usr/lib64'].filter((p) => existsSync(p));
+  return { node: realpathSync(process.execPath), runnerBin, mounts: [top, ...libs] };
+}
 
 /**
  * Hosted pools for this coordinator: the providers this host offers, and the
  * members the store knows loaded, so that members still running from before
  * a restart are adopted when they say hello. Hooks into the job service.
  */
-export async function createHostedPools(ctx: CoordinatorContext, dataDir: string, url: () => string): Promise<HostedPools> {
+export async function createHostedPools(
+  ctx: CoordinatorContext,
+  dataDir: string,
+  url: () => string,
+  options: HostedStartOptions = {},
+): Promise<HostedPools> {
   const providers: Partial<Record<'process' | 'docker', HostedProviderImpl>> = {};
   let runnerBin: string | undefined;
   try {
@@ -22,6 +44,19 @@ export async function createHostedPools(ctx: CoordinatorContext, dataDir: string
     ctx.log.warn({ err }, 'hosted pools: rbtk-runner not found, the process provider is off');
   }
   if (runnerBin) providers.process = new ProcessProvider({ root: path.join(dataDir, HOSTED_DIR), runnerBin });
+  const docker = new Docker();
+  const withHostAgent = options.dockerAgent === 'host';
+  try {
+    await docker.ping();
+    if (withHostAgent && !runnerBin) throw new Error('--hosted-docker-agent host needs rbtk-runner on this host');
+    providers.docker = new DockerProvider({
+      docker,
+      root: path.join(dataDir, HOSTED_DOCKER_DIR),
+      ...(withHostAgent && runnerBin ? { hostAgent: hostAgent(runnerBin) } : {}),
+    });
+  } catch (err) {
+    ctx.log.info({ err: (err as Error).message }, 'hosted pools: no Docker Engine answers, the docker provider is off');
+  }
   const hosted = new HostedPools({ ctx, providers, url, agentMark: runnerBin });
   await hosted.load();
   ctx.jobs.members = hosted;

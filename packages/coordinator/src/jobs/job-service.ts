@@ -236,6 +236,10 @@ export class JobService {
 
   /** Liveness marked the runner OFFLINE: no new work for it, and its attempts are requeued. */
   async runnerOffline(runnerId: string): Promise<void> {
+    // It may have said hello again since liveness marked it (a stopped hosted member started for a
+    // job reconnects just then): its attempts are the new session's, not lost.
+    const runner = await this.deps.store.runners.get(runnerId);
+    if (runner && runner.status !== 'OFFLINE') return;
     const entry = this.index.get(runnerId);
     if (entry) entry.status = 'OFFLINE';
     await this.runnerGone(runnerId, 'runner_lost');

@@ -95,7 +95,8 @@ const HostedPoolFields = z.object({
   schedule: HostedSchedule.nullable(),
 });
 
-const checkBounds = (s: { target: number; min: number; max: number }, ctx: z.RefinementCtx) => {
+const checkBounds = (s: { target: number; min: number; max: number; provider: HostedProvider; image: string | null }, ctx: z.RefinementCtx) => {
+  if (s.provider === 'docker' && !s.image) ctx.addIssue({ code: 'custom', path: ['image'], message: 'the docker provider needs an image (--image)' });
   if (s.min > s.target) ctx.addIssue({ code: 'custom', path: ['min'], message: `min (${s.min}) is above target (${s.target})` });
   if (s.target > s.max) ctx.addIssue({ code: 'custom', path: ['max'], message: `target (${s.target}) is above max (${s.max})` });
 };

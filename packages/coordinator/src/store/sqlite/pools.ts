@@ -41,7 +41,8 @@ const pool = (r: PoolSql): PoolRecord => ({
   airgapped: r.airgapped === 1,
   allowNonAirgappedJobs: r.allow_non_airgapped_jobs === 1,
   dockerNetwork: r.docker_network,
-  hostedSpec: r.hosted_spec === null ? null : (JSON.parse(r.hosted_spec) as HostedPoolSpec),
+  // Specs stored before autoscale and schedules existed read as without them.
+  hostedSpec: r.hosted_spec === null ? null : ({ autoscale: false, schedule: null, ...JSON.parse(r.hosted_spec) } as HostedPoolSpec),
   createdAt: r.created_at,
   updatedAt: r.updated_at,
   counts: { online: r.online, draining: r.draining, offline: r.offline },
@@ -98,6 +99,10 @@ export class SqlitePoolStore implements PoolStore {
       .transaction((): DeletePoolResult => {
         const p = this.getSync(project, name);
         if (!p) return { kind: 'not_found' };
+        // A hosted pool's members are its runners: say so first (set the target to 0), and here, not before the
+        // transaction, since a reconcile pass may create one meanwhile (its row would block the delete).
+        const members = (stmt(this.db, 'SELECT COUNT(*) AS n FROM pool_members WHERE pool_id = ?').get(p.id) as { n: number }).n;
+        if (members > 0) return { kind: 'hosted_members', members };
         const jobs = stmt(
           this.db,
           `SELECT COALESCE(SUM(state IN ('assigned', 'running')), 0) AS in_flight, COALESCE(SUM(state = 'queued'), 0) AS queued
@@ -108,8 +113,6 @@ export class SqlitePoolStore implements PoolStore {
         }
         // Jobs cascade with their pool: refuse rather than silently drop queued ones.
         if (jobs.queued > 0) return { kind: 'queued_jobs', jobs: jobs.queued };
-        const members = (stmt(this.db, 'SELECT COUNT(*) AS n FROM pool_members WHERE pool_id = ?').get(p.id) as { n: number }).n;
-        if (members > 0) return { kind: 'hosted_members', members };
         const runnerIds = (stmt(this.db, 'SELECT id FROM runners WHERE pool_id = ?').all(p.id) as { id: string }[]).map(
           (r) => r.id,
         );
