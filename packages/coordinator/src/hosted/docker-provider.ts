@@ -1,8 +1,7 @@
 import { mkdir, rm } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import type Docker from 'dockerode';
-import { writeFileAtomic } from '../atomic-write.js';
-import type { HostedProviderImpl, MemberHandle, MemberLaunch, OwnedMember } from './provider.js';
+import { type HostedProviderImpl, type MemberHandle, type MemberLaunch, type OwnedMember, writeMemberConfig } from './provider.js';
 
 /** Labels every member container carries: what listOwned() finds after a restart. */
 export const MEMBER_LABEL = 'rbtk.hosted.member';
@@ -60,19 +59,7 @@ export class DockerProvider implements HostedProviderImpl {
     if (!image) throw new Error(`pool ${launch.pool}: the docker provider needs --image (a runner image, see docker/runner.Dockerfile)`);
     const dir = this.dirOf(launch.pool, launch.memberId);
     await mkdir(join(dir, 'state'), { recursive: true, mode: 0o700 });
-    const config = {
-      url: launch.url,
-      runner_id: launch.runnerId,
-      token: launch.token,
-      name: launch.runnerName,
-      pool: launch.pool,
-      project: launch.project,
-      max_jobs: 1,
-      executors: launch.executors,
-      state_dir: `${MEMBER_MOUNT}/state`,
-      shutdown_timeout: '10s',
-    };
-    await writeFileAtomic(join(dir, CONFIG_FILE), `${JSON.stringify(config, null, 2)}\n`, 0o600);
+    await writeMemberConfig(join(dir, CONFIG_FILE), launch, `${MEMBER_MOUNT}/state`);
     const run = ['run', '--config', `${MEMBER_MOUNT}/${CONFIG_FILE}`];
     const host = this.options.hostAgent;
     const binds = [`${dir}:${MEMBER_MOUNT}`, ...(host ? host.mounts.map((m) => `${m}:${m}:ro`) : [])];

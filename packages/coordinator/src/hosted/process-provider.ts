@@ -3,8 +3,7 @@ import { closeSync, openSync, readFileSync } from 'node:fs';
 import { mkdir, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { writeFileAtomic } from '../atomic-write.js';
-import type { HostedProviderImpl, MemberHandle, MemberLaunch, OwnedMember } from './provider.js';
+import { type HostedProviderImpl, type MemberHandle, type MemberLaunch, type OwnedMember, writeMemberConfig } from './provider.js';
 
 const PID_FILE = 'member.pid';
 const CONFIG_FILE = 'runner.yaml';
@@ -57,20 +56,7 @@ export class ProcessProvider implements HostedProviderImpl {
   async create(launch: MemberLaunch): Promise<MemberHandle> {
     const dir = this.dirOf(launch.pool, launch.memberId);
     await mkdir(join(dir, 'state'), { recursive: true, mode: 0o700 });
-    // JSON is YAML: the runner reads it as its runner.yaml, and rewrites it as YAML when its token rotates.
-    const config = {
-      url: launch.url,
-      runner_id: launch.runnerId,
-      token: launch.token,
-      name: launch.runnerName,
-      pool: launch.pool,
-      project: launch.project,
-      max_jobs: 1,
-      executors: launch.executors,
-      state_dir: join(dir, 'state'),
-      shutdown_timeout: '10s',
-    };
-    await writeFileAtomic(join(dir, CONFIG_FILE), `${JSON.stringify(config, null, 2)}\n`, 0o600);
+    await writeMemberConfig(join(dir, CONFIG_FILE), launch, join(dir, 'state'));
     return { dir };
   }
 

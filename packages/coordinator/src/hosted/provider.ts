@@ -1,4 +1,5 @@
 import type { ExecutorName, HostedPoolSpec } from '@rbtk/protocol';
+import { writeFileAtomic } from '../atomic-write.js';
 
 /** What a provider needs to bring up one member: its runner is registered already. */
 export interface MemberLaunch {
@@ -44,4 +45,25 @@ export interface HostedProviderImpl {
   terminate(memberId: string, handle: MemberHandle | null): Promise<void>;
   /** Every member this provider runs for this coordinator: what a restarted coordinator adopts or cleans up. */
   listOwned(): Promise<OwnedMember[]>;
+}
+
+/**
+ * A member's runner.yaml (0600): one job at a time, a short shutdown. JSON is
+ * YAML: the runner reads it as its runner.yaml, and rewrites it as YAML when
+ * its token rotates. `stateDir` is as the member sees it (a container's mount).
+ */
+export async function writeMemberConfig(path: string, launch: MemberLaunch, stateDir: string): Promise<void> {
+  const config = {
+    url: launch.url,
+    runner_id: launch.runnerId,
+    token: launch.token,
+    name: launch.runnerName,
+    pool: launch.pool,
+    project: launch.project,
+    max_jobs: 1,
+    executors: launch.executors,
+    state_dir: stateDir,
+    shutdown_timeout: '10s',
+  };
+  await writeFileAtomic(path, `${JSON.stringify(config, null, 2)}\n`, 0o600);
 }
