@@ -3,6 +3,7 @@ import type { NewAuditRow, RunnerRecord } from '../rows.js';
 import type { HelloInput, RegisterInput, RegisterResult, RunnerStore } from '../store.js';
 import { insertAuditRow } from './audit.js';
 import { type Db, fromJson, stmt, toJson } from './db.js';
+import { GroupCommit } from './group-commit.js';
 
 interface RunnerSql {
   id: string;
@@ -66,18 +67,13 @@ const runner = (r: RunnerSql): RunnerRecord => ({
   selfDrain: r.self_drain,
 });
 
-interface PendingHeartbeat {
-  id: string;
-  now: number;
-  resolve: (runner: RunnerRecord | null) => void;
-  reject: (err: unknown) => void;
-}
-
 export class SqliteRunnerStore implements RunnerStore {
-  /** Heartbeats waiting for this turn's heartbeat transaction (see recordHeartbeat). */
-  private heartbeats: PendingHeartbeat[] = [];
+  /** One transaction per turn for heartbeats, without an fsync (see recordHeartbeat). */
+  private readonly heartbeats: GroupCommit;
 
-  constructor(private readonly db: Db) {}
+  constructor(private readonly db: Db) {
+    this.heartbeats = new GroupCommit(db, { fsync: false });
+  }
 
   private getSync(id: string): RunnerRecord | null {
     const r = stmt(this.db, `${SELECT_RUNNERS} WHERE r.id = ?`).get(id) as RunnerSql | undefined;
@@ -204,42 +200,10 @@ export class SqliteRunnerStore implements RunnerStore {
    * the caller hears back only once it is written.
    */
   async recordHeartbeat(id: string, now: number): Promise<RunnerRecord | null> {
-    return new Promise((resolve, reject) => {
-      if (this.heartbeats.push({ id, now, resolve, reject }) === 1) setImmediate(() => this.flushHeartbeats());
+    return this.heartbeats.run(() => {
+      stmt(this.db, `UPDATE runners SET last_heartbeat_at = ?, status = ${LIVE_STATUS} WHERE id = ?`).run(now, id);
+      return this.getSync(id);
     });
-  }
-
-  private flushHeartbeats(): void {
-    const batch = this.heartbeats;
-    this.heartbeats = [];
-    let rows: (RunnerRecord | null)[];
-    try {
-      rows = this.withoutFsync(() =>
-        this.db
-          .transaction(() =>
-            batch.map((h) => {
-              stmt(this.db, `UPDATE runners SET last_heartbeat_at = ?, status = ${LIVE_STATUS} WHERE id = ?`).run(h.now, h.id);
-              return this.getSync(h.id);
-            }),
-          )
-          .immediate(),
-      );
-    } catch (err) {
-      for (const h of batch) h.reject(err);
-      return;
-    }
-    batch.forEach((h, i) => h.resolve(rows[i]!));
-  }
-
-  /** Runs fn with synchronous=NORMAL: what it commits goes to the WAL, without an fsync. */
-  private withoutFsync<T>(fn: () => T): T {
-    const synchronous = this.db.pragma('synchronous', { simple: true }) as number;
-    this.db.pragma('synchronous = NORMAL');
-    try {
-      return fn();
-    } finally {
-      this.db.pragma(`synchronous = ${synchronous}`);
-    }
   }
 
   async markOffline(before: number): Promise<string[]> {
