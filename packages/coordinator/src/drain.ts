@@ -12,19 +12,22 @@ import type { PoolRecord, RunnerRecord } from './store/rows.js';
 
 type DrainFacts = Pick<RunnerRecord, 'draining' | 'poolStatus' | 'poolName'>;
 
+/** Why the coordinator drains the runner (its operator, its pool), in that order. */
+function coordinatorReasons(r: DrainFacts): string[] {
+  const reasons: string[] = [];
+  if (r.draining) reasons.push('drained by an operator (rbtk runner drain)');
+  if (r.poolStatus === 'draining') reasons.push(`pool ${r.poolName} is draining`);
+  return reasons;
+}
+
 /** The coordinator's side of a runner's drain (the operator's, its pool's), as told to the runner; null: neither. */
 export function coordinatorDrainReason(r: DrainFacts): string | null {
-  if (r.draining) return 'drained by an operator (rbtk runner drain)';
-  if (r.poolStatus === 'draining') return `pool ${r.poolName} is draining`;
-  return null;
+  return coordinatorReasons(r)[0] ?? null;
 }
 
 /** Every reason the runner is DRAINING, its own first; empty when it takes jobs. */
 export function drainReasons(r: DrainFacts & Pick<RunnerRecord, 'selfDrain'>): string[] {
-  const reasons = r.selfDrain ? [r.selfDrain] : [];
-  if (r.draining) reasons.push('drained by an operator (rbtk runner drain)');
-  if (r.poolStatus === 'draining') reasons.push(`pool ${r.poolName} is draining`);
-  return reasons;
+  return [...(r.selfDrain ? [r.selfDrain] : []), ...coordinatorReasons(r)];
 }
 
 /**
