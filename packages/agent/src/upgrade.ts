@@ -2,6 +2,7 @@ import { readFile } from 'node:fs/promises';
 import { fileURLToPath } from 'node:url';
 import { isNewerVersion } from '@rbtk/protocol';
 import type { Logger } from './log.js';
+import { OWN_PACKAGE_JSON } from './version.js';
 
 /** Names the package.json whose version counts as "installed" (tests; installs that move it). */
 export const PACKAGE_JSON_ENV = 'RBTK_RUNNER_PACKAGE_JSON';
@@ -9,7 +10,7 @@ export const UPGRADE_CHECK_INTERVAL_MS = 60_000;
 
 /** The installed agent's package.json: $RBTK_RUNNER_PACKAGE_JSON, else this agent's own. */
 export function installedPackageJson(env: NodeJS.ProcessEnv = process.env): string {
-  return env[PACKAGE_JSON_ENV] || fileURLToPath(new URL('../package.json', import.meta.url));
+  return env[PACKAGE_JSON_ENV] || fileURLToPath(OWN_PACKAGE_JSON);
 }
 
 /** The version in that package.json now; null while it cannot be read (a package manager mid-write). */
