@@ -1,7 +1,7 @@
 import { readFile, stat } from 'node:fs/promises';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { parse as parseYaml } from 'yaml';
-import { EXIT_REVOKED, RunnerConfig, type Runner } from '@rbtk/protocol';
+import { EXIT_REVOKED, parseToken, RunnerConfig, type Runner } from '@rbtk/protocol';
 import { Fleet } from './helpers/fleet.js';
 import { waitFor } from './helpers/processes.js';
 
@@ -54,7 +54,7 @@ describe('runner lifecycle, real processes', () => {
 
     // Secrets never reach a log: neither the first runner token nor any rotated one.
     const logs = [...fleet.coordinator.output, ...fleet.procs.find('runner host-a').output].join('\n');
-    for (const token of seen) expect(logs).not.toContain(token.split('_').pop());
+    for (const token of seen) expect(logs).not.toContain(parseToken(token)!.secret);
 
     const status = await fleet.runner(['status', '--config', path, '--json']);
     expect(status.code, status.stderr).toBe(0);

@@ -1,3 +1,4 @@
+import { parseToken } from '@rbtk/protocol';
 import { describe, expect, it } from 'vitest';
 import { memoryLogger, runnerToken } from './helpers/fixtures.js';
 
@@ -6,7 +7,7 @@ describe('createLogger', () => {
     const { token, id } = runnerToken();
     const log = memoryLogger('info');
     log.logger.info({ token, config: { token }, rotatedToken: { id, token }, headers: { authorization: `Bearer ${token}` } }, 'hello');
-    expect(log.text()).not.toContain(token.split('_').at(-1)!);
+    expect(log.text()).not.toContain(parseToken(token)!.secret);
     expect(log.lines[0]).toMatchObject({
       msg: 'hello',
       pid: process.pid,

@@ -2,7 +2,7 @@ import { readFileSync, statSync } from 'node:fs';
 import { createServer } from 'node:net';
 import path from 'node:path';
 import { PassThrough } from 'node:stream';
-import { ROUTES } from '@rbtk/protocol';
+import { parseToken, ROUTES } from '@rbtk/protocol';
 import { describe, expect, it } from 'vitest';
 import { createLogger, startCoordinator } from '../src/index.js';
 import { eventually, TestSocket, tempDir } from './helpers.js';
@@ -44,7 +44,7 @@ describe('startCoordinator', () => {
       expect(((await res.json()) as { name: string }[]).map((p) => p.name)).toEqual(['default']);
       // Requests log the method and path, never the authorization header.
       await c.stop();
-      expect(JSON.stringify(lines)).not.toContain(token.split('_')[3]);
+      expect(JSON.stringify(lines)).not.toContain(parseToken(token)!.secret);
 
       // Second start: same token, no new file.
       const again = await startCoordinator({ dataDir: dir.dir, port: 0, logger: createLogger({ level: 'silent' }) });
