@@ -62,14 +62,15 @@ describe('startCoordinator', () => {
     await new Promise((r) => setTimeout(r, 50)); // let handles closed by earlier tests go
     const timeouts = count('Timeout');
     const servers = count('TCPServerWrap');
-    const c = await startCoordinator({ dataDir: dir.dir, port: 0, offlineAfterMs: 200, logger: createLogger({ level: 'silent' }) });
+    // stop() lands while the first hosted reconcile pass is still reading the store: it must not then sleep out the hour.
+    const c = await startCoordinator({ dataDir: dir.dir, port: 0, offlineAfterMs: 200, hostedReconcileIntervalMs: 3_600_000, logger: createLogger({ level: 'silent' }) });
     expect(count('TCPServerWrap')).toBe(servers + 1);
     await Promise.all([c.stop(), c.stop()]);
     await c.stop();
     // libuv frees closed handles on its next turn.
     await eventually(async () => count('TCPServerWrap') === servers && count('Timeout') <= timeouts, 2000);
     dir.cleanup();
-  });
+  }, 15_000);
 
   it('fails to start on a taken port and releases the database', async () => {
     const dir = tempDir();

@@ -17,6 +17,7 @@ import { revokeRunner } from '../revoke.js';
 import type { JobRecord } from '../store/job-rows.js';
 import type { MemberRow } from '../store/hosted-store.js';
 import type { PoolRecord } from '../store/rows.js';
+import { sleep, withJitter } from '../sleep.js';
 import type { HostedProviderImpl, MemberHandle } from './provider.js';
 import { CREATE_BATCH, planReconcile, type PlanMember } from './reconciler.js';
 import { type AutoscaleState, autoscaleStep, type ClaimSample, type PoolSize, poolSize, pruneSamples } from './sizing.js';
@@ -576,10 +577,8 @@ export class HostedPools implements MemberEvents {
       } catch (err) {
         this.failed(err, 'reconcile loop');
       }
-      await new Promise<void>((resolve) => {
-        const timer = setTimeout(resolve, Math.round(intervalMs * (0.9 + Math.random() * 0.2)));
-        signal.addEventListener('abort', () => (clearTimeout(timer), resolve()), { once: true });
-      });
+      // sleep() checks signal.aborted first: a stop() that lands while a pass runs must not wait a whole interval.
+      await sleep(withJitter(intervalMs), signal);
     }
   }
 
