@@ -1,4 +1,5 @@
 import { type Db, stmt } from './db.js';
+import { WalSync } from './wal-sync.js';
 
 interface Pending {
   fn: () => unknown;
@@ -9,22 +10,31 @@ interface Pending {
 /**
  * Group commit: writes queued during one turn of the event loop run in one
  * transaction, and each caller's promise settles only after that transaction
- * is committed (synchronous=FULL: on disk). One fsync then covers hundreds of
- * job state changes instead of one each. Each write runs in its own savepoint,
- * so one that throws is rolled back alone and only its caller sees the error.
+ * is on disk. One fsync then covers hundreds of job state changes instead of
+ * one each. Each write runs in its own savepoint, so one that throws is rolled
+ * back alone and only its caller sees the error.
  *
- * `fsync: false` commits with synchronous=NORMAL instead: the batch is in the
- * WAL (it survives the process crashing) but not fsynced (a power cut may lose
- * it), for writes that need no more, such as heartbeats.
+ * The transaction commits with synchronous=NORMAL (into the WAL, no fsync on
+ * the event loop), then WalSync fdatasyncs the WAL off the main thread and the
+ * callers settle. Without a WAL file (an in-memory database) the commit is
+ * synchronous=FULL as before.
+ *
+ * `fsync: false` settles the callers right after the commit: the batch is in
+ * the WAL (it survives the process crashing) but a power cut may lose it, for
+ * writes that need no more, such as heartbeats.
  */
 export class GroupCommit {
   private queue: Pending[] = [];
   private scheduled = false;
 
+  private readonly wal: WalSync | null;
+
   constructor(
     private readonly db: Db,
     private readonly options: { fsync: boolean } = { fsync: true },
-  ) {}
+  ) {
+    this.wal = options.fsync ? WalSync.of(db) : null;
+  }
 
   run<T>(fn: () => T): Promise<T> {
     return new Promise<T>((resolve, reject) => {
@@ -66,22 +76,30 @@ export class GroupCommit {
       for (const p of batch) p.reject(err);
       return;
     }
+    // Rolled-back writes stored nothing: their callers hear at once. The rest wait for the fdatasync.
+    const committed: { p: Pending; value: unknown }[] = [];
     batch.forEach((p, i) => {
       const o = outcomes[i]!;
-      if (o.ok) p.resolve(o.value);
-      else p.reject(o.err);
+      if (!o.ok) p.reject(o.err);
+      else if (this.wal) committed.push({ p, value: o.value });
+      else p.resolve(o.value);
     });
+    if (committed.length === 0) return;
+    this.wal!.sync().then(
+      () => committed.forEach(({ p, value }) => p.resolve(value)),
+      (err: unknown) => committed.forEach(({ p }) => p.reject(err)),
+    );
   }
 
-  /** Runs the transaction with synchronous=NORMAL when this group does not fsync. */
+  /** Runs the transaction with synchronous=NORMAL unless it must fsync in the commit (no WAL file to sync after). */
   private commit(fn: () => void): void {
-    if (this.options.fsync) return fn();
-    const synchronous = this.db.pragma('synchronous', { simple: true }) as number;
-    this.db.pragma('synchronous = NORMAL');
+    if (this.options.fsync && !this.wal) return fn();
+    // Prepared once: db.pragma() prepares its statement on every call, twice per flush.
+    stmt(this.db, 'PRAGMA synchronous = NORMAL').run();
     try {
       fn();
     } finally {
-      this.db.pragma(`synchronous = ${synchronous}`);
+      stmt(this.db, 'PRAGMA synchronous = FULL').run(); // openDatabase's setting, for every other write
     }
   }
 }

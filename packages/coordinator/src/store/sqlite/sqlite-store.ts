@@ -6,6 +6,7 @@ import { SqliteHostedStore } from './hosted.js';
 import { SqliteJobStore } from './jobs.js';
 import { type Db, openDatabase } from './db.js';
 import { migrate } from './migrations.js';
+import { WalSync } from './wal-sync.js';
 import { SqlitePoolStore, SqliteRegistrationTokenStore } from './pools.js';
 import { SqliteApiTokenStore, SqliteProjectStore } from './projects.js';
 import { SqliteRunnerTokenStore } from './runner-tokens.js';
@@ -60,5 +61,6 @@ export class SqliteStore implements Store {
     if (this.closed) return;
     this.closed = true;
     this.db.close();
+    WalSync.closeFor(this.db);
   }
 }
