@@ -92,6 +92,12 @@ describe('stats and metrics', () => {
     // Without --pool: every pool of the project.
     const all = await fleet.rbtkJson<PoolStats[]>(['stats']);
     expect(all.map((s) => s.pool).sort()).toEqual(['build', 'idle', 'spare']);
+    // One request for all of them (GET /v1/stats), each the same as its pool's own route (but for `at`).
+    const auth = { headers: { authorization: `Bearer ${fleet.adminToken}` } };
+    const listed = (await (await fetch(`${fleet.url}/v1/stats`, auth)).json()) as PoolStats[];
+    const single = (await (await fetch(`${fleet.url}/v1/pools/build/stats`, auth)).json()) as PoolStats;
+    expect({ ...listed.find((s) => s.pool === 'build'), at: null }).toEqual({ ...single, at: null });
+    expect((await fetch(`${fleet.url}/v1/stats`)).status).toBe(401);
     const table = await fleet.rbtk(['stats']);
     expect(table.code, table.stderr).toBe(0);
     const lines = table.stdout.trim().split('\n');

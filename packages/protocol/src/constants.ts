@@ -36,6 +36,8 @@ export const ROUTES = {
   poolPause: (name: string) => `/v1/pools/${encodeURIComponent(name)}/pause`,
   poolResume: (name: string) => `/v1/pools/${encodeURIComponent(name)}/resume`,
   poolStats: (name: string) => `/v1/pools/${encodeURIComponent(name)}/stats`,
+  /** Every pool's stats of the project, in one answer. */
+  stats: '/v1/stats',
   /** A hosted pool's spec and members (GET), spec changes (POST). */
   poolHosted: (name: string) => `/v1/pools/${encodeURIComponent(name)}/hosted`,
   poolReconcile: (name: string) => `/v1/pools/${encodeURIComponent(name)}/reconcile`,

@@ -141,6 +141,11 @@ export class ApiClient {
     return apiRequest(this.transport, this.scoped({ method: 'DELETE', path: ROUTES.pool(name) }), null);
   }
 
+  /** Every pool's stats (the project's pools, as listPools orders them), in one request. */
+  listPoolStats(): Promise<PoolStats[]> {
+    return apiRequest(this.transport, this.scoped({ method: 'GET', path: ROUTES.stats }), PoolStats.array());
+  }
+
   /** The pool's jobs by state, throughput, queue wait and run time percentiles, runners by status. */
   getPoolStats(name: string): Promise<PoolStats> {
     return apiRequest(this.transport, this.scoped({ method: 'GET', path: ROUTES.poolStats(name) }), PoolStats);

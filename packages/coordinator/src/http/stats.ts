@@ -6,6 +6,16 @@ import type { Route } from './router.js';
 export const statsRoutes: Route[] = [
   {
     method: 'GET',
+    path: ROUTES.stats,
+    handler: async (rc) => {
+      const { project } = await adminScope(rc);
+      const now = rc.ctx.now();
+      const pools = await rc.ctx.store.pools.list(project);
+      return { status: 200, body: await Promise.all(pools.map((pool) => computePoolStats(rc.ctx.store.stats, pool, now))) };
+    },
+  },
+  {
+    method: 'GET',
     path: ROUTES.poolStats(':name'),
     handler: async (rc) => {
       const { project } = await adminScope(rc);

@@ -74,8 +74,7 @@ export function registerStatsCommand(program: Command, io: Io): void {
           else io.stdout(formatPoolStats(stats));
           return;
         }
-        const pools = await client.listPools();
-        const all = await Promise.all(pools.map((p) => client.getPoolStats(p.name)));
+        const all = await client.listPoolStats();
         if (opts.json) return printJson(io, all);
         if (all.length === 0) return io.stderr('no pools\n');
         io.stdout(formatTable(HEADERS, all.map(statsRow)));
