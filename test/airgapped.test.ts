@@ -7,17 +7,10 @@ import { ensureTestImage, requireDocker, TEST_IMAGE } from '../packages/agent/te
 import { Fleet } from './helpers/fleet.js';
 import { Jobs } from './helpers/jobs.js';
 import { BIN, waitFor } from './helpers/processes.js';
+import { requireStrace } from './helpers/strace.js';
 
 const hasDocker = await requireDocker('air-gapped e2e tests');
-const hasStrace = (() => {
-  try {
-    execFileSync('strace', ['-V'], { stdio: 'ignore' });
-    return true;
-  } catch {
-    return false;
-  }
-})();
-if (!hasStrace && process.env.CI) throw new Error('strace is required under CI (.ci/run installs it)');
+const hasStrace = requireStrace('the air-gapped connect() trace');
 
 /** An internal network (no route out) that the "lab" pool lets its job containers join. */
 const INTERNAL_NETWORK = 'rbtk-test-internal';

@@ -1,4 +1,4 @@
-import { execFileSync, spawnSync } from 'node:child_process';
+import { spawnSync } from 'node:child_process';
 import { readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -6,17 +6,10 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { type Db, openDatabase } from '../src/store/sqlite/db.js';
 import { GroupCommit } from '../src/store/sqlite/group-commit.js';
 import { WalSync } from '../src/store/sqlite/wal-sync.js';
+import { requireStrace } from '../../../test/helpers/strace.js';
 import { tempDir } from './helpers.js';
 
-const hasStrace = (() => {
-  try {
-    execFileSync('strace', ['-V'], { stdio: 'ignore' });
-    return true;
-  } catch {
-    return false;
-  }
-})();
-if (!hasStrace && process.env.CI) throw new Error('strace is required under CI (.ci/run installs it)');
+const hasStrace = requireStrace('the traced group commit test');
 
 let dir: { dir: string; cleanup: () => void };
 let db: Db;
