@@ -1,8 +1,9 @@
-import { readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { HostedPoolStatus, Job, Pool } from '@rbtk/protocol';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Fleet } from './helpers/fleet.js';
+import { memberPids, procState } from './helpers/hosted.js';
 import { Jobs, shell } from './helpers/jobs.js';
 import { waitFor } from './helpers/processes.js';
 
@@ -11,27 +12,6 @@ import { waitFor } from './helpers/processes.js';
  * starts its own rbtk-runner members as child processes, shell jobs on them,
  * and a coordinator SIGKILLed and restarted that adopts its members.
  */
-
-/** The state letter of /proc/PID/stat: T when stopped. */
-function procState(pid: number): string {
-  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-  return stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3);
-}
-
-/** Pids of the rbtk-runner members of this fleet, from /proc (what leaks would show). */
-function memberPids(dataDir: string): number[] {
-  const pids: number[] = [];
-  for (const entry of readdirSync('/proc')) {
-    if (!/^\d+$/.test(entry)) continue;
-    try {
-      const args = readFileSync(`/proc/${entry}/cmdline`, 'utf8').split('\0');
-      if (args.some((a) => a.endsWith('rbtk-runner.js')) && args.some((a) => a.startsWith(join(dataDir, 'hosted')))) pids.push(Number(entry));
-    } catch {
-      // gone meanwhile
-    }
-  }
-  return pids;
-}
 
 describe('hosted pools (process provider)', () => {
   let fleet: Fleet;
@@ -105,7 +85,7 @@ describe('hosted pools (process provider)', () => {
     await waitFor('burst back to 1', async () => ((await status('burst')).members.length === 1 ? true : undefined), 30_000, 200);
   });
 
-  it('recycles idle members on their ready TTL and on a spec change, never the busy one', async () => {
+  it('recycles idle members on their ready TTL and on a labels change (rbtk pool update), never the busy one', async () => {
     await create('ttl', '--target', '2', '--max', '3', '--ready-ttl', '3s', '--return', 'ready');
     await ready('ttl', 2);
     const gate = join(fleet.dir, 'release-ttl');
@@ -121,16 +101,28 @@ describe('hosted pools (process provider)', () => {
     }, 30_000, 200);
     expect((await status('ttl')).members.find((m) => m.id === busy.id)?.state).toBe('claimed');
 
-    const res = await fleet.rbtk(['pool', 'update', 'ttl', '--image', 'spec-v2', '--ready-ttl', '10m']);
+    // Labels are part of the runner config members get: a change makes every member outdated.
+    const res = await fleet.rbtk(['pool', 'update', 'ttl', '--label', 'tier=fast', '--ready-ttl', '10m']);
     expect(res.code, res.stderr).toBe(0);
     const replaced = await waitFor('outdated idle members replaced', async () => {
       const s = await status('ttl');
       const idle = s.members.filter((m) => m.id !== busy.id);
       return idle.length >= 2 && idle.every((m) => m.current && m.state === 'ready') ? s : undefined;
     }, 40_000, 200);
+    expect(replaced.spec.labels).toEqual({ tier: 'fast' });
+    expect(replaced.recentActions.some((a) => a.reason === 'outdated')).toBe(true);
     const stillBusy = replaced.members.find((m) => m.id === busy.id)!;
     expect(stillBusy.state).toBe('claimed');
     expect(stillBusy.current).toBe(false);
+    // The new members' runners carry the labels (their hello, from runner.yaml); the busy one still has none.
+    const runners = await fleet.rbtkJson<{ id: string; labels: Record<string, string> }[]>(['runner', 'list', '--pool', 'ttl']);
+    const labelsOf = (runnerId: string | null) => runners.find((r) => r.id === runnerId)?.labels;
+    for (const m of replaced.members.filter((x) => x.id !== busy.id)) expect(labelsOf(m.runnerId)).toEqual({ tier: 'fast' });
+    expect(labelsOf(stillBusy.runnerId)).toEqual({});
+    const picky = await jobs.submit(shell('echo picked', { pool: 'ttl', requires: { labels: { tier: 'fast' } } }));
+    const pickyDone = await jobs.waitForState(picky.id, ['succeeded', 'failed']);
+    expect(pickyDone.state).toBe('succeeded');
+    expect(replaced.members.filter((m) => m.id !== busy.id).map((m) => m.runnerId)).toContain(pickyDone.runnerId);
 
     writeFileSync(gate, ''); // releases the job
     expect((await jobs.waitForState(held.id, ['succeeded', 'failed'])).state).toBe('succeeded');

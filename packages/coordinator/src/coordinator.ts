@@ -54,7 +54,10 @@ export async function startCoordinator(options: CoordinatorOptions): Promise<Coo
     // Attempts left on runners that are gone are requeued; queued jobs wait for their runners' hello.
     await jobs.resume();
     // Members call the URL once it listens; passes start after that (the loop below, or a hello).
-    const hosted = await createHostedPools(ctx, dataDir, () => url, { dockerAgent: options.hostedDockerAgent ?? 'image' });
+    const hosted = await createHostedPools(ctx, dataDir, () => url, {
+      dockerAgent: options.hostedDockerAgent ?? 'image',
+      providers: options.hostedProviders,
+    });
     const sockets = createRunnerSocketServer(ctx);
     const submitters = createSubmitterSocketServer(ctx);
     server = createServer(createRequestListener(ctx));

@@ -3,11 +3,13 @@ import {
   DEFAULT_OFFLINE_AFTER_MS,
   DEFAULT_REAP_AFTER_MS,
   DEFAULT_TOKEN_ROTATION_MS,
+  type HostedProvider,
 } from '@rbtk/protocol';
 
 /** How long a runner has to accept an assignment (--accept-timeout). */
 export const DEFAULT_ACCEPT_TIMEOUT_MS = 10_000;
 import type { Timings } from './context.js';
+import type { HostedProviderImpl } from './hosted/provider.js';
 import type { Logger, LogLevel } from './log.js';
 
 export interface CoordinatorOptions {
@@ -30,6 +32,8 @@ export interface CoordinatorOptions {
   hostedReconcileIntervalMs?: number;
   /** Docker provider: run the agent the pool's image has (default), or this host's node and rbtk-runner bind-mounted. */
   hostedDockerAgent?: 'image' | 'host';
+  /** Providers to use instead of this host's (an embedder's own, e.g. a cloud one, or a test's instrumented one). */
+  hostedProviders?: Partial<Record<HostedProvider, HostedProviderImpl>>;
   /** WebSocket ping interval for finding dead TCP peers; default from the heartbeat interval. */
   pingIntervalMs?: number;
   /** A ready logger; else one is made with logLevel (default info). */

@@ -80,6 +80,8 @@ describe('usage errors exit 2 before any request', () => {
     ['tag without =', ['pool', 'create', 'gpu', '--tag', 'env'], /key=value/],
     ['tag with empty key', ['pool', 'create', 'gpu', '--tag', '=prod'], /key=value/],
     ['tag given twice', ['pool', 'create', 'gpu', '--tag', 'a=1', '--tag', 'a=2'], /given twice/],
+    ['hosted label without =', ['pool', 'update', 'warm', '--label', 'tier'], /write labels as key=value, e.g. --label/],
+    ['hosted label given twice', ['pool', 'update', 'warm', '--label', 'a=1', '--label', 'a=2'], /label "a" given twice/],
     ['bad pool type', ['pool', 'create', 'gpu', '--type', 'cloud'], /self-hosted/],
     ['pool name with capitals', ['pool', 'create', 'GPU'], /lowercase/],
     ['bad ttl', ['pool', 'token', 'gpu', '--ttl', 'soon'], /invalid duration/],

@@ -1,6 +1,7 @@
 import { HostedPoolCreate, type HostedPoolCreateInput, type HostedPoolSpec } from '@rbtk/protocol';
 import { describe, expect, it } from 'vitest';
 import { CREATE_BATCH, minimumTarget, type PlanMember, planReconcile } from '../src/hosted/reconciler.js';
+import { specHash } from '../src/hosted/spec-hash.js';
 
 const spec = (over: Partial<HostedPoolCreateInput> = {}): HostedPoolSpec =>
   HostedPoolCreate.parse({ provider: 'process', target: 2, max: 4, warmingTimeout: '1m', readyTtl: '10m', ...over });
@@ -93,5 +94,24 @@ describe('hosted spec', () => {
     expect(spec({ max: undefined })).toMatchObject({ max: 4, mode: 'hot', onEmpty: 'wait', return: 'terminate', executors: ['shell'] });
     expect(() => HostedPoolCreate.parse({ provider: 'process', target: 1, min: 2 })).toThrow(/min \(2\) is above target \(1\)/);
     expect(() => HostedPoolCreate.parse({ provider: 'process', target: 3, max: 2 })).toThrow(/target \(3\) is above max \(2\)/);
+  });
+});
+
+describe('specHash', () => {
+  const hash = (over: Partial<HostedPoolCreateInput> = {}) => specHash(spec(over), 'agent-1');
+
+  it('changes with what members are made from: image, executors, labels, the agent', () => {
+    const base = hash({ labels: { tier: 'fast' } });
+    expect(hash({ labels: { tier: 'slow' } })).not.toBe(base);
+    expect(hash({ labels: {} })).not.toBe(base);
+    expect(hash({ labels: { tier: 'fast' }, image: 'runner:2' })).not.toBe(base);
+    expect(hash({ labels: { tier: 'fast' }, executors: ['shell', 'docker'] })).not.toBe(base);
+    expect(specHash(spec({ labels: { tier: 'fast' } }), 'agent-2')).not.toBe(base);
+  });
+
+  it('not with sizing, timing or mode, nor with the order labels or executors were given in', () => {
+    const base = hash({ labels: { a: '1', b: '2' }, executors: ['shell', 'docker'] });
+    expect(hash({ labels: { b: '2', a: '1' }, executors: ['docker', 'shell'] })).toBe(base);
+    expect(hash({ labels: { a: '1', b: '2' }, executors: ['shell', 'docker'], target: 3, max: 9, readyTtl: '1h', mode: 'stopped', autoscale: true })).toBe(base);
   });
 });

@@ -1,4 +1,6 @@
 import { HostedPoolCreate, type HostedPoolCreateInput, HostedSchedule, type HostedPoolSpec } from '@rbtk/protocol';
+import fc from 'fast-check';
+import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { type PlanMember, planReconcile } from '../src/hosted/reconciler.js';
 import {
@@ -10,7 +12,10 @@ import {
   peakClaims,
   poolSize,
   pruneSamples,
+  pushSample,
 } from '../src/hosted/sizing.js';
+import { SqliteStore } from '../src/store/sqlite/sqlite-store.js';
+import { tempDir } from './helpers.js';
 
 const spec = (over: Partial<HostedPoolCreateInput> = {}): HostedPoolSpec =>
   HostedPoolCreate.parse({ provider: 'process', target: 2, min: 1, max: 10, ...over });
@@ -64,6 +69,72 @@ describe('autoscale (a fake clock)', () => {
     // Going up again resets the clock.
     state = autoscaleStep(s, state, [{ at: 6 * HOUR, claimed: 6 }], 6 * HOUR);
     expect(state).toMatchObject({ target: 8, belowSince: null });
+  });
+});
+
+describe('claim samples kept for autoscale', () => {
+  it('pushSample keeps only what can set a peak: claimed strictly decreasing, the same peak for every window', () => {
+    fc.assert(
+      fc.property(fc.array(fc.tuple(fc.integer({ min: 0, max: 5 * MIN }), fc.integer({ min: 0, max: 12 })), { maxLength: 60 }), fc.integer({ min: 0, max: 3 * HOUR }), (steps, later) => {
+        const raw: ClaimSample[] = [];
+        const kept: ClaimSample[] = [];
+        let at = 0;
+        for (const [gap, claimed] of steps) {
+          at += gap;
+          raw.push({ at, claimed });
+          pushSample(kept, { at, claimed });
+          pruneSamples(kept, at);
+        }
+        for (let i = 1; i < kept.length; i++) expect(kept[i]!.claimed).toBeLessThan(kept[i - 1]!.claimed);
+        // Any instant from the last sample on (windows end now, and now only moves on).
+        for (const now of [at, at + later, at + 29 * MIN, at + 31 * MIN]) expect(peakClaims(kept, now)).toBe(peakClaims(raw, now));
+      }),
+      { numRuns: 300 },
+    );
+  });
+
+  it('pushing the same count again changes nothing (a quiet pool has nothing new to persist)', () => {
+    const kept: ClaimSample[] = [];
+    pushSample(kept, { at: 0, claimed: 4 });
+    pushSample(kept, { at: MIN, claimed: 0 });
+    const before = JSON.stringify(kept);
+    pushSample(kept, { at: 2 * MIN, claimed: 0 });
+    pushSample(kept, { at: 3 * MIN, claimed: 0 });
+    expect(JSON.stringify(kept)).toBe(before);
+    // A higher count takes over the spans it dominates.
+    pushSample(kept, { at: 4 * MIN, claimed: 5 });
+    expect(kept).toEqual([{ at: 0, claimed: 5 }]);
+  });
+
+  it('the store keeps the autoscale state and samples of a pool, and drops them with the pool', async () => {
+    const { dir, cleanup } = tempDir();
+    const file = path.join(dir, 'c.db');
+    try {
+      let store = SqliteStore.open(file);
+      await store.projects.create({ name: 'default', createdAt: 0 });
+      const audit = { at: 0, actor: 't', action: 'pool.create' as const, resourceType: 'pool' as const, resourceId: 'p', project: 'default', details: {} };
+      const pool = (await store.pools.create(
+        { project: 'default', name: 'p', type: 'hosted', status: 'active', tags: {}, airgapped: false, createdAt: 0, updatedAt: 0, hostedSpec: spec({ autoscale: true }) },
+        audit,
+      ))!;
+      const row = { poolId: pool.id, state: { target: 5, belowSince: 31 * MIN, highestBelow: 1 }, samples: [{ at: 0, claimed: 4 }, { at: MIN, claimed: 0 }] };
+      await store.hosted.saveAutoscale(row, MIN);
+      await store.hosted.saveAutoscale({ ...row, state: { ...row.state, highestBelow: 2 } }, 2 * MIN);
+      await store.close();
+      store = SqliteStore.open(file);
+      expect(await store.hosted.autoscaleRows()).toEqual([{ ...row, state: { ...row.state, highestBelow: 2 } }]);
+      // A pool that does not autoscale keeps its samples with no state.
+      await store.hosted.saveAutoscale({ ...row, state: null }, 3 * MIN);
+      expect((await store.hosted.autoscaleRows())[0]!.state).toBeNull();
+      expect(await store.pools.delete('default', 'p', { ...audit, action: 'pool.delete' })).toMatchObject({ kind: 'deleted' });
+      expect(await store.hosted.autoscaleRows()).toEqual([]);
+      // A pass finishing after its pool went writes nothing.
+      await store.hosted.saveAutoscale(row, 4 * MIN);
+      expect(await store.hosted.autoscaleRows()).toEqual([]);
+      await store.close();
+    } finally {
+      cleanup();
+    }
   });
 });
 
@@ -136,6 +207,14 @@ describe('stopped mode in the plan', () => {
     const members = [member({ id: 'r' }), member({ id: 's1', state: 'stopped', stateChangedAt: 1 }), member({ id: 's2', state: 'stopped', stateChangedAt: 2 })];
     expect(plan(s, members, { hot: 2 })).toMatchObject({ stop: [], start: ['s2'] });
     expect(plan(spec({ target: 3, mode: 'stopped' }), members.slice(1), { queuedJobs: 1 })).toMatchObject({ start: ['s2'] });
+  });
+
+  it('keeps a ready member up while a job waits for it (its dispatch is on its way), and starts none for that job', () => {
+    const s = spec({ target: 3, mode: 'stopped' });
+    const members = [member({ id: 'r1', stateChangedAt: 1 }), member({ id: 'r2', stateChangedAt: 2 }), member({ id: 's', state: 'stopped' })];
+    expect(plan(s, members, { queuedJobs: 1 })).toMatchObject({ stop: ['r1'], start: [] });
+    expect(plan(s, members, { queuedJobs: 2 })).toMatchObject({ stop: [], start: [] });
+    expect(plan(s, members, { queuedJobs: 3 })).toMatchObject({ stop: [], start: ['s'] });
   });
 
   it('recycles a stopped member on its ready TTL', () => {

@@ -20,7 +20,7 @@ import type { PoolRecord } from '../store/rows.js';
 import { sleep, withJitter } from '../sleep.js';
 import type { HostedProviderImpl, MemberHandle } from './provider.js';
 import { CREATE_BATCH, planReconcile, type PlanMember } from './reconciler.js';
-import { type AutoscaleState, autoscaleStep, type ClaimSample, type PoolSize, poolSize, pruneSamples } from './sizing.js';
+import { type AutoscaleState, autoscaleStep, type ClaimSample, type PoolSize, poolSize, pruneSamples, pushSample } from './sizing.js';
 import { specHash } from './spec-hash.js';
 
 export const DEFAULT_RECONCILE_INTERVAL_MS = 30_000;
@@ -41,9 +41,11 @@ export interface HostedPoolsDeps {
 interface PoolBook {
   actions: ReconcileAction[];
   lastReconcileAt: number | null;
-  /** Concurrent claims over time (autoscale's input). */
+  /** Concurrent claims over time (autoscale's input), compacted by pushSample. */
   samples: ClaimSample[];
   autoscale: AutoscaleState | null;
+  /** The autoscale row as last written (or loaded): a pass writes only when it differs. */
+  saved: string | null;
   /** What the last pass sized to. */
   size: PoolSize | null;
   labels: { project: string; pool: string } | null;
@@ -65,6 +67,8 @@ export class HostedPools implements MemberEvents {
   private readonly again = new Set<number>();
   /** Members being stopped (no job lands on them meanwhile). */
   private readonly stopping = new Set<string>();
+  /** Of those, ones a claim took meanwhile: started the moment their stop is done. */
+  private readonly wakeAfterStop = new Set<string>();
   /** Members started for a claim: member id -> when (they are not stopped again within WAKE_GRACE_MS). */
   private readonly woken = new Map<string, number>();
   /** When each warming member was created or started: time to ready. */
@@ -100,7 +104,7 @@ export class HostedPools implements MemberEvents {
   private book(poolId: number): PoolBook {
     let b = this.books.get(poolId);
     if (!b) {
-      b = { actions: [], lastReconcileAt: null, samples: [], autoscale: null, size: null, labels: null };
+      b = { actions: [], lastReconcileAt: null, samples: [], autoscale: null, saved: null, size: null, labels: null };
       this.books.set(poolId, b);
     }
     return b;
@@ -118,8 +122,22 @@ export class HostedPools implements MemberEvents {
     let claimed = 0;
     for (const m of this.members.values()) if (m.poolId === poolId && m.state === 'claimed' && !this.released_.has(m.id)) claimed++;
     const now = this.ctx.now();
-    book.samples.push({ at: now, claimed });
+    pushSample(book.samples, { at: now, claimed });
     pruneSamples(book.samples, now);
+  }
+
+  /**
+   * Keeps what autoscale needs in the store, so a restart goes on from it
+   * instead of from the spec's target. Once per pass and only when it
+   * changed: pushSample leaves the samples as they were while the count of
+   * claims stays the same, so a quiet pool writes nothing.
+   */
+  private async persistSizing(poolId: number, book: PoolBook): Promise<void> {
+    const row = { poolId, state: book.autoscale, samples: book.samples };
+    const json = JSON.stringify(row);
+    if (json === book.saved) return;
+    await this.ctx.store.hosted.saveAutoscale(row, this.ctx.now());
+    book.saved = json;
   }
 
   private act(poolId: number, action: ReconcileAction['action'], memberId: string, reason: string): void {
@@ -132,6 +150,13 @@ export class HostedPools implements MemberEvents {
   /** Loads the members the store knows (before the server listens, so their hellos find them). */
   async load(): Promise<void> {
     for (const m of await this.ctx.store.hosted.allMembers()) this.remember(m);
+    // Autoscale goes on where it was: its target, its 4 h clock and the claims of the last 30 min.
+    for (const row of await this.ctx.store.hosted.autoscaleRows()) {
+      const book = this.book(row.poolId);
+      book.autoscale = row.state;
+      book.samples = row.samples;
+      book.saved = JSON.stringify(row);
+    }
   }
 
   private remember(m: MemberRow): void {
@@ -144,6 +169,7 @@ export class HostedPools implements MemberEvents {
     if (m.runnerId) this.byRunner.delete(m.runnerId);
     this.released_.delete(m.id);
     this.woken.delete(m.id);
+    this.wakeAfterStop.delete(m.id);
     this.warmingSince.delete(m.id);
   }
 
@@ -191,9 +217,20 @@ export class HostedPools implements MemberEvents {
       if (m.poolId !== pool.id || m.state !== 'stopped' || this.stopping.has(m.id)) continue;
       if (!oldest || m.stateChangedAt < oldest.stateChangedAt) oldest = m;
     }
-    if (!oldest) return false;
-    void this.wake(oldest, pool.hostedSpec!, 'claim');
-    return true;
+    if (oldest) {
+      void this.wake(oldest, pool.hostedSpec!, 'claim');
+      return true;
+    }
+    // One being stopped right now (it turned ready a moment ago): it is the job's, started as soon as the
+    // stop is done (a start racing the SIGSTOP could leave it frozen), rather than the job waiting or refused.
+    for (const id of this.stopping) {
+      const m = this.members.get(id);
+      if (m?.poolId === pool.id && !this.wakeAfterStop.has(id)) {
+        this.wakeAfterStop.add(id);
+        return true;
+      }
+    }
+    return false;
   }
 
   /**
@@ -237,7 +274,17 @@ export class HostedPools implements MemberEvents {
       const labels = this.book(m.poolId).labels;
       if (since !== undefined && labels) this.ctx.metrics.poolMemberReady(labels, now - since, this.woken.has(m.id) ? 'stopped' : 'create');
       void this.update(m, { state: 'ready', stateChangedAt: now }).catch((err: unknown) => this.failed(err, 'member ready'));
+      // Stopped mode: a pass now stops it, instead of it running idle until the next interval. Not one
+      // woken for a claim: its job is on the way (this hello dispatches it).
+      if (!this.woken.has(m.id) && this.stopsIdle(m.poolId)) this.reconcileSoon(m.poolId);
     }
+  }
+
+  /** Whether the pool keeps some idle members stopped (stopped mode, or a schedule with fewer hot than its target). */
+  private stopsIdle(poolId: number): boolean {
+    const size = this.book(poolId).size;
+    if (size) return size.hot < size.target;
+    return this.specOf(poolId)?.mode === 'stopped';
   }
 
   claimed(runnerId: string, job: JobRecord): void {
@@ -381,6 +428,7 @@ export class HostedPools implements MemberEvents {
     book.autoscale = spec.autoscale ? autoscaleStep(spec, book.autoscale, book.samples, now) : null;
     const size = poolSize(spec, book.autoscale?.target ?? null, now);
     book.size = size;
+    await this.persistSizing(pool.id, book);
     const queuedJobs = await this.ctx.store.hosted.queuedJobs(pool.id);
     const decided = planReconcile({
       spec,
@@ -397,7 +445,7 @@ export class HostedPools implements MemberEvents {
       if (m) removals.push(this.remove(m, provider, r.reason, act));
     }
     const creates = Array.from({ length: decided.create }, () => this.create(pool, spec, hash, provider, decided.createReason, act));
-    const stops = decided.stop.map((id) => this.members.get(id)).filter((m) => m !== undefined).map((m) => this.stopMember(m, provider));
+    const stops = decided.stop.map((id) => this.members.get(id)).filter((m) => m !== undefined).map((m) => this.stopMember(m, spec, provider));
     const starts = decided.start
       .map((id) => this.members.get(id))
       .filter((m) => m !== undefined)
@@ -455,7 +503,8 @@ export class HostedPools implements MemberEvents {
         actor: `${ACTOR}:${pool.name}`,
         pool: { id: pool.id, name: pool.name, project: pool.project },
         name: runnerName,
-        labels: {},
+        // Its hello says the same (runner.yaml); the row has them from the start.
+        labels: { ...spec.labels },
         airgapped: pool.airgapped,
         agentVersion: null,
         host: null,
@@ -471,7 +520,6 @@ export class HostedPools implements MemberEvents {
         runnerId: registered.runnerId,
         runnerName,
         token: registered.token,
-        executors: [...spec.executors],
       };
       const made = await provider.create(launch);
       await this.update(m, { handle: made });
@@ -514,7 +562,7 @@ export class HostedPools implements MemberEvents {
    * ready and dispatchable, so the queued job lands on it. Its ready TTL
    * recycles it long before the reaper (--reap-after) could delete its runner.
    */
-  private async stopMember(m: MemberRow, provider: HostedProviderImpl): Promise<void> {
+  private async stopMember(m: MemberRow, spec: HostedPoolSpec, provider: HostedProviderImpl): Promise<void> {
     const entry = m.runnerId ? this.ctx.jobs.index.get(m.runnerId) : undefined;
     // Not connected (yet, or any more), or a claim reserved it a moment ago: not now.
     if (!entry || entry.retired || entry.inFlight.size > 0 || m.state !== 'ready') return;
@@ -531,6 +579,8 @@ export class HostedPools implements MemberEvents {
       await this.update(m, { state: 'errored', error: e.message, stateChangedAt: this.ctx.now() });
     } finally {
       this.stopping.delete(m.id);
+      // A claim came while it was being stopped: its job waits for it, so start it again at once.
+      if (this.wakeAfterStop.delete(m.id) && (m.state as MemberState) === 'stopped') await this.wake(m, spec, 'claim');
     }
   }
 

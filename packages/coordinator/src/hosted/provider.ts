@@ -1,4 +1,4 @@
-import type { ExecutorName, HostedPoolSpec } from '@rbtk/protocol';
+import type { HostedPoolSpec } from '@rbtk/protocol';
 import { writeFileAtomic } from '../atomic-write.js';
 
 /** What a provider needs to bring up one member: its runner is registered already. */
@@ -13,7 +13,6 @@ export interface MemberLaunch {
   runnerName: string;
   /** The runner token: written only where the member reads it (its runner.yaml, 0600), never logged. */
   token: string;
-  executors: ExecutorName[];
 }
 
 /** The provider's way back to a member: a pid, a container id, an instance id. Stored as JSON. */
@@ -48,7 +47,16 @@ export interface HostedProviderImpl {
 }
 
 /**
- * A member's runner.yaml (0600): one job at a time, a short shutdown. JSON is
+ * What every member of a pool gets in its runner.yaml: one job at a time, the
+ * pool's executors and labels, a short shutdown. The spec hash covers all of
+ * it, so a change here or in the spec recycles idle members.
+ */
+export function memberRunnerConfig(spec: HostedPoolSpec) {
+  return { max_jobs: 1, executors: [...spec.executors], labels: { ...spec.labels }, shutdown_timeout: '10s' };
+}
+
+/**
+ * A member's runner.yaml (0600): the pool's part, and its own. JSON is
  * YAML: the runner reads it as its runner.yaml, and rewrites it as YAML when
  * its token rotates. `stateDir` is as the member sees it (a container's mount).
  */
@@ -60,10 +68,8 @@ export async function writeMemberConfig(path: string, launch: MemberLaunch, stat
     name: launch.runnerName,
     pool: launch.pool,
     project: launch.project,
-    max_jobs: 1,
-    executors: launch.executors,
+    ...memberRunnerConfig(launch.spec),
     state_dir: stateDir,
-    shutdown_timeout: '10s',
   };
   await writeFileAtomic(path, `${JSON.stringify(config, null, 2)}\n`, 0o600);
 }

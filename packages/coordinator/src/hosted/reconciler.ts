@@ -94,10 +94,15 @@ export function planReconcile(input: PlanInput): ReconcilePlan {
   const stoppable = running.filter((m) => !m.woken);
   const asleep = staying.filter((m) => m.state === 'stopped').sort((a, b) => b.stateChangedAt - a.stateChangedAt);
   const warming = staying.filter((m) => m.state === 'warming').length;
-  const stop = stoppable.slice(0, Math.max(0, running.length - hot)).map((m) => m.id);
-  // Warming members will run once ready: start stopped ones for what they do not cover, of the hot
-  // count and of the jobs waiting (ones that came while their member was being stopped).
-  const wanted = Math.max(hot - running.length - warming, input.draining ? 0 : input.queuedJobs - warming);
+  const queued = input.draining ? 0 : input.queuedJobs;
+  // Running beyond the hot count; as many as there are jobs waiting stay up (their dispatch is on its way:
+  // a member that said hello a moment ago is not stopped under the job queued for it).
+  const spare = Math.max(0, running.length - hot);
+  const keptForQueue = Math.min(spare, queued);
+  const stop = stoppable.slice(0, spare - keptForQueue).map((m) => m.id);
+  // Warming members will run once ready: start stopped ones for what they and the members kept up do not
+  // cover, of the hot count and of the jobs waiting (ones that came while their member was being stopped).
+  const wanted = Math.max(hot - running.length - warming, queued - warming - keptForQueue);
   const start = asleep.slice(0, Math.max(0, wanted)).map((m) => m.id);
   return { remove, create, createReason: create > 0 && idle.length + create > target ? 'overflow' : 'target', stop, start };
 }

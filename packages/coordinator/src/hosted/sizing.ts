@@ -50,6 +50,21 @@ export function peakClaims(samples: readonly ClaimSample[], now: number, windowM
   return Math.max(peak, before?.claimed ?? 0);
 }
 
+/**
+ * Appends a sample, keeping the list as small as peakClaims allows: a window
+ * always ends now, so it reaches a sample whenever it reaches an earlier one,
+ * and a sample with a later one at least as high never sets the peak. Those
+ * are dropped, the later one taking over their span (its start moves back to
+ * theirs), so the claimed values strictly decrease along the list: at most
+ * max + 1 entries, the same peak for every window, and a pass that sees the
+ * same count as before leaves the list as it was (nothing new to persist).
+ */
+export function pushSample(samples: ClaimSample[], sample: ClaimSample): void {
+  let at = sample.at;
+  while (samples.length > 0 && samples[samples.length - 1]!.claimed <= sample.claimed) at = Math.min(at, samples.pop()!.at);
+  samples.push({ at, claimed: sample.claimed });
+}
+
 /** Drops samples no window will look at again (keeps the last one before the window). */
 export function pruneSamples(samples: ClaimSample[], now: number, windowMs = AUTOSCALE_WINDOW_MS): void {
   const from = now - windowMs;

@@ -1,5 +1,6 @@
 import { existsSync, realpathSync } from 'node:fs';
 import path from 'node:path';
+import type { HostedProvider } from '@rbtk/protocol';
 import Docker from 'dockerode';
 import type { CoordinatorContext } from '../context.js';
 import { findRunnerBin } from '../dev/runner-process.js';
@@ -15,6 +16,8 @@ export const HOSTED_DOCKER_DIR = 'hosted-docker';
 export interface HostedStartOptions {
   /** Docker provider: the agent of the pool's image, or this host's (bind-mounted; dev and tests). */
   dockerAgent?: 'image' | 'host';
+  /** Used instead of the built-in ones of the same name. */
+  providers?: Partial<Record<HostedProvider, HostedProviderImpl>>;
 }
 
 /** This host's node and rbtk-runner for a container: the install (its top folder with node_modules) and the libraries node links. */
@@ -36,7 +39,7 @@ export async function createHostedPools(
   url: () => string,
   options: HostedStartOptions = {},
 ): Promise<HostedPools> {
-  const providers: Partial<Record<'process' | 'docker', HostedProviderImpl>> = {};
+  const providers: Partial<Record<HostedProvider, HostedProviderImpl>> = {};
   let runnerBin: string | undefined;
   try {
     runnerBin = findRunnerBin();
@@ -57,7 +60,7 @@ export async function createHostedPools(
   } catch (err) {
     ctx.log.info({ err: (err as Error).message }, 'hosted pools: no Docker Engine answers, the docker provider is off');
   }
-  const hosted = new HostedPools({ ctx, providers, url, agentMark: runnerBin });
+  const hosted = new HostedPools({ ctx, providers: { ...providers, ...options.providers }, url, agentMark: runnerBin });
   await hosted.load();
   ctx.jobs.members = hosted;
   ctx.hosted = hosted;

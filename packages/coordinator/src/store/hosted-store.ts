@@ -1,4 +1,5 @@
 import type { HostedPoolSpec, HostedProvider, MemberState } from '@rbtk/protocol';
+import type { AutoscaleState, ClaimSample } from '../hosted/sizing.js';
 import type { NewAuditRow } from './rows.js';
 
 /** A member of a hosted pool, as stored. `handle` is the provider's own (pid, container id). */
@@ -14,6 +15,14 @@ export interface MemberRow {
   error: string | null;
   createdAt: number;
   stateChangedAt: number;
+}
+
+/** What autoscale carries across a restart: its state (null while the pool does not autoscale) and the recent claims. */
+export interface AutoscaleRow {
+  poolId: number;
+  state: AutoscaleState | null;
+  /** Pruned to the window and compacted (pushSample): a few entries. */
+  samples: ClaimSample[];
 }
 
 export type MemberChange = Partial<Pick<MemberRow, 'runnerId' | 'state' | 'handle' | 'jobId' | 'error' | 'stateChangedAt'>>;
@@ -41,6 +50,10 @@ export interface HostedStore {
   countClaim(poolId: number, hit: boolean): Promise<void>;
   /** The pool's warm hits and misses since it was created. */
   claimCounts(poolId: number): Promise<{ hits: number; misses: number }>;
+  /** Every pool's saved autoscale row (loaded at start). */
+  autoscaleRows(): Promise<AutoscaleRow[]>;
+  /** Replaces the pool's autoscale row; a pool deleted meanwhile is left alone. */
+  saveAutoscale(row: AutoscaleRow, now: number): Promise<void>;
   /** Runner ids of the pool holding an assigned or running job: members that must not be touched. */
   busyRunners(poolId: number): Promise<Map<string, string>>;
 }

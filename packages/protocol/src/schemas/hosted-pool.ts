@@ -1,6 +1,6 @@
 import { z } from 'zod';
 import { parseDuration } from '../duration.js';
-import { Duration, Id, Timestamp } from './common.js';
+import { Duration, Id, Labels, Timestamp } from './common.js';
 import { ExecutorName } from './runner-config.js';
 
 /*
@@ -89,6 +89,8 @@ const HostedPoolFields = z.object({
   return: HostedReturn,
   /** Executors members offer; docker only where the provider's host has Docker. */
   executors: z.array(ExecutorName).nonempty(),
+  /** Labels members' runners carry (jobs select them with requires.labels); a change recycles idle members. */
+  labels: Labels,
   /** Size from recent claims (peak over 30 min × 1.25, within min..max) instead of the fixed target. */
   autoscale: z.boolean(),
   /** Entries overriding the target while they match; null: none. */
@@ -119,6 +121,7 @@ export const HostedPoolCreate = z
     readyTtl: PositiveDuration.default('10m'),
     return: HostedReturn.default('terminate'),
     executors: z.array(ExecutorName).nonempty().default(['shell']),
+    labels: Labels.default({}),
     autoscale: z.boolean().default(false),
     schedule: HostedSchedule.nullable().default(null),
   })

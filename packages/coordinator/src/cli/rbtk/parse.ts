@@ -25,17 +25,28 @@ export function parseName(value: string): string {
   return value;
 }
 
+/** A repeatable `key=value` flag (`--tag`, `--label`): accumulates into one Labels record. */
+function parsePair(what: 'tag' | 'label', example: string, value: string, previous: Labels): Labels {
+  const eq = value.indexOf('=');
+  if (eq <= 0) throw new InvalidArgumentError(`write ${what}s as key=value, e.g. --${what} ${example}`);
+  const key = value.slice(0, eq);
+  const pairValue = value.slice(eq + 1);
+  const r = LabelKey.safeParse(key);
+  if (!r.success) throw new InvalidArgumentError(r.error.issues[0]?.message ?? `invalid ${what} key`);
+  if (pairValue.length > 255) throw new InvalidArgumentError(`${what} values are at most 255 characters`);
+  if (Object.hasOwn(previous, key)) throw new InvalidArgumentError(`${what} "${key}" given twice`);
+  return { ...previous, [key]: pairValue };
+}
+
 /** `--tag k=v`, repeatable: accumulates into one Labels record. */
 export function parseTag(value: string, previous: Labels = {}): Labels {
-  const eq = value.indexOf('=');
-  if (eq <= 0) throw new InvalidArgumentError('write tags as key=value, e.g. --tag env=prod');
-  const key = value.slice(0, eq);
-  const tagValue = value.slice(eq + 1);
-  const r = LabelKey.safeParse(key);
-  if (!r.success) throw new InvalidArgumentError(r.error.issues[0]?.message ?? 'invalid tag key');
-  if (tagValue.length > 255) throw new InvalidArgumentError('tag values are at most 255 characters');
-  if (Object.hasOwn(previous, key)) throw new InvalidArgumentError(`tag "${key}" given twice`);
-  return { ...previous, [key]: tagValue };
+  return parsePair('tag', 'env=prod', value, previous);
+}
+
+/** `--label k=v`, repeatable (a hosted pool's member labels); `--label none` alone clears them. */
+export function parseLabel(value: string, previous: Labels = {}): Labels {
+  if (value === 'none') return {};
+  return parsePair('label', 'gpu=a100', value, previous);
 }
 
 /** `--ttl`: a protocol duration (1h, 30m, 1h30m), more than zero; kept as typed for the API. */

@@ -9,10 +9,12 @@ import {
   type HostedPoolStatus,
   type HostedPoolUpdate,
   HostedSchedule,
+  type Labels,
   parseDuration,
 } from '@rbtk/protocol';
 import { printJson, withClient, type Io } from './context.js';
-import { formatKeyValues, formatTable, formatTime } from './format.js';
+import { formatKeyValues, formatLabels, formatTable, formatTime } from './format.js';
+import { parseLabel } from './parse.js';
 
 /** The hosted flags of `pool create` and `pool update`, as commander hands them over. */
 export interface HostedFlags {
@@ -27,6 +29,7 @@ export interface HostedFlags {
   readyTtl?: string;
   return?: 'ready' | 'terminate';
   executor?: ExecutorName[];
+  label?: Labels;
   autoscale?: boolean;
   schedule?: HostedSchedule | null;
 }
@@ -92,6 +95,7 @@ export function addHostedOptions(cmd: Command): Command {
     .option('--ready-ttl <duration>', 'hosted: recycle a ready member idle this long (default 10m)', parseDurationArg)
     .addOption(new Option('--return <what>', 'hosted: after a job, back to ready (on success) or replaced (default)').choices(['ready', 'terminate']))
     .option('--executor <name>', 'hosted: executors members offer, repeatable (default shell)', collect)
+    .option('--label <key=value>', 'hosted: labels members carry, repeatable; an update replaces them all, "none" clears them', parseLabel)
     .option('--autoscale', 'hosted: size from recent claims (peak over 30 min × 1.25, within --min..--max)')
     .option('--no-autoscale', 'hosted: back to the fixed --target')
     .option('--schedule <file>', 'hosted: YAML schedule entries overriding the target while they match ("none" clears it)', parseScheduleFile);
@@ -120,6 +124,7 @@ export function hostedUpdate(o: HostedFlags): HostedPoolUpdate {
   if (o.readyTtl !== undefined) change.readyTtl = o.readyTtl;
   if (o.return !== undefined) change.return = o.return;
   if (o.executor !== undefined) change.executors = o.executor as [ExecutorName, ...ExecutorName[]];
+  if (o.label !== undefined) change.labels = o.label;
   if (o.autoscale !== undefined) change.autoscale = o.autoscale;
   if (o.schedule !== undefined) change.schedule = o.schedule;
   return change;
@@ -132,6 +137,7 @@ export function formatHosted(h: HostedPoolStatus): string {
     ['provider', `${s.provider}${s.image ? ` (${s.image})` : ''}`],
     ['target', `${h.target} now, ${h.hot} hot (spec ${s.target}, min ${s.min}, max ${s.max}${s.autoscale ? ', autoscale' : ''})`],
     ['schedule', h.schedule ?? (s.schedule ? `${s.schedule.length} entries, none matching` : 'none')],
+    ['labels', formatLabels(s.labels ?? {})],
     ['mode', `${s.mode}, on empty ${s.onEmpty}, return ${s.return}`],
     ['timeouts', `warming ${s.warmingTimeout}, ready ttl ${s.readyTtl}`],
     ['members', `${c.ready} ready, ${c.stopped ?? 0} stopped, ${c.warming} warming, ${c.claimed} claimed, ${c.errored} errored`],

@@ -1,5 +1,5 @@
 import type { HostedPoolSpec, HostedProvider, MemberState } from '@rbtk/protocol';
-import type { HostedStore, MemberChange, MemberRow } from '../hosted-store.js';
+import type { AutoscaleRow, HostedStore, MemberChange, MemberRow } from '../hosted-store.js';
 import type { NewAuditRow } from '../rows.js';
 import { insertAuditRow } from './audit.js';
 import { type Db, fromJson, stmt, toJson } from './db.js';
@@ -30,6 +30,20 @@ const member = (r: MemberSql): MemberRow => ({
   error: r.error,
   createdAt: r.created_at,
   stateChangedAt: r.state_changed_at,
+});
+
+interface AutoscaleSql {
+  pool_id: number;
+  target: number | null;
+  below_since: number | null;
+  highest_below: number;
+  samples: string;
+}
+
+const autoscale = (r: AutoscaleSql): AutoscaleRow => ({
+  poolId: r.pool_id,
+  state: r.target === null ? null : { target: r.target, belowSince: r.below_since, highestBelow: r.highest_below },
+  samples: (JSON.parse(r.samples) as [number, number][]).map(([at, claimed]) => ({ at, claimed })),
 });
 
 const COLUMNS: Record<keyof MemberChange, string> = {
@@ -100,6 +114,28 @@ export class SqliteHostedStore implements HostedStore {
       | { hits: number; misses: number }
       | undefined;
     return r ?? { hits: 0, misses: 0 };
+  }
+
+  async autoscaleRows(): Promise<AutoscaleRow[]> {
+    return (stmt(this.db, 'SELECT * FROM pool_autoscale ORDER BY pool_id').all() as AutoscaleSql[]).map(autoscale);
+  }
+
+  async saveAutoscale(row: AutoscaleRow, now: number): Promise<void> {
+    // INSERT ... SELECT: a pass that ends after its pool was deleted writes nothing (rather than failing on the foreign key).
+    stmt(
+      this.db,
+      `INSERT INTO pool_autoscale (pool_id, target, below_since, highest_below, samples, updated_at)
+       SELECT @poolId, @target, @belowSince, @highestBelow, @samples, @now WHERE EXISTS (SELECT 1 FROM pools WHERE id = @poolId)
+       ON CONFLICT (pool_id) DO UPDATE SET target = excluded.target, below_since = excluded.below_since,
+         highest_below = excluded.highest_below, samples = excluded.samples, updated_at = excluded.updated_at`,
+    ).run({
+      poolId: row.poolId,
+      target: row.state?.target ?? null,
+      belowSince: row.state?.belowSince ?? null,
+      highestBelow: row.state?.highestBelow ?? 0,
+      samples: JSON.stringify(row.samples.map((x) => [x.at, x.claimed])),
+      now,
+    });
   }
 
   async busyRunners(poolId: number): Promise<Map<string, string>> {

@@ -237,6 +237,25 @@ export const MIGRATIONS: readonly Migration[] = [
       ALTER TABLE pools ADD COLUMN warm_misses INTEGER NOT NULL DEFAULT 0;
     `,
   },
+  {
+    version: 8,
+    name: 'hosted autoscale state kept across restarts',
+    sql: `
+      -- What autoscale needs after a restart: its target, since when it has wanted less
+      -- (it lowers after 4 h of that), and the concurrent claims of the last 30 min.
+      -- One row per hosted pool, rewritten by a reconcile pass when it changed.
+      CREATE TABLE pool_autoscale (
+        pool_id INTEGER PRIMARY KEY REFERENCES pools(id) ON DELETE CASCADE,
+        -- NULL while the pool does not autoscale (its samples are still kept)
+        target INTEGER,
+        below_since INTEGER,
+        highest_below INTEGER NOT NULL DEFAULT 0,
+        -- JSON [[at, claimed], ...], oldest first, claimed strictly decreasing (a few entries)
+        samples TEXT NOT NULL,
+        updated_at INTEGER NOT NULL
+      );
+    `,
+  },
 ];
 
 /** Applies the migrations this database lacks; returns the versions applied. Idempotent. */

@@ -41,8 +41,8 @@ const pool = (r: PoolSql): PoolRecord => ({
   airgapped: r.airgapped === 1,
   allowNonAirgappedJobs: r.allow_non_airgapped_jobs === 1,
   dockerNetwork: r.docker_network,
-  // Specs stored before autoscale and schedules existed read as without them.
-  hostedSpec: r.hosted_spec === null ? null : ({ autoscale: false, schedule: null, ...JSON.parse(r.hosted_spec) } as HostedPoolSpec),
+  // Specs stored before autoscale, schedules and member labels existed read as without them.
+  hostedSpec: r.hosted_spec === null ? null : ({ autoscale: false, schedule: null, labels: {}, ...JSON.parse(r.hosted_spec) } as HostedPoolSpec),
   createdAt: r.created_at,
   updatedAt: r.updated_at,
   counts: { online: r.online, draining: r.draining, offline: r.offline },
