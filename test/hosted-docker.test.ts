@@ -1,35 +1,53 @@
 import { join } from 'node:path';
-import type { HostedPoolStatus, Pool } from '@rbtk/protocol';
 import Docker from 'dockerode';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { containersLabelled, ensureTestImage, removeContainersLabelled, requireDocker, TEST_IMAGE } from '../packages/agent/test/helpers/docker.js';
 import { Fleet } from './helpers/fleet.js';
+import { Hosted, hostedPoolScenarios, type ProviderAdapter } from './helpers/hosted-scenarios.js';
 import { Jobs, shell } from './helpers/jobs.js';
-import { waitFor } from './helpers/processes.js';
 
 /*
  * Hosted pools with the docker provider against the real dockerd: members are
  * containers of the busybox test image running this host's node and
  * rbtk-runner (--hosted-docker-agent host: bind-mounted read-only, host
- * network), labelled with their member, pool and coordinator.
+ * network), labelled with their member, pool and coordinator. The scenarios
+ * shared with the process provider run first (helpers/hosted-scenarios.ts),
+ * then what is the docker provider's own: containers, pause, adoption of paused ones.
  */
 
 const haveDocker = await requireDocker('hosted docker pools');
+
+const MEMBER = 'rbtk.hosted.member';
+const POOL = 'rbtk.hosted.pool';
+
+/**
+ * Members are containers labelled with this coordinator's member folder (its
+ * owner label), any state: an exited one left behind is a leak too. A job sees
+ * its member's folder at /member, DATA_DIR/hosted-docker/POOL/MEMBER here.
+ */
+function dockerAdapter(docker: Docker, owner: string): ProviderAdapter {
+  return {
+    createFlags: ['--provider', 'docker', '--image', TEST_IMAGE],
+    live: async (pool) =>
+      (await containersLabelled(`rbtk.hosted.owner=${owner}`, docker))
+        .filter((c) => pool === undefined || c.Labels[POOL] === pool)
+        .map((c) => c.Labels[MEMBER] ?? ''),
+    gate: (pool, name) => ({ inJob: `/member/${name}`, onHost: (memberId) => join(owner, pool, memberId, name) }),
+    readyTimeoutMs: 60_000,
+  };
+}
 
 describe.runIf(haveDocker)('hosted pools (docker provider)', () => {
   const docker = new Docker();
   let fleet: Fleet;
   let jobs: Jobs;
   let owner: string;
+  let hosted: Hosted;
 
-  const status = async (pool: string): Promise<HostedPoolStatus> =>
-    (await fleet.rbtkJson<Pool & { hostedStatus: HostedPoolStatus }>(['pool', 'show', pool])).hostedStatus;
-  const settled = (pool: string, what: string, ok: (s: HostedPoolStatus) => boolean) =>
-    waitFor(`${pool}: ${what}`, async () => {
-      const s = await status(pool);
-      return ok(s) ? s : undefined;
-    }, 60_000, 200);
-  const owned = () => containersLabelled(`rbtk.hosted.owner=${owner}`, docker);
+  const status = (pool: string) => hosted.status(pool);
+  const settled: Hosted['settled'] = (...args) => hosted.settled(...args);
+  // The pool's containers only: the shared scenarios' pools are still there.
+  const owned = async () => (await containersLabelled(`rbtk.hosted.owner=${owner}`, docker)).filter((c) => c.Labels[POOL] === 'dock');
 
   beforeAll(async () => {
     await ensureTestImage(docker);
@@ -38,6 +56,7 @@ describe.runIf(haveDocker)('hosted pools (docker provider)', () => {
     process.env.RBTK_HOSTED_DOCKER_AGENT = 'host';
     await fleet.startCoordinator({ offlineAfter: '3s', heartbeatInterval: '200ms', reconcileInterval: '1s' });
     jobs = new Jobs(fleet);
+    hosted = new Hosted(fleet, jobs, dockerAdapter(docker, owner));
   });
 
   afterAll(async () => {
@@ -46,13 +65,15 @@ describe.runIf(haveDocker)('hosted pools (docker provider)', () => {
     if (fleet) expect(await fleet.close()).toEqual([]);
   });
 
+  hostedPoolScenarios(() => hosted);
+
+  // Docker only from here.
   it('fills to its target with labelled containers, and a job runs inside one', async () => {
-    const res = await fleet.rbtk(['pool', 'create', 'dock', '--type', 'hosted', '--provider', 'docker', '--image', TEST_IMAGE, '--target', '2', '--max', '3']);
-    expect(res.code, res.stderr).toBe(0);
+    await hosted.create('dock', '--target', '2', '--max', '3');
     const filled = await settled('dock', '2 ready', (s) => s.counts.ready === 2 && s.members.length === 2);
     const containers = await owned();
-    expect(containers.map((c) => c.Labels['rbtk.hosted.member']).sort()).toEqual(filled.members.map((m) => m.id).sort());
-    expect(containers.every((c) => c.State === 'running' && c.Labels['rbtk.hosted.pool'] === 'dock')).toBe(true);
+    expect(containers.map((c) => c.Labels[MEMBER]).sort()).toEqual(filled.members.map((m) => m.id).sort());
+    expect(containers.every((c) => c.State === 'running' && c.Labels[POOL] === 'dock')).toBe(true);
 
     // /member exists only inside a member container: the job ran there.
     const j = await jobs.submit(shell('test -f /member/runner.yaml && echo inside-member', { pool: 'dock' }));
@@ -64,7 +85,7 @@ describe.runIf(haveDocker)('hosted pools (docker provider)', () => {
     await settled('dock', 'replaced', (s) => s.counts.ready === 2 && !s.members.some((m) => m.id === ranOn.id));
     const after = await owned();
     expect(after).toHaveLength(2);
-    expect(after.some((c) => c.Labels['rbtk.hosted.member'] === ranOn.id)).toBe(false);
+    expect(after.some((c) => c.Labels[MEMBER] === ranOn.id)).toBe(false);
   });
 
   it('stopped mode pauses members; a claim unpauses one and the job lands on it', async () => {
@@ -91,7 +112,7 @@ describe.runIf(haveDocker)('hosted pools (docker provider)', () => {
     // The stopped members are started (hot now) and reconnect to the new coordinator: the same members.
     const adopted = await settled('dock', '2 ready again', (s) => s.counts.ready === 2 && s.members.length === 2);
     expect(adopted.members.map((m) => m.id).sort()).toEqual(before);
-    expect((await owned()).map((c) => c.Labels['rbtk.hosted.member']).sort()).toEqual(before);
+    expect((await owned()).map((c) => c.Labels[MEMBER]).sort()).toEqual(before);
 
     const zero = await fleet.rbtk(['pool', 'update', 'dock', '--target', '0']);
     expect(zero.code, zero.stderr).toBe(0);

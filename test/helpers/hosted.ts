@@ -16,6 +16,22 @@ export function memberPids(dataDir: string): number[] {
   return pids;
 }
 
+/** The process provider's live members under a coordinator's data dir, from /proc: pid, and pool and member from the --config path. */
+export function processMembers(dataDir: string): { pid: number; pool: string; memberId: string }[] {
+  const root = join(dataDir, 'hosted') + '/';
+  const out: { pid: number; pool: string; memberId: string }[] = [];
+  for (const pid of memberPids(dataDir)) {
+    try {
+      const config = readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0').find((a) => a.startsWith(root) && a.endsWith('/runner.yaml'));
+      const [pool, memberId] = config ? config.slice(root.length).split('/') : [];
+      if (pool && memberId) out.push({ pid, pool, memberId });
+    } catch {
+      // gone meanwhile
+    }
+  }
+  return out;
+}
+
 /** The state letter of /proc/PID/stat: T when stopped. */
 export function procState(pid: number): string {
   const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
