@@ -1,6 +1,6 @@
 import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
-import type { ExecutorName, RunnerConfig } from '@rbtk/protocol';
+import type { ExecutorName, RunnerConfig } from '@rbtk/protocol/runner';
 import { controlSocketPath, resolveStateDir } from './config/paths.js';
 import { removeStaleTempFiles } from './config/write.js';
 import { daemonControlHandlers } from './control/handlers.js';

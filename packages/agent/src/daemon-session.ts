@@ -1,4 +1,4 @@
-import { CloseCode } from '@rbtk/protocol';
+import { CloseCode } from '@rbtk/protocol/runner';
 import type { DaemonState } from './daemon-state.js';
 import type { DrainControl, DrainInfo } from './drain.js';
 import type { JobManager } from './jobs/manager.js';

@@ -1,4 +1,4 @@
-import type { GpuInventory, HeartbeatAck, RunnerConfig, RunnerStatus, Welcome } from '@rbtk/protocol';
+import type { GpuInventory, HeartbeatAck, RunnerConfig, RunnerStatus, Welcome } from '@rbtk/protocol/runner';
 import type { ExitGoal } from './daemon-exit.js';
 import type { DrainControl, DrainInfo } from './drain.js';
 import type { JobStatus } from './jobs/held-attempt.js';

@@ -6,7 +6,7 @@ import {
   type HostFacts,
   type Hello,
   type RunnerConfig,
-} from '@rbtk/protocol';
+} from '@rbtk/protocol/runner';
 import { Backoff, type BackoffOptions } from './backoff.js';
 import { DaemonExit, type ExitGoal } from './daemon-exit.js';
 import { runConnectedSession, type SessionEnd } from './daemon-session.js';

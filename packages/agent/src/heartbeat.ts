@@ -1,4 +1,4 @@
-import type { Heartbeat } from '@rbtk/protocol';
+import type { Heartbeat } from '@rbtk/protocol/runner';
 import { sleep } from './sleep.js';
 
 export interface HeartbeatDeps {

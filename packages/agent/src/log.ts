@@ -1,5 +1,5 @@
 import { createRequire } from 'node:module';
-import { redactToken } from '@rbtk/protocol';
+import { redactToken } from '@rbtk/protocol/runner';
 import { pino, type DestinationStream, type Level, type Logger } from 'pino';
 import type PinoPretty from 'pino-pretty';
 

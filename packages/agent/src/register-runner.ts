@@ -7,7 +7,7 @@ import {
   type HostFacts,
   type Labels,
   type RegisterResponse,
-} from '@rbtk/protocol';
+} from '@rbtk/protocol/runner';
 import { register } from './api/register.js';
 import { loadConfig } from './config/load.js';
 import { writeConfig } from './config/write.js';

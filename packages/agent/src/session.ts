@@ -9,13 +9,13 @@ import {
   type Hello,
   type RunnerMessage,
   type Welcome,
-} from '@rbtk/protocol';
+} from '@rbtk/protocol/runner';
 import type { IncomingMessage } from 'node:http';
-import WebSocket from 'ws';
 import { coordinatorError } from './api/error-body.js';
 import { coordinatorUrl } from './api/url.js';
 import { ConnectionError, ProtocolMismatchError, RevokedError } from './errors.js';
 import type { Logger } from './log.js';
+import { WebSocket, type RawData } from './ws.js';
 
 export interface SessionOptions {
   /** The coordinator's base URL (http:// or https://), as in runner.yaml. */
@@ -160,7 +160,7 @@ export function openSession(options: SessionOptions): Promise<Session> {
     ws.on('open', () => {
       ws.send(JSON.stringify({ type: 'hello', ...options.hello } satisfies Hello));
     });
-    const onHandshakeMessage = (data: WebSocket.RawData) => {
+    const onHandshakeMessage = (data: RawData) => {
       const message = parseFrame(data, logger);
       if (!message) return;
       if (message.type === 'welcome') {
@@ -206,7 +206,7 @@ function readBody(res: IncomingMessage): Promise<string> {
 }
 
 /** Validates one incoming frame; a bad one is logged and dropped, never acted on. */
-function parseFrame(data: WebSocket.RawData, logger: Logger): CoordinatorMessage | undefined {
+function parseFrame(data: RawData, logger: Logger): CoordinatorMessage | undefined {
   const text = Array.isArray(data) ? Buffer.concat(data).toString('utf8') : Buffer.from(data as ArrayBuffer).toString('utf8');
   const parsed = parseCoordinatorMessage(text);
   if (parsed.ok) return parsed.message;

@@ -1,4 +1,4 @@
-import type { Labels } from '@rbtk/protocol';
+import type { Labels } from '@rbtk/protocol/runner';
 import { loadConfig } from './config/load.js';
 import { controlSocketPath, resolveStateDir } from './config/paths.js';
 import { fetchDaemonStatus } from './control/client.js';

@@ -1,4 +1,4 @@
-import { parseToken, redactToken, type RotatedToken, type RunnerConfig, type TokenConfirm } from '@rbtk/protocol';
+import { parseToken, redactToken, type RotatedToken, type RunnerConfig, type TokenConfirm } from '@rbtk/protocol/runner';
 import { writeConfig as defaultWriteConfig } from './config/write.js';
 import type { Logger } from './log.js';
 

@@ -1,6 +1,6 @@
 import { readFile } from 'node:fs/promises';
 import { fileURLToPath } from 'node:url';
-import { isNewerVersion } from '@rbtk/protocol';
+import { isNewerVersion } from '@rbtk/protocol/runner';
 import type { Logger } from './log.js';
 import { OWN_PACKAGE_JSON } from './version.js';
 

@@ -1,4 +1,7 @@
-import semver from 'semver';
+// Three functions, not the index: semver/index.js loads all ~45 of its modules, which rbtk-runner would carry idle.
+import gt from 'semver/functions/gt.js';
+import lt from 'semver/functions/lt.js';
+import valid from 'semver/functions/valid.js';
 import { z } from 'zod';
 
 /*
@@ -11,15 +14,15 @@ import { z } from 'zod';
 export const AgentVersion = z
   .string()
   .max(64)
-  .refine((v) => semver.valid(v) !== null, 'a semantic version such as 1.4.0');
+  .refine((v) => valid(v) !== null, 'a semantic version such as 1.4.0');
 
 /** True when `candidate` is a later version than `current`; false when either is not a version. */
 export function isNewerVersion(candidate: string, current: string): boolean {
-  return semver.valid(candidate) !== null && semver.valid(current) !== null && semver.gt(candidate, current);
+  return valid(candidate) !== null && valid(current) !== null && gt(candidate, current);
 }
 
 /** True when `version` is below `minimum`; a version that cannot be read counts as below. */
 export function isBelowVersion(version: string, minimum: string): boolean {
-  if (semver.valid(minimum) === null) return false;
-  return semver.valid(version) === null || semver.lt(version, minimum);
+  if (valid(minimum) === null) return false;
+  return valid(version) === null || lt(version, minimum);
 }

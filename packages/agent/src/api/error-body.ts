@@ -1,4 +1,4 @@
-import { ErrorBody, RbtkError, type ErrorCode } from '@rbtk/protocol';
+import { ErrorBody, RbtkError, type ErrorCode } from '@rbtk/protocol/runner';
 
 /**
  * Turns a coordinator's non-2xx answer into an error carrying its code and

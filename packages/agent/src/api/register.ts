@@ -1,4 +1,4 @@
-import { ROUTES, RegisterRequest, RegisterResponse, type RegisterRequestInput } from '@rbtk/protocol';
+import { ROUTES, RegisterRequest, RegisterResponse, type RegisterRequestInput } from '@rbtk/protocol/runner';
 import { request } from 'undici';
 import { coordinatorError } from './error-body.js';
 import { coordinatorUrl } from './url.js';

@@ -1,4 +1,4 @@
-import { formatDuration, parseDuration, type RunnerConfig } from '@rbtk/protocol';
+import { formatDuration, parseDuration, type RunnerConfig } from '@rbtk/protocol/runner';
 import { InvalidArgumentError, type Command } from 'commander';
 import { loadConfig } from '../config/load.js';
 import { controlSocketPath, resolveConfigPath, resolveStateDir } from '../config/paths.js';

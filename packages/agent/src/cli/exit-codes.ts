@@ -1,4 +1,4 @@
-import { EXIT_REVOKED, EXIT_UPGRADE } from '@rbtk/protocol';
+import { EXIT_REVOKED, EXIT_UPGRADE } from '@rbtk/protocol/runner';
 
 /** rbtk-runner's exit codes; systemd's unit must not restart on REVOKED or CONFIG, and must on UPGRADE. */
 export const EXIT = {

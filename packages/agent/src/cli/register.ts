@@ -1,4 +1,4 @@
-import { RbtkError, parseToken, type ExecutorName, type Labels } from '@rbtk/protocol';
+import { RbtkError, parseToken, type ExecutorName, type Labels } from '@rbtk/protocol/runner';
 import { InvalidArgumentError, Option, type Command } from 'commander';
 import { resolveConfigPath } from '../config/paths.js';
 import { AlreadyRegisteredError, UsageError } from '../errors.js';

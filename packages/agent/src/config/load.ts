@@ -1,5 +1,5 @@
 import { readFile } from 'node:fs/promises';
-import { RunnerConfig } from '@rbtk/protocol';
+import { RunnerConfig } from '@rbtk/protocol/runner';
 import { parse as parseYaml } from 'yaml';
 import { ConfigError } from '../errors.js';
 

@@ -1,5 +1,5 @@
 import { dirname, isAbsolute, join, resolve } from 'node:path';
-import type { RunnerConfig } from '@rbtk/protocol';
+import type { RunnerConfig } from '@rbtk/protocol/runner';
 
 export const DEFAULT_CONFIG_PATH = '/etc/rbtk-runner/runner.yaml';
 export const DEFAULT_STATE_DIR = '/var/lib/rbtk-runner';

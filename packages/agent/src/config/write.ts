@@ -1,6 +1,6 @@
 import { open, readdir, rm } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
-import { RunnerConfig, type RunnerConfigInput } from '@rbtk/protocol';
+import { RunnerConfig, type RunnerConfigInput } from '@rbtk/protocol/runner';
 import { stringify } from 'yaml';
 import writeFileAtomic from 'write-file-atomic';
 import { ConfigError } from '../errors.js';

@@ -1,8 +1,8 @@
-import { CloseCode, PROTOCOL_VERSION, PROTOCOL_VERSION_HEADER, ROUTES } from '@rbtk/protocol';
+import { CloseCode, PROTOCOL_VERSION, PROTOCOL_VERSION_HEADER, ROUTES } from '@rbtk/protocol/runner';
 import type { IncomingMessage } from 'node:http';
-import WebSocket from 'ws';
 import { coordinatorError } from '../api/error-body.js';
 import { coordinatorUrl } from '../api/url.js';
+import { WebSocket } from '../ws.js';
 
 export type CoordinatorProbe =
   | { ok: true }

@@ -1,5 +1,5 @@
 import { stat } from 'node:fs/promises';
-import type { RunnerConfig } from '@rbtk/protocol';
+import type { RunnerConfig } from '@rbtk/protocol/runner';
 import Docker from 'dockerode';
 import { loadConfig } from '../config/load.js';
 import { controlSocketPath, resolveStateDir } from '../config/paths.js';

@@ -1,5 +1,5 @@
 import type Docker from 'dockerode';
-import type { PullPolicy } from '@rbtk/protocol';
+import type { PullPolicy } from '@rbtk/protocol/runner';
 import { dockerMessage, hasStatus } from './docker-error.js';
 
 export interface ImageRules {

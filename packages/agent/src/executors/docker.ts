@@ -1,6 +1,6 @@
 import { Writable } from 'node:stream';
 import Docker from 'dockerode';
-import type { DockerExecutorSpec, ExecutorSpec, LogStream } from '@rbtk/protocol';
+import type { DockerExecutorSpec, ExecutorSpec, LogStream } from '@rbtk/protocol/runner';
 import { LABELS } from './container-labels.js';
 import { dockerMessage } from './docker-error.js';
 import { ensureImage } from './docker-image.js';

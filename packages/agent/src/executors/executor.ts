@@ -1,4 +1,4 @@
-import type { ExecutorSpec, LogStream, Outcome } from '@rbtk/protocol';
+import type { ExecutorSpec, LogStream, Outcome } from '@rbtk/protocol/runner';
 
 /** Which attempt an executor runs: names its container or process group. */
 export interface AttemptRef {

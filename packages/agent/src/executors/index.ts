@@ -1,5 +1,5 @@
 import type Docker from 'dockerode';
-import type { ExecutorName, RunnerConfig } from '@rbtk/protocol';
+import type { ExecutorName, RunnerConfig } from '@rbtk/protocol/runner';
 import type { DockerExecutor } from './docker.js';
 import type { Executor } from './executor.js';
 import { ShellExecutor } from './shell.js';

@@ -1,7 +1,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
 import { constants, homedir } from 'node:os';
-import type { ExecutorSpec, ShellExecutorSpec } from '@rbtk/protocol';
+import type { ExecutorSpec, ShellExecutorSpec } from '@rbtk/protocol/runner';
 import {
   failedBeforeStart,
   resultOf,

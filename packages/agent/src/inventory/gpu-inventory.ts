@@ -1,5 +1,5 @@
 import type Docker from 'dockerode';
-import type { GpuInventory } from '@rbtk/protocol';
+import type { GpuInventory } from '@rbtk/protocol/runner';
 import { checkDockerGpuSupport, type GpuSupportOptions } from './gpu-docker.js';
 import { readGpus, type ReadGpusOptions } from './gpus.js';
 

@@ -1,4 +1,4 @@
-import type { Gpu, MigDevice, MigMode } from '@rbtk/protocol';
+import type { Gpu, MigDevice, MigMode } from '@rbtk/protocol/runner';
 import { XMLParser } from 'fast-xml-parser';
 
 /** What one `nvidia-smi -q -x` document says about the host's GPUs. */

@@ -1,6 +1,6 @@
 import { spawn } from 'node:child_process';
-import { EMPTY_GPU_INVENTORY, type GpuInventory } from '@rbtk/protocol';
-import { parseNvidiaSmiXml } from './gpu-xml.js';
+import { EMPTY_GPU_INVENTORY, type GpuInventory } from '@rbtk/protocol/runner';
+import type { NvidiaSmiReport } from './gpu-xml.js';
 
 export interface ReadGpusOptions {
   /** The program to run; found on PATH. Default "nvidia-smi". */
@@ -47,10 +47,15 @@ export async function readGpus(options: ReadGpusOptions = {}): Promise<GpuReport
     return empty(`${command} -q -x ${how}: ${said}; assuming no GPUs`);
   }
   try {
-    return parseNvidiaSmiXml(stdout);
+    return await parseReport(stdout);
   } catch (err) {
     return empty(`${command} -q -x: ${(err as Error).message}; assuming no GPUs`);
   }
+}
+
+/** fast-xml-parser loads only where nvidia-smi ran: a host without GPUs never carries it. */
+async function parseReport(xml: string): Promise<NvidiaSmiReport> {
+  return (await import('./gpu-xml.js')).parseNvidiaSmiXml(xml);
 }
 
 interface RunError extends Error {

@@ -1,4 +1,4 @@
-import type { GpuInventory } from '@rbtk/protocol';
+import type { GpuInventory } from '@rbtk/protocol/runner';
 
 export type GpuClaim = { ok: true; uuids: string[] } | { ok: false; reason: string };
 

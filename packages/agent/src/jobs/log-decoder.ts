@@ -1,5 +1,5 @@
 import { StringDecoder } from 'node:string_decoder';
-import type { LogStream } from '@rbtk/protocol';
+import type { LogStream } from '@rbtk/protocol/runner';
 
 /** Largest `data` of one log frame, in UTF-8 bytes. */
 export const MAX_LOG_CHUNK_BYTES = 64 * 1024;

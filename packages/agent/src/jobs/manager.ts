@@ -6,7 +6,7 @@ import type {
   HeldAttempt as HeldAttemptFrame,
   RunnerConfig,
   RunnerMessage,
-} from '@rbtk/protocol';
+} from '@rbtk/protocol/runner';
 import type { Executor, StopReason } from '../executors/executor.js';
 import type { LeftoverContainer } from '../executors/docker-leftovers.js';
 import type { Logger } from '../log.js';

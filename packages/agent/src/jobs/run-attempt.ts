@@ -1,4 +1,4 @@
-import { formatDuration, type Assign } from '@rbtk/protocol';
+import { formatDuration, type Assign } from '@rbtk/protocol/runner';
 import { failedBeforeStart, type AttemptResources, type ExecutionResult, type Executor, type StopReason } from '../executors/executor.js';
 import type { Logger } from '../log.js';
 import type { HeldAttempt } from './held-attempt.js';

@@ -1,4 +1,4 @@
-import type { RunnerMessage } from '@rbtk/protocol';
+import type { RunnerMessage } from '@rbtk/protocol/runner';
 import type { HeldAttempt } from './held-attempt.js';
 
 /** A new connection: the coordinator may have missed anything not acknowledged, so start again from there. */

@@ -1,6 +1,6 @@
 import { mkdir, readdir, readFile, rm, appendFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import type { ExecutorName, LogStream, Outcome } from '@rbtk/protocol';
+import type { ExecutorName, LogStream, Outcome } from '@rbtk/protocol/runner';
 import writeFileAtomic from 'write-file-atomic';
 import { safeName } from '../executors/executor.js';
 import type { DecodedChunk } from './log-decoder.js';

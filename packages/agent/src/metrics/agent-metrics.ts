@@ -1,4 +1,4 @@
-import { Outcome } from '@rbtk/protocol';
+import { Outcome } from '@rbtk/protocol/runner';
 import { collectDefaultMetrics, Counter, Gauge, Registry } from 'prom-client';
 import type { DaemonState } from '../daemon-state.js';
 

@@ -1,6 +1,6 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { parseHostPort } from '@rbtk/protocol';
+import { parseHostPort } from '@rbtk/protocol/runner';
 import type { Logger } from '../log.js';
 import type { AgentMetrics } from './agent-metrics.js';
 
