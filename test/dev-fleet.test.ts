@@ -106,6 +106,11 @@ async function runLine(line: string, cwd: string, keepNpx = false) {
   return { code, stdout, stderr };
 }
 
+/** The printed submit line ran `echo hello` to the end; when not, what it said instead. */
+function expectHello(r: { code: number | null; stdout: string; stderr: string }): void {
+  expect({ code: r.code, stdout: r.stdout }, r.stderr).toEqual({ code: 0, stdout: 'hello\n' });
+}
+
 /** Ctrl-C: SIGINT, then what it exited with; a process still there after 30 s is killed and fails the test. */
 async function interrupt(proc: Proc): Promise<{ code: number | null; signal: NodeJS.Signals | null }> {
   const killed = await proc.stop('SIGINT', 30_000);
@@ -199,7 +204,7 @@ describe('the one-command local fleet', () => {
     expect(dev.output.find((l) => l.trim().startsWith('runner '))).toMatch(/executors shell$/);
     expect(dev.output.some((l) => l.includes('--image busybox'))).toBe(false);
     expect(dev.lines.find((l) => l.component === 'dev' && typeof l.reason === 'string' && l.reason.includes('no-docker.sock'))).toBeDefined();
-    expect((await runLine(up.hello, dir)).stdout).toBe('hello\n');
+    expectHello(await runLine(up.hello, dir));
     expect(await interrupt(dev)).toEqual({ code: 0, signal: null });
     expect(await processesMentioning(dir)).toEqual([]);
   });
@@ -225,7 +230,7 @@ describe('the one-command local fleet', () => {
     const back = await dev.waitForLog((l) => l.msg === 'the dev runner is back online', 30_000);
     expect(back.pid).not.toBe(up.runnerPid);
     expect(alive(up.runnerPid)).toBe(false);
-    expect((await runLine(up.hello, dir)).stdout).toBe('hello\n');
+    expectHello(await runLine(up.hello, dir));
 
     expect(await interrupt(dev)).toEqual({ code: 0, signal: null });
     expect(await processesMentioning(dir)).toEqual([]);

@@ -35,6 +35,8 @@ export class WalSync {
   private fd: number | null = null;
   private running = 0;
   private waiting: Waiter[] = [];
+  /** The callers of each fdatasync running, oldest first. */
+  private inFlight: Waiter[][] = [];
   private closed = false;
 
   private constructor(private readonly walFile: string) {}
@@ -79,12 +81,18 @@ export class WalSync {
       return;
     }
     this.running++;
+    this.inFlight.push(batch);
     fdatasync(fd, (err) => {
       this.running--;
-      // A failed fdatasync leaves the commits in the WAL but their durability unknown: the callers must hear it.
-      for (const w of batch) {
-        if (err) w.reject(err);
-        else w.resolve();
+      const at = this.inFlight.indexOf(batch);
+      if (err) {
+        // This one failed: its commits are in the WAL but their durability unknown, and its callers must hear it.
+        if (at >= 0) this.inFlight.splice(at, 1);
+        for (const w of batch) w.reject(err);
+      } else if (at >= 0) {
+        // Everything written before it started is on disk: its callers and those of any earlier one still
+        // running. Settled in commit order, so a job's end is never announced before the log written ahead of it.
+        for (const earlier of this.inFlight.splice(0, at + 1)) for (const w of earlier) w.resolve();
       }
       // Callers that committed before close() are still served: their frames are in the file the fd names.
       if (this.waiting.length > 0) this.start();
