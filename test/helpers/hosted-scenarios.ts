@@ -67,7 +67,8 @@ const sorted = (ids: string[]) => [...ids].sort();
  * Registers the shared scenarios in the calling describe, in this order (each
  * builds on the pools of the ones before): fill and a burst that waits, on-empty
  * fail, on-empty overflow, TTL and spec-change recycling around a busy member,
- * SIGKILL and restart adoption, delete refused while members are left.
+ * SIGKILL and restart adoption, delete refused while members are left, drain
+ * and resume.
  */
 export function hostedPoolScenarios(get: () => Hosted): void {
   it('fills to its target, and a burst larger than the target waits: one job per member, never two', async () => {
@@ -204,4 +205,34 @@ export function hostedPoolScenarios(get: () => Hosted): void {
     const deleted = await h.fleet.rbtk(['pool', 'delete', 'strict']);
     expect(deleted.code, deleted.stderr).toBe(0);
   });
+
+  it('drain terminates ready members and replenishes none while the claimed one finishes; resume refills', async () => {
+    const h = get();
+    await h.create('drained', '--target', '2', '--max', '3', '--return', 'ready');
+    await h.ready('drained', 2);
+    const gate = h.provider.gate('drained', 'release');
+    const held = await h.job('drained', `while [ ! -f ${gate.inJob} ]; do sleep 0.1; done; echo finished`);
+    const running = await h.jobs.waitForState(held.id, ['running']);
+    const busy = (await h.status('drained')).members.find((m) => m.runnerId === running.runnerId)!;
+
+    const drain = await h.fleet.rbtk(['pool', 'drain', 'drained']);
+    expect(drain.code, drain.stderr).toBe(0);
+    const drained = await h.settled('drained', 'only the busy member left', (s) => s.members.length === 1);
+    expect(drained.members.map((m) => [m.id, m.state])).toEqual([[busy.id, 'claimed']]);
+    expect(drained.recentActions.some((a) => a.action === 'remove' && a.reason === 'drain')).toBe(true);
+    expect(await h.provider.live('drained')).toEqual([busy.id]);
+    // A forced pass creates nothing while draining.
+    const forced = await h.fleet.rbtkJson<HostedPoolStatus>(['pool', 'reconcile', 'drained']);
+    expect(forced.members.map((m) => m.id)).toEqual([busy.id]);
+
+    writeFileSync(gate.onHost(busy.id), ''); // the claimed member finishes its job…
+    expect((await h.jobs.waitForState(held.id, ['succeeded', 'failed'])).state).toBe('succeeded');
+    await h.settled('drained', 'empty', (s) => s.members.length === 0); // …and goes, though --return ready
+    expect(await h.provider.live('drained')).toEqual([]);
+
+    const resume = await h.fleet.rbtk(['pool', 'resume', 'drained']);
+    expect(resume.code, resume.stderr).toBe(0);
+    const refilled = await h.ready('drained', 2);
+    expect(sorted(await h.provider.live('drained'))).toEqual(sorted(refilled.members.map((m) => m.id)));
+  }, 90_000);
 }

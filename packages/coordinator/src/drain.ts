@@ -88,6 +88,8 @@ export async function setPoolStatus(
   for (const runner of await ctx.store.runners.list(pool.project, pool.name)) ctx.sessions.get(runner.id)?.drainChanged?.(runner);
   // Runners first: resuming the pool then kicks one dispatch pass that sees their slots.
   ctx.jobs.poolStatusChanged(after.id, status);
+  // A hosted pool acts on it at once: drained, its ready members go and none is replenished; resumed, it refills.
+  if (after.hostedSpec) ctx.hosted?.reconcileSoon(after.id);
   ctx.log.info({ pool: pool.name, project: pool.project, from: pool.status, status, actor: input.actor }, 'pool status changed');
   return after;
 }
