@@ -1,4 +1,4 @@
-import { readFile, stat } from 'node:fs/promises';
+import { readFile, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Fleet } from '../helpers/fleet.js';
@@ -43,8 +43,13 @@ describe('an agent SIGKILLed mid-job and restarted', () => {
     expect(await fleet.close()).toEqual([]);
   });
 
-  it('kills the orphaned shell process group and ends the job exactly once', async () => {
-    const files = { M: join(fleet.dir, 'ran-once'), P: join(fleet.dir, 'job.pid'), T: join(fleet.dir, 'ticks') };
+  // Second case: the kill came after the job started but before its process group was on disk.
+  it.each([
+    { case: 'its process group in the spool', pgidOnDisk: true },
+    { case: 'no process group in the spool (found by RBTK_JOB_ID)', pgidOnDisk: false },
+  ])('kills the orphaned shell process group and ends the job exactly once: $case', async ({ pgidOnDisk }) => {
+    const tag = pgidOnDisk ? 'a' : 'b';
+    const files = { M: join(fleet.dir, `ran-once-${tag}`), P: join(fleet.dir, `job-${tag}.pid`), T: join(fleet.dir, `ticks-${tag}`) };
     // First attempt: record its pid and tick forever. The retry finds the marker and succeeds.
     const script = [
       'if [ -e "$M" ]; then echo second-run; exit 0; fi',
@@ -54,11 +59,17 @@ describe('an agent SIGKILLed mid-job and restarted', () => {
     const job = await jobs.submit(shell(script, { retries: 1, executor: { type: 'shell', command: ['sh', '-c', script], env: files } }));
     await jobs.waitForState(job.id, ['running']);
     const pid = Number(await waitFor('the job wrote its pid', async () => (await readFile(files.P, 'utf8').catch(() => '')).trim()));
+    const meta = join(fleet.dir, 'r1', 'state', 'spool', `${job.id}-1`, 'meta.json');
+    await waitFor('the spool has the process group', async () => JSON.parse(await readFile(meta, 'utf8')).pgid === pid);
 
     fleet.procs.find('runner r1').kill('SIGKILL');
     await sleep(300);
     // Nobody stopped it: the job's process group outlives the daemon.
     expect(await processAlive(pid)).toBe(true);
+    if (!pgidOnDisk) {
+      const { pgid: _, ...rest } = JSON.parse(await readFile(meta, 'utf8'));
+      await writeFile(meta, JSON.stringify(rest));
+    }
 
     const restarted = fleet.startRunner('r1');
     await restarted.waitForLog((l) => l.msg === 'job was running when rbtk-runner stopped; reporting it failed' && l.jobId === job.id);

@@ -1,6 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { ShellExecutor } from '../src/executors/shell.js';
+import { findAttemptProcessGroups } from '../src/executors/shell-orphans.js';
 import { MemorySink } from './helpers/sink.js';
 
 const ref = { runnerId: 'runner0000000001', jobId: 'job1', attempt: 1 };
@@ -42,10 +43,28 @@ describe('ShellExecutor', () => {
       expect(env).toContain('GREETING=hi there\n');
       expect(env).toContain('HOME=/tmp\n');
       expect(env).toMatch(/^PATH=\/usr\/local\/sbin:/m);
+      expect(env).toContain('RBTK_JOB_ID=job1\n');
+      expect(env).toContain('RBTK_JOB_ATTEMPT=1\n');
       expect(env).not.toContain('RBTK_SECRET_OF_THE_DAEMON');
     } finally {
       delete process.env.RBTK_SECRET_OF_THE_DAEMON;
     }
+  });
+
+  it('finds the process group of an attempt still running by its environment, and only that attempt\'s', async () => {
+    const sink = new MemorySink();
+    const execution = new ShellExecutor().start({ ...ref, jobId: 'orphan1' }, sh('sleep 30 & echo up; wait'), sink);
+    await sink.waitForText('up');
+    const pgid = sink.pgid!;
+    try {
+      expect(findAttemptProcessGroups({ jobId: 'orphan1', attempt: 1 })).toEqual([pgid]);
+      expect(findAttemptProcessGroups({ jobId: 'orphan1', attempt: 2 })).toEqual([]);
+      expect(findAttemptProcessGroups({ jobId: 'someone-else', attempt: 1 })).toEqual([]);
+    } finally {
+      execution.stop({ outcome: 'cancelled', message: 'test over' });
+      await execution.wait();
+    }
+    expect(findAttemptProcessGroups({ jobId: 'orphan1', attempt: 1 })).toEqual([]);
   });
 
   it('fails without an exit code when the program does not exist', async () => {

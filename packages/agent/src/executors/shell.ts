@@ -13,6 +13,7 @@ import {
   type Executor,
   type StopReason,
 } from './executor.js';
+import { attemptEnv } from './shell-orphans.js';
 
 export interface ShellExecutorOptions {
   /** SIGTERM to the process group, then SIGKILL after this long. Default 10 s. */
@@ -33,9 +34,9 @@ const PIPE_DRAIN_MS = 2_000;
 export class ShellExecutor implements Executor {
   constructor(private readonly options: ShellExecutorOptions = {}) {}
 
-  start(_attempt: AttemptRef, spec: ExecutorSpec, sink: ExecutionSink, signal?: AbortSignal): Execution {
+  start(attempt: AttemptRef, spec: ExecutorSpec, sink: ExecutionSink, signal?: AbortSignal): Execution {
     if (spec.type !== 'shell') throw new TypeError(`the shell executor cannot run a ${spec.type} job`);
-    return new ShellExecution(spec, sink, this.options, signal);
+    return new ShellExecution(attempt, spec, sink, this.options, signal);
   }
 }
 
@@ -46,6 +47,7 @@ class ShellExecution implements Execution {
   private readonly done: Promise<ExecutionResult>;
 
   constructor(
+    private readonly attempt: AttemptRef,
     spec: ShellExecutorSpec,
     sink: ExecutionSink,
     private readonly options: ShellExecutorOptions,
@@ -78,7 +80,7 @@ class ShellExecution implements Execution {
     const child = spawn(program!, args, {
       detached: true,
       cwd: spec.workdir,
-      env: { PATH: JOB_PATH, HOME: this.options.home ?? homedir(), ...spec.env },
+      env: { PATH: JOB_PATH, HOME: this.options.home ?? homedir(), ...spec.env, ...attemptEnv(this.attempt) },
       stdio: ['ignore', 'pipe', 'pipe'],
     });
     this.child = child;

@@ -9,6 +9,7 @@ import type {
 } from '@rbtk/protocol/runner';
 import type { Executor, StopReason } from '../executors/executor.js';
 import type { LeftoverContainer } from '../executors/docker-leftovers.js';
+import { findAttemptProcessGroups } from '../executors/shell-orphans.js';
 import type { Logger } from '../log.js';
 import type { AgentMetrics } from '../metrics/agent-metrics.js';
 import { sleep } from '../sleep.js';
@@ -65,6 +66,8 @@ export class JobManager {
     for (const spooled of await spool.load()) {
       if (!spooled.result) {
         if (spooled.meta.pgid) killGroup(spooled.meta.pgid);
+        // Killed before the process group was on disk: find the job's processes by their environment.
+        else if (spooled.meta.executor === 'shell') findAttemptProcessGroups(spooled.meta).forEach(killGroup);
         await spooled.finish({ outcome: 'failed', exitCode: null, message: RESTARTED_MESSAGE });
         logger.warn({ jobId: spooled.meta.jobId, attempt: spooled.meta.attempt }, 'job was running when rbtk-runner stopped; reporting it failed');
       }
