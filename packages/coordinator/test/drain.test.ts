@@ -1,30 +1,17 @@
 import { PROTOCOL_VERSION, PROTOCOL_VERSION_HEADER, ROUTES } from '@rbtk/protocol';
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import WebSocket from 'ws';
 import { eventually, sleep, TestCoordinator } from './helpers.js';
-import { shellJob, SimRunner } from './jobs-helpers.js';
+import { jobsFixture, shellJob, SimRunner } from './jobs-helpers.js';
 
 describe('drains, pauses and resumes at the coordinator', () => {
-  let tc: TestCoordinator | undefined;
-  const runners: SimRunner[] = [];
-  const start = async (opts: Parameters<typeof TestCoordinator.start>[0] = {}) => (tc = await TestCoordinator.start(opts));
-  const runner = async (pool: string, opts: Parameters<typeof SimRunner.start>[2] = {}) => {
-    const r = await SimRunner.start(tc!, pool, opts);
-    runners.push(r);
-    return r;
-  };
-  const submit = async (pool: string, extra = {}) => {
-    const res = await tc!.api('POST', ROUTES.jobs, { body: shellJob(pool, extra) });
-    expect(res.status, JSON.stringify(res.body)).toBe(201);
-    return res.body.id as string;
-  };
-  const job = async (id: string) => (await tc!.api('GET', ROUTES.job(id))).body;
-  const runnerOf = async (id: string) => (await tc!.api('GET', ROUTES.runner(id))).body;
-  const auditOf = async (type: 'runner' | 'pool') => (await tc!.api('GET', `${ROUTES.audit}?resourceType=${type}`)).body as { action: string; actor: string; resourceId: string; details: object }[];
+  const { runners, start, runner, submit, job, tc } = jobsFixture();
+  const runnerOf = async (id: string) => (await tc().api('GET', ROUTES.runner(id))).body;
+  const auditOf = async (type: 'runner' | 'pool') => (await tc().api('GET', `${ROUTES.audit}?resourceType=${type}`)).body as { action: string; actor: string; resourceId: string; details: object }[];
   const noAssign = (r: SimRunner, ms = 300) => expect(r.next('assign', () => true, ms)).rejects.toThrow();
   /** Says hello on a socket of its own and returns what the coordinator sent within 300 ms. */
   const rawSession = async (token: string, hello: object) => {
-    const ws = new WebSocket(tc!.wsUrl, { headers: { authorization: `Bearer ${token}`, [PROTOCOL_VERSION_HEADER]: String(PROTOCOL_VERSION) } });
+    const ws = new WebSocket(tc().wsUrl, { headers: { authorization: `Bearer ${token}`, [PROTOCOL_VERSION_HEADER]: String(PROTOCOL_VERSION) } });
     const frames: { type: string; [k: string]: unknown }[] = [];
     ws.on('message', (d) => frames.push(JSON.parse(d.toString()) as { type: string }));
     await new Promise((resolve) => ws.once('open', resolve));
@@ -33,12 +20,6 @@ describe('drains, pauses and resumes at the coordinator', () => {
     ws.terminate();
     return frames;
   };
-
-  afterEach(async () => {
-    for (const r of runners.splice(0)) r.terminate();
-    await tc?.stop();
-    tc = undefined;
-  });
 
   it("a runner's own drain frame: DRAINING at once, no assignment, one audit row per change; resume", async () => {
     await start();
@@ -78,7 +59,7 @@ describe('drains, pauses and resumes at the coordinator', () => {
   it('rbtk runner drain: the runner is told, it outlives a reconnect, resume lifts it; 404 for an unknown runner', async () => {
     await start();
     const r = await runner('gpu');
-    const drained = await tc!.api('POST', ROUTES.runnerDrain(r.runnerId));
+    const drained = await tc().api('POST', ROUTES.runnerDrain(r.runnerId));
     expect(drained.status).toBe(200);
     expect(drained.body).toMatchObject({ id: r.runnerId, status: 'DRAINING', connected: true, drainReason: 'drained by an operator (rbtk runner drain)' });
     expect(await r.next('drain')).toEqual({ type: 'drain', draining: true, reason: 'drained by an operator (rbtk runner drain)' });
@@ -90,7 +71,7 @@ describe('drains, pauses and resumes at the coordinator', () => {
     expect(await r.next('drain')).toEqual({ type: 'drain', draining: true, reason: 'drained by an operator (rbtk runner drain)' });
     await noAssign(r);
 
-    const resumed = await tc!.api('POST', ROUTES.runnerResume(r.runnerId));
+    const resumed = await tc().api('POST', ROUTES.runnerResume(r.runnerId));
     expect(resumed.body).toMatchObject({ status: 'ONLINE', drainReason: null });
     expect(await r.next('drain')).toEqual({ type: 'drain', draining: false });
     expect((await r.take()).jobId).toBe(id);
@@ -100,7 +81,7 @@ describe('drains, pauses and resumes at the coordinator', () => {
       ['runner.drain', r.runnerId],
       ['runner.resume', r.runnerId],
     ]);
-    expect((await tc!.api('POST', ROUTES.runnerDrain('nope'))).status).toBe(404);
+    expect((await tc().api('POST', ROUTES.runnerDrain('nope'))).status).toBe(404);
   });
 
   it('a job the runner rejects while it drains goes back to the queue, and may come back to it after resume', async () => {
@@ -120,12 +101,12 @@ describe('drains, pauses and resumes at the coordinator', () => {
   it('pool pause: jobs queue, none starts, runners stay ONLINE; resume starts them', async () => {
     await start();
     const r = await runner('gpu');
-    const paused = await tc!.api('POST', ROUTES.poolPause('gpu'));
+    const paused = await tc().api('POST', ROUTES.poolPause('gpu'));
     expect(paused.body).toMatchObject({ name: 'gpu', status: 'paused', runners: { online: 1, draining: 0 } });
     const ids = [await submit('gpu'), await submit('gpu')];
     await noAssign(r);
     expect((await job(ids[0]!)).state).toBe('queued');
-    expect((await tc!.api('POST', ROUTES.poolResume('gpu'))).body).toMatchObject({ status: 'active' });
+    expect((await tc().api('POST', ROUTES.poolResume('gpu'))).body).toMatchObject({ status: 'active' });
     const a = await r.take();
     expect(a.jobId).toBe(ids[0]);
     await r.complete(a);
@@ -146,14 +127,14 @@ describe('drains, pauses and resumes at the coordinator', () => {
     const taken = await holder.take();
     holder.started(taken);
 
-    const busy = await tc!.api('DELETE', ROUTES.pool('gpu'));
+    const busy = await tc().api('DELETE', ROUTES.pool('gpu'));
     expect(busy.body.error.message).toBe('pool gpu still has 2 online runner(s) and 1 job(s) in flight — drain it first');
 
-    const drained = await tc!.api('POST', ROUTES.poolDrain('gpu'));
+    const drained = await tc().api('POST', ROUTES.poolDrain('gpu'));
     expect(drained.body).toMatchObject({ status: 'draining', runners: { online: 0, draining: 2 } });
     for (const r of [a, b]) expect(await r.next('drain')).toEqual({ type: 'drain', draining: true, reason: 'pool gpu is draining' });
     expect((await runnerOf(a.runnerId)).drainReason).toBe('pool gpu is draining');
-    const refused = await tc!.api('DELETE', ROUTES.pool('gpu'));
+    const refused = await tc().api('DELETE', ROUTES.pool('gpu'));
     expect(refused.status).toBe(409);
     expect(refused.body.error.message).toBe('pool gpu still has 0 online runner(s) and 1 job(s) in flight — drain it first');
 
@@ -161,16 +142,16 @@ describe('drains, pauses and resumes at the coordinator', () => {
     await holder.result(taken);
     await noAssign(a);
     await noAssign(b, 10);
-    const queued = await tc!.api('DELETE', ROUTES.pool('gpu'));
+    const queued = await tc().api('DELETE', ROUTES.pool('gpu'));
     expect(queued.body.error.message).toBe('pool gpu still has 1 queued job(s) — cancel them first (rbtk job cancel)');
 
     // An operator's own drain of a runner outlives the pool's resume.
-    await tc!.api('POST', ROUTES.runnerDrain(a.runnerId));
-    expect((await tc!.api('POST', ROUTES.poolResume('gpu'))).body).toMatchObject({ status: 'active', runners: { online: 1, draining: 1 } });
+    await tc().api('POST', ROUTES.runnerDrain(a.runnerId));
+    expect((await tc().api('POST', ROUTES.poolResume('gpu'))).body).toMatchObject({ status: 'active', runners: { online: 1, draining: 1 } });
     expect(await b.next('drain')).toEqual({ type: 'drain', draining: false });
     expect((await b.take()).jobId).toBe(waiting);
     expect((await runnerOf(a.runnerId)).drainReason).toBe('drained by an operator (rbtk runner drain)');
-    expect((await tc!.api('POST', ROUTES.poolPause('nope'))).status).toBe(404);
+    expect((await tc().api('POST', ROUTES.poolPause('nope'))).status).toBe(404);
   });
 
   it('a paused pool stays paused across a coordinator restart', async () => {

@@ -1,30 +1,11 @@
 import { ROUTES } from '@rbtk/protocol';
-import { afterEach, describe, expect, it } from 'vitest';
-import { eventually, sleep, TestCoordinator } from './helpers.js';
-import { shellJob, SimRunner } from './jobs-helpers.js';
+import { describe, expect, it } from 'vitest';
+import { eventually, sleep } from './helpers.js';
+import { jobsFixture } from './jobs-helpers.js';
 
 describe('job dispatch', () => {
-  let tc: TestCoordinator | undefined;
-  const runners: SimRunner[] = [];
-  const start = async (opts: Parameters<typeof TestCoordinator.start>[0] = {}) => (tc = await TestCoordinator.start(opts));
-  const runner = async (pool: string, opts: Parameters<typeof SimRunner.start>[2] = {}) => {
-    const r = await SimRunner.start(tc!, pool, opts);
-    runners.push(r);
-    return r;
-  };
-  const submit = async (pool: string, extra = {}) => {
-    const res = await tc!.api('POST', ROUTES.jobs, { body: shellJob(pool, extra) });
-    expect(res.status, JSON.stringify(res.body)).toBe(201);
-    return res.body.id as string;
-  };
-  const job = async (id: string) => (await tc!.api('GET', ROUTES.job(id))).body;
+  const { start, runner, submit, job, tc } = jobsFixture();
   const state = (id: string, want: string) => eventually(async () => ((await job(id)).state === want ? job(id) : null));
-
-  afterEach(async () => {
-    for (const r of runners.splice(0)) r.terminate();
-    await tc?.stop();
-    tc = undefined;
-  });
 
   it('assigns in FIFO order and records every state change', async () => {
     await start();
@@ -109,7 +90,7 @@ describe('job dispatch', () => {
     await fresh.result(second, 'succeeded', 0, 4);
     const done = await state(id, 'succeeded');
     expect(done.logBytes).toBe(4);
-    expect((await tc!.api('GET', ROUTES.jobLogs(id))).body).toEqual([{ jobId: id, offset: 0, stream: 'stdout', data: 'mine' }]);
+    expect((await tc().api('GET', ROUTES.jobLogs(id))).body).toEqual([{ jobId: id, offset: 0, stream: 'stdout', data: 'mine' }]);
   });
 
   it('stores logs in order: duplicates dropped, a gap answered with the stored length', async () => {
@@ -122,7 +103,7 @@ describe('job dispatch', () => {
     expect((await r.log(a, 0, 'hello ')).offset).toBe(6); // duplicate
     expect((await r.log(a, 20, 'later')).offset).toBe(6); // gap: resend from 6
     expect((await r.log(a, 6, 'wörld', 'stderr')).offset).toBe(12);
-    const logs = await tc!.api('GET', `${ROUTES.jobLogs(id)}?offset=3`);
+    const logs = await tc().api('GET', `${ROUTES.jobLogs(id)}?offset=3`);
     expect(logs.body).toEqual([
       { jobId: id, offset: 3, stream: 'stdout', data: 'lo ' },
       { jobId: id, offset: 6, stream: 'stderr', data: 'wörld' },
@@ -151,15 +132,15 @@ describe('job dispatch', () => {
     const a = await r.take();
     r.started(a);
     await state(running, 'running');
-    const q = await tc!.api('POST', ROUTES.jobCancel(queued));
+    const q = await tc().api('POST', ROUTES.jobCancel(queued));
     expect(q.body).toMatchObject({ state: 'cancelled', reason: 'cancelled' });
-    const c = await tc!.api('POST', ROUTES.jobCancel(running));
+    const c = await tc().api('POST', ROUTES.jobCancel(running));
     expect(c.status).toBe(200);
     expect(c.body.state).toBe('running');
     expect(await r.next('cancel')).toEqual({ type: 'cancel', jobId: running, attempt: 1, reason: 'cancelled' });
     await r.result(a, 'cancelled', null);
     await state(running, 'cancelled');
-    const again = await tc!.api('POST', ROUTES.jobCancel(running));
+    const again = await tc().api('POST', ROUTES.jobCancel(running));
     expect(again).toEqual({ status: 409, body: { error: { code: 'job_finished', message: 'job is already cancelled' } } });
     // The cancelled queued job was never assigned.
     await expect(r.next('assign', () => true, 300)).rejects.toThrow();

@@ -11,8 +11,9 @@ import {
   ROUTES,
   type SubmitterEvent,
 } from '@rbtk/protocol';
+import { afterEach, expect } from 'vitest';
 import WebSocket from 'ws';
-import { HELLO, type TestCoordinator } from './helpers.js';
+import { HELLO, TestCoordinator } from './helpers.js';
 
 /** Messages in arrival order; waitFor takes the first that matches, wherever it is in the queue. */
 class Inbox<T> {
@@ -232,3 +233,39 @@ export const shellJob = (pool: string, extra: Partial<JobSpecInput> = {}): JobSp
   executor: { type: 'shell', command: ['echo', 'hi'] },
   ...extra,
 });
+
+/**
+ * One coordinator and its simulated runners per test, all stopped after each
+ * (call inside a describe): start() it, add runner()s, submit() a shell job
+ * (201 expected; its id) and read a job(). tc() is the running coordinator.
+ */
+export function jobsFixture() {
+  let current: TestCoordinator | undefined;
+  const runners: SimRunner[] = [];
+  afterEach(async () => {
+    for (const r of runners.splice(0)) r.terminate();
+    await current?.stop();
+    current = undefined;
+  });
+  const tc = (): TestCoordinator => {
+    if (!current) throw new Error('start() the coordinator first');
+    return current;
+  };
+  return {
+    tc,
+    /** Runners the test started itself, terminated after it like the fixture's own. */
+    runners,
+    start: async (opts: Parameters<typeof TestCoordinator.start>[0] = {}) => (current = await TestCoordinator.start(opts)),
+    runner: async (pool: string, opts: Parameters<typeof SimRunner.start>[2] = {}) => {
+      const r = await SimRunner.start(tc(), pool, opts);
+      runners.push(r);
+      return r;
+    },
+    submit: async (pool: string, extra = {}) => {
+      const res = await tc().api('POST', ROUTES.jobs, { body: shellJob(pool, extra) });
+      expect(res.status, JSON.stringify(res.body)).toBe(201);
+      return res.body.id as string;
+    },
+    job: async (id: string) => (await tc().api('GET', ROUTES.job(id))).body,
+  };
+}
