@@ -8,7 +8,7 @@ import {
   RbtkError,
   type RunnerStatus,
 } from '@rbtk/protocol';
-import { randomId } from '../auth/secrets.js';
+import { timeOrderedId } from '../auth/secrets.js';
 import type { Logger } from '../log.js';
 import type { CoordinatorMetrics } from '../metrics/coordinator-metrics.js';
 import type { JobDecision, JobRecord, JobTransition } from '../store/job-rows.js';
@@ -148,8 +148,8 @@ export class JobService {
    */
   async submit(project: string, spec: JobSpec): Promise<SubmitResult> {
     const pool = await routeJob(this.deps.store, this.routing, project, spec);
-    const id = randomId(16);
     const now = this.deps.now();
+    const id = timeOrderedId(now);
     const runner = this.dispatcher.claim(pool.id, { id, spec, excluded: [] });
     if (pool.hostedSpec) this.members?.admit(pool, runner !== undefined);
     let result: SubmitResult;

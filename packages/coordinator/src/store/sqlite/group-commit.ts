@@ -31,7 +31,13 @@ export class GroupCommit {
 
   constructor(
     private readonly db: Db,
-    private readonly options: { fsync: boolean } = { fsync: true },
+    private readonly options: {
+      fsync: boolean;
+      /** Runs inside each transaction after its writes: what they left to write at the end. Throwing fails them all. */
+      beforeCommit?: () => void;
+      /** Told, right after each transaction, whether it committed (before any caller is answered). */
+      settled?: (committed: boolean) => void;
+    } = { fsync: true },
   ) {
     this.wal = options.fsync ? WalSync.of(db) : null;
   }
@@ -69,13 +75,16 @@ export class GroupCommit {
             }
             release.run();
           }
+          this.options.beforeCommit?.();
         }).immediate();
       });
     } catch (err) {
       // The commit itself failed (or the database is closed): nothing of this batch is stored.
+      this.options.settled?.(false);
       for (const p of batch) p.reject(err);
       return;
     }
+    this.options.settled?.(true);
     // Rolled-back writes stored nothing: their callers hear at once. The rest wait for the fdatasync.
     const committed: { p: Pending; value: unknown }[] = [];
     batch.forEach((p, i) => {

@@ -13,6 +13,7 @@ import type { JobListFilter, JobStore, SubmitResult } from '../job-store.js';
 import type Database from 'better-sqlite3';
 import { type Db, isUniqueViolation, stmt } from './db.js';
 import { GroupCommit } from './group-commit.js';
+import { LiveJobs, type PendingEvent } from './live-jobs.js';
 
 interface JobSql {
   seq: number;
@@ -61,21 +62,57 @@ function toSqlValue(key: keyof JobChange, value: unknown): unknown {
   return value;
 }
 
-/** What a fresh row holds beyond what submit writes (the table's defaults). */
-const NEW_JOB_DEFAULTS = {
-  state: 'queued',
-  attempt: 0,
-  failures: 0,
-  runnerId: null,
-  exitCode: null,
-  reason: null,
-  cancelRequested: false,
-  logBytes: 0,
-  version: 1,
-  assignedAt: null,
-  startedAt: null,
-  finishedAt: null,
-} as const;
+/*
+ * Every JobRecord is built by one object literal with its fields in one
+ * order (here and in job() below), so V8 gives them all one shape: spreading
+ * ({ ...before, ...change }) made a new shape per change and missed the
+ * inline caches on the hot path.
+ */
+
+/** A changed field (null included) or, left out of the change, the one before. */
+const or = <T>(changed: T | undefined, was: T): T => (changed !== undefined ? changed : was);
+
+/** The job after a change: a state change counts one more version. */
+function next(b: JobRecord, c: JobChange, seq = b.seq): JobRecord {
+  const state = c.state ?? b.state;
+  return {
+    seq,
+    id: b.id,
+    project: b.project,
+    poolId: b.poolId,
+    poolName: b.poolName,
+    state,
+    spec: b.spec,
+    timeoutMs: b.timeoutMs,
+    retries: b.retries,
+    idempotencyKey: b.idempotencyKey,
+    attempt: or(c.attempt, b.attempt),
+    failures: or(c.failures, b.failures),
+    runnerId: or(c.runnerId, b.runnerId),
+    exitCode: or(c.exitCode, b.exitCode),
+    reason: or(c.reason, b.reason),
+    excluded: or(c.excluded, b.excluded),
+    cancelRequested: or(c.cancelRequested, b.cancelRequested),
+    logBytes: or(c.logBytes, b.logBytes),
+    version: b.version + (state !== b.state ? 1 : 0),
+    createdAt: b.createdAt,
+    assignedAt: or(c.assignedAt, b.assignedAt),
+    startedAt: or(c.startedAt, b.startedAt),
+    finishedAt: or(c.finishedAt, b.finishedAt),
+  };
+}
+
+const NO_CHANGE: JobChange = {};
+
+/** The INSERT's parameters, in its column order. */
+function insertParams(j: JobRecord, spec: string): unknown[] {
+  return [
+    j.id, j.project, j.poolId, spec, j.timeoutMs, j.retries, j.idempotencyKey, j.createdAt, j.state, j.attempt,
+    j.failures, j.runnerId, j.exitCode, j.reason, JSON.stringify(j.excluded), j.cancelRequested ? 1 : 0, j.logBytes,
+    j.version, j.assignedAt, j.startedAt, j.finishedAt,
+  ];
+}
+
 
 const SELECT_JOBS = 'SELECT j.*, p.name AS pool_name FROM jobs j JOIN pools p ON p.id = j.pool_id';
 
@@ -105,16 +142,38 @@ const job = (r: JobSql): JobRecord => ({
   finishedAt: r.finished_at,
 });
 
+/** job_events rows per INSERT statement, largest first: a transaction's events go in a few statements. */
+const EVENT_CHUNKS = [64, 16, 4, 1];
+
 /*
  * Writes (submit, transitions, log appends) go through a group commit: one
  * transaction per event-loop turn, each caller answered after it is durable.
+ * Unfinished jobs are also kept in memory as committed, and a transaction's
+ * row changes and events are written once, as it ends (LiveJobs): a state
+ * change then costs no read, and a job that changes twice in one transaction
+ * one UPDATE.
  */
 export class SqliteJobStore implements JobStore {
   private readonly group: GroupCommit;
   private readonly updates = new Map<string, Database.Statement>();
+  private readonly live = new LiveJobs();
 
   constructor(private readonly db: Db) {
-    this.group = new GroupCommit(db);
+    this.group = new GroupCommit(db, {
+      fsync: true,
+      beforeCommit: () => this.writePending(),
+      settled: (committed) => this.live.settle(committed),
+    });
+  }
+
+  /** A write of the group commit whose jobs, as it leaves them, count once its transaction commits. */
+  private write<T>(fn: () => T): Promise<T> {
+    return this.group.run(() => this.live.within(fn));
+  }
+
+  /** The job as this transaction sees it: from memory when unfinished, else from the table. */
+  private current(id: string): JobRecord | null {
+    return this.live.get(id) ?? this.getSync(id);
   }
 
   private getSync(id: string): JobRecord | null {
@@ -129,46 +188,58 @@ export class SqliteJobStore implements JobStore {
     return r ? job(r) : null;
   }
 
-  private insertEvent(j: JobRecord, at: number): void {
-    stmt(
-      this.db,
-      'INSERT INTO job_events (job_id, at, state, attempt, runner_id, reason, exit_code) VALUES (?, ?, ?, ?, ?, ?, ?)',
-    ).run(j.id, at, j.state, j.attempt, j.runnerId, j.reason, j.exitCode);
-  }
-
   async submit(n: NewJob, assign?: JobDecision): Promise<SubmitResult> {
     const key = n.spec.idempotencyKey ?? null;
     const run = (): SubmitResult => {
       if (key !== null) {
         const existing = this.byKey(n.project, key);
-        if (existing) return { job: existing, created: false };
+        if (existing) return { job: this.live.get(existing.id) ?? existing, created: false };
       }
-      const { lastInsertRowid } = stmt(
-        this.db,
-        `INSERT INTO jobs (id, project, pool_id, state, spec, timeout_ms, retries, idempotency_key, version, created_at)
-         VALUES (?, ?, ?, 'queued', ?, ?, ?, ?, 1, ?)`,
-      ).run(n.id, n.project, n.poolId, JSON.stringify(n.spec), n.timeoutMs, n.spec.retries, key, n.createdAt);
-      // The row as just written (the column defaults spelled out): no read back.
-      const created: JobRecord = {
-        ...NEW_JOB_DEFAULTS,
-        seq: Number(lastInsertRowid),
+      // The row as it will be written (the column defaults spelled out): no read back.
+      const queued: JobRecord = {
+        seq: 0,
         id: n.id,
         project: n.project,
         poolId: n.poolId,
         poolName: n.poolName,
+        state: 'queued',
         spec: n.spec,
         timeoutMs: n.timeoutMs,
         retries: n.spec.retries,
         idempotencyKey: key,
+        attempt: 0,
+        failures: 0,
+        runnerId: null,
+        exitCode: null,
+        reason: null,
         excluded: [],
+        cancelRequested: false,
+        logBytes: 0,
+        version: 1,
         createdAt: n.createdAt,
+        assignedAt: null,
+        startedAt: null,
+        finishedAt: null,
       };
-      this.insertEvent(created, n.createdAt);
-      const assigned = assign ? this.apply(created, assign, n.createdAt) : null;
-      return assigned ? { job: created, created: true, assigned } : { job: created, created: true };
+      // Assigned at once: the row is inserted as assigned, with both events.
+      const change = assign?.(queued) ?? null;
+      const assigned = change ? next(queued, change) : null;
+      const { lastInsertRowid } = stmt(
+        this.db,
+        `INSERT INTO jobs (id, project, pool_id, spec, timeout_ms, retries, idempotency_key, created_at, state, attempt,
+           failures, runner_id, exit_code, reason, excluded, cancel_requested, log_bytes, version, assigned_at, started_at, finished_at)
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+      ).run(insertParams(assigned ?? queued, JSON.stringify(n.spec)));
+      const seq = Number(lastInsertRowid);
+      const job = next(queued, NO_CHANGE, seq);
+      this.live.inserted(job, n.createdAt);
+      if (!assigned) return { job, created: true };
+      const after = next(assigned, NO_CHANGE, seq);
+      this.live.changed(after, [], n.createdAt);
+      return { job, created: true, assigned: { before: job, after } };
     };
     try {
-      return await this.group.run(run);
+      return await this.write(run);
     } catch (err) {
       // Another connection inserted the same key between our check and insert.
       if (key !== null && isUniqueViolation(err)) return { job: this.byKey(n.project, key)!, created: false };
@@ -190,11 +261,16 @@ export class SqliteJobStore implements JobStore {
   }
 
   async listQueued(poolId: number, afterSeq: number, limit: number): Promise<JobRecord[]> {
-    const rows = stmt(
-      this.db,
-      `${SELECT_JOBS} WHERE j.pool_id = ? AND j.state = 'queued' AND j.seq > ? ORDER BY j.seq LIMIT ?`,
-    ).all(poolId, afterSeq, limit) as JobSql[];
-    return rows.map(job);
+    // Ids from the queue's index; the jobs themselves from memory where they are (nearly always).
+    const ids = stmt(this.db, "SELECT id FROM jobs WHERE pool_id = ? AND state = 'queued' AND seq > ? ORDER BY seq LIMIT ?")
+      .pluck()
+      .all(poolId, afterSeq, limit) as string[];
+    const out: JobRecord[] = [];
+    for (const id of ids) {
+      const j = this.current(id);
+      if (j) out.push(j);
+    }
+    return out;
   }
 
   async poolsWithQueued(): Promise<number[]> {
@@ -229,10 +305,10 @@ export class SqliteJobStore implements JobStore {
 
   async transition(items: { jobId: string; decide: JobDecision }[], now: number): Promise<JobTransition[]> {
     if (items.length === 0) return [];
-    return this.group.run((): JobTransition[] => {
+    return this.write((): JobTransition[] => {
         const done: JobTransition[] = [];
         for (const { jobId, decide } of items) {
-          const before = this.getSync(jobId);
+          const before = this.current(jobId);
           const t = before && this.apply(before, decide, now);
           if (t) done.push(t);
         }
@@ -240,27 +316,55 @@ export class SqliteJobStore implements JobStore {
       });
   }
 
-  /** One decision on one job, inside the caller's transaction. */
+  /** One decision on one job, inside the caller's transaction: staged, written as the transaction ends. */
   private apply(before: JobRecord, decide: JobDecision, now: number): JobTransition | null {
     const change = decide(before);
     if (!change) return null;
-    const stateChanged = change.state !== undefined && change.state !== before.state;
-    const after: JobRecord = { ...before, ...change, version: before.version + (stateChanged ? 1 : 0) };
-    this.update(after, Object.keys(change) as (keyof JobChange)[]);
-    if (stateChanged) this.insertEvent(after, now);
+    const after = next(before, change);
+    this.live.changed(after, Object.keys(change) as (keyof JobChange)[], after.version !== before.version ? now : null);
     return { before, after };
+  }
+
+  /** The transaction's staged writes, just before it commits: each changed row once, then its events. */
+  private writePending(): void {
+    const { rows, events } = this.live.pending();
+    for (const { job, columns } of rows) {
+      if (columns.size > 0 && !this.update(job, [...columns])) {
+        // A pool is deleted only once it has no unfinished job: a live row cannot vanish.
+        throw new Error(`job ${job.id} is not in the jobs table`);
+      }
+    }
+    this.insertEvents(events);
   }
 
   /**
    * Writes only the columns the change names (plus version): SQLite then
    * maintains only the indexes on those columns. One prepared statement per
-   * column set, cached.
+   * column set, cached. By seq, the rowid: no lookup in the id index.
    */
-  private update(after: JobRecord, keys: (keyof JobChange)[]): void {
-    const cols = [...new Set(keys)].sort();
-    const params: Record<string, unknown> = { id: after.id, version: after.version };
-    for (const k of cols) params[k] = toSqlValue(k, after[k]);
-    this.updateFor(cols).run(params);
+  private update(after: JobRecord, keys: (keyof JobChange)[]): boolean {
+    const cols = keys.sort();
+    const params: unknown[] = [];
+    for (const k of cols) params.push(toSqlValue(k, after[k]));
+    params.push(after.version, after.seq);
+    return this.updateFor(cols).run(params).changes === 1;
+  }
+
+  private insertEvents(events: PendingEvent[]): void {
+    let i = 0;
+    for (const size of EVENT_CHUNKS) {
+      for (; events.length - i >= size; i += size) {
+        const values: unknown[] = [];
+        for (let k = i; k < i + size; k++) {
+          const { job: j, at } = events[k]!;
+          values.push(j.id, at, j.state, j.attempt, j.runnerId, j.reason, j.exitCode);
+        }
+        stmt(
+          this.db,
+          `INSERT INTO job_events (job_id, at, state, attempt, runner_id, reason, exit_code) VALUES ${Array(size).fill('(?, ?, ?, ?, ?, ?, ?)').join(', ')}`,
+        ).run(values);
+      }
+    }
   }
 
   /** The UPDATE for a column set, keyed by the set itself so a hot path builds no SQL text. */
@@ -268,9 +372,10 @@ export class SqliteJobStore implements JobStore {
     const key = cols.join(',');
     let prepared = this.updates.get(key);
     if (!prepared) {
-      const sets = cols.map((k) => `${COLUMN[k]} = @${k}`);
-      sets.push('version = @version');
-      prepared = stmt(this.db, `UPDATE jobs SET ${sets.join(', ')} WHERE id = @id`);
+      // Positional: binding named parameters from an object costs more than the rest of the call.
+      const sets = cols.map((k) => `${COLUMN[k]} = ?`);
+      sets.push('version = ?');
+      prepared = stmt(this.db, `UPDATE jobs SET ${sets.join(', ')} WHERE seq = ?`);
       this.updates.set(key, prepared);
     }
     return prepared;
@@ -300,21 +405,19 @@ export class SqliteJobStore implements JobStore {
   }
 
   async appendLog(c: Omit<LogChunkRow, 'size'>, runnerId?: string): Promise<AppendLogResult> {
-    return this.group.run((): AppendLogResult => {
-        const j = stmt(this.db, 'SELECT attempt, runner_id, log_bytes FROM jobs WHERE id = ?').get(c.jobId) as
-          | { attempt: number; runner_id: string | null; log_bytes: number }
-          | undefined;
+    return this.write((): AppendLogResult => {
+        const j = this.current(c.jobId);
         // Fenced by attempt and runner: another runner knowing the job id must not write into its log.
-        if (!j || j.attempt !== c.attempt || (runnerId !== undefined && j.runner_id !== runnerId)) return { kind: 'stale' };
+        if (!j || j.attempt !== c.attempt || (runnerId !== undefined && j.runnerId !== runnerId)) return { kind: 'stale' };
         const size = Buffer.byteLength(c.data, 'utf8');
-        if (c.offset < j.log_bytes) return { kind: 'stored', length: j.log_bytes, appended: false };
-        if (c.offset > j.log_bytes) return { kind: 'gap', length: j.log_bytes };
-        if (size === 0) return { kind: 'stored', length: j.log_bytes, appended: false };
+        if (c.offset < j.logBytes) return { kind: 'stored', length: j.logBytes, appended: false };
+        if (c.offset > j.logBytes) return { kind: 'gap', length: j.logBytes };
+        if (size === 0) return { kind: 'stored', length: j.logBytes, appended: false };
         stmt(
           this.db,
           'INSERT INTO job_logs (job_id, attempt, byte_offset, size, stream, data) VALUES (?, ?, ?, ?, ?, ?)',
         ).run(c.jobId, c.attempt, c.offset, size, c.stream, c.data);
-        stmt(this.db, 'UPDATE jobs SET log_bytes = ? WHERE id = ?').run(c.offset + size, c.jobId);
+        this.live.changed({ ...j, logBytes: c.offset + size }, ['logBytes'], null);
         return { kind: 'stored', length: c.offset + size, appended: true };
       });
   }
