@@ -42,6 +42,29 @@ describe('job dispatch', () => {
     expect((await a.take()).jobId).toBe(ids[4]);
   });
 
+  it('a result hands its slot straight to the next queued job, in the same commit, and a refused one hands on nothing', async () => {
+    await start();
+    const r = await runner('handoff', { maxJobs: 1 });
+    const ids = [await submit('handoff'), await submit('handoff'), await submit('handoff')];
+    const first = await r.take();
+    expect(first.jobId).toBe(ids[0]);
+    // A result for an attempt the runner does not hold is refused, and frees no slot: nothing more is assigned.
+    expect(await r.result({ jobId: first.jobId, attempt: first.attempt + 5 }, 'succeeded', 0)).toMatchObject({ accepted: false });
+    await expect(r.next('assign', () => true, 300)).rejects.toThrow();
+    // The real one: the next job is assigned in the transaction that stores the result, so its assign
+    // is already here when the result_ack arrives (a dispatch pass after the commit would send it later).
+    expect(await r.complete(first)).toMatchObject({ accepted: true });
+    const handedOn = r.inbox.drain((m) => m.type === 'assign');
+    expect(handedOn).toMatchObject([{ jobId: ids[1], attempt: 1 }]);
+    const second = handedOn[0] as { jobId: string; attempt: number };
+    r.send({ type: 'accept', jobId: second.jobId, attempt: second.attempt });
+    expect((await job(ids[0]!)).state).toBe('succeeded');
+    // Still never more than max_jobs: the third waits for the second's result.
+    await expect(r.next('assign', () => true, 300)).rejects.toThrow();
+    await r.complete(second);
+    expect((await r.take()).jobId).toBe(ids[2]);
+  });
+
   it('an assignment not accepted in time goes to another runner (accept_timeout, no retry used)', async () => {
     await start({ acceptTimeoutMs: 300 });
     const slow = await runner('acc', { name: 'slow' });

@@ -300,6 +300,10 @@ export class HostedPools implements MemberEvents {
     this.reconcileSoon(m.poolId);
   }
 
+  isMember(runnerId: string): boolean {
+    return this.memberOf(runnerId) !== undefined;
+  }
+
   released(runnerId: string, job: JobRecord): void {
     const m = this.memberOf(runnerId);
     if (!m) return;

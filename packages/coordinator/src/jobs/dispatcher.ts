@@ -20,6 +20,8 @@ export interface DispatchDeps {
 const BATCH = 256;
 /** Fewest read per round, so jobs no free runner fits are skipped in few reads. */
 const MIN_READ = 16;
+/** Queued jobs a handoff looks at: nearly always the first fits, and it runs once per result. */
+const HANDOFF_READ = 4;
 
 /**
  * Event-driven dispatch, one pass at a time per pool. kick() is called on
@@ -76,6 +78,26 @@ export class Dispatcher {
     const runner = this.deps.index.pick(poolId, job);
     if (runner) this.deps.index.reserve(runner, job, this.deps.now());
     return runner;
+  }
+
+  /**
+   * The next queued job for a runner whose result for `freeing` is arriving,
+   * reserved on it now: the caller commits its assignment with the result, so
+   * the slot goes straight to the next job instead of waiting, empty, for
+   * that commit and then a dispatch pass of its own. None when the pool has
+   * nothing queued or is held, or no job near the queue's head fits.
+   */
+  async handoff(runner: IndexedRunner, freeing: string): Promise<JobRecord | undefined> {
+    const poolId = runner.poolId;
+    if (this.stopped || this.held.has(poolId) || this.drained.has(poolId)) return undefined;
+    for (const job of await this.deps.store.jobs.listQueued(poolId, 0, HANDOFF_READ)) {
+      // A pass may have reserved it for another runner meanwhile: the later commit finds it assigned and lets go.
+      if (this.deps.index.fitsOnceFreed(runner, job, freeing)) {
+        this.deps.index.reserve(runner, job, this.deps.now());
+        return job;
+      }
+    }
+    return undefined;
   }
 
   /** Pauses (held) or resumes dispatch for the pool; resuming dispatches what queued meanwhile. */

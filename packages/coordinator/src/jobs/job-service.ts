@@ -1,5 +1,6 @@
 import {
   type CancelReason,
+  type ResultFrame,
   coerceError,
   ErrorCode,
   type JobSpec,
@@ -16,7 +17,7 @@ import type { SubmitResult } from '../store/job-store.js';
 import type { PoolRecord } from '../store/rows.js';
 import type { Store } from '../store/store.js';
 import { AcceptTimers } from './accept-timers.js';
-import { assignTo, isInFlight, requestCancel, requeueFree, runnerGone, timedOut } from './decisions.js';
+import { assignTo, finish, isInFlight, requestCancel, requeueFree, runnerGone, timedOut } from './decisions.js';
 import { Dispatcher } from './dispatcher.js';
 import { JobBus } from './job-bus.js';
 import { RoutingCache, routeJob } from './routing.js';
@@ -53,6 +54,8 @@ export interface MemberEvents {
   claimed(runnerId: string, job: JobRecord): void;
   /** The job left the runner (finished, requeued, cancelled). */
   released(runnerId: string, job: JobRecord): void;
+  /** Whether the runner is a hosted pool's member: its slot is not handed on (its pool decides what it does next). */
+  isMember(runnerId: string): boolean;
 }
 
 /** How long past its timeout a running job may stay silent before the coordinator marks it timed_out. */
@@ -135,6 +138,48 @@ export class JobService {
       },
       (err: unknown) => this.deps.log.error({ err: coerceError(err), jobId }, 'accept timeout requeue failed'),
     );
+  }
+
+  /**
+   * A runner's result for an attempt, committed together with the assignment
+   * of the next queued job to the slot it frees (Dispatcher.handoff): one
+   * commit instead of two in a row, and the slot never sits idle between
+   * them. The assignment applies only if the result does. True when the
+   * result was taken.
+   */
+  async finishAttempt(runnerId: string, frame: ResultFrame): Promise<boolean> {
+    const now = this.deps.now();
+    const runner = this.index.get(runnerId);
+    const next = runner && !this.members?.isMember(runnerId) ? await this.dispatcher.handoff(runner, frame.jobId) : undefined;
+    const decideFinish = finish(runnerId, frame.attempt, frame, now);
+    let finished = false;
+    const items: JobChangeItem[] = [
+      {
+        jobId: frame.jobId,
+        decide: (j) => {
+          const change = decideFinish(j);
+          finished = change !== null;
+          return change;
+        },
+      },
+    ];
+    if (next) {
+      const assign = assignTo(runnerId, now);
+      items.push({ jobId: next.id, decide: (j) => (finished ? assign(j) : null) });
+    }
+    let done: JobTransition[];
+    try {
+      done = await this.apply(items);
+    } catch (err) {
+      if (next) this.index.release(runnerId, next.id);
+      throw err;
+    }
+    if (next) {
+      const assigned = done.find((t) => t.after.id === next.id);
+      if (assigned) this.assigned(assigned.after, runner!);
+      else this.index.release(runnerId, next.id);
+    }
+    return done.some((t) => t.after.id === frame.jobId);
   }
 
   /** The runner took the attempt (accept, started, or held at hello): stop waiting for it. */

@@ -122,6 +122,17 @@ export class RunnerIndex {
   }
 
   /**
+   * Whether the runner, once `freeing` (which it holds) has left it, has a
+   * slot and the GPUs for the job, fits it, and is taking work.
+   */
+  fitsOnceFreed(r: IndexedRunner, job: Pick<JobRecord, 'id' | 'spec' | 'excluded'>, freeing: string): boolean {
+    if (r.status !== 'ONLINE' || r.retired || !r.inFlight.has(freeing) || r.inFlight.has(job.id)) return false;
+    if (r.inFlight.size > r.maxJobs || !runnerFits(r, job) || job.excluded.includes(r.id)) return false;
+    const req = job.spec.requires;
+    return (req.gpus ?? 0) === 0 || freeGpus(r, req).length >= req.gpus!;
+  }
+
+  /**
    * Takes a slot on the runner for the job, and its GPUs: the first free ones
    * that meet its predicates (pick() made sure there are enough). The assign
    * names them, so the runner's containers get disjoint sets.

@@ -10,7 +10,7 @@ import type {
 } from '@rbtk/protocol';
 import { isTerminalJobState } from '@rbtk/protocol';
 import type { RunnerRecord } from '../store/rows.js';
-import { finish, requeueFree, runnerGone, started } from './decisions.js';
+import { requeueFree, runnerGone, started } from './decisions.js';
 import type { JobService } from './job-service.js';
 
 type Send = (message: CoordinatorMessage) => void;
@@ -134,10 +134,7 @@ export class RunnerJobs {
   }
 
   async onResult(frame: ResultFrame): Promise<void> {
-    const [done] = await this.jobs.apply([
-      { jobId: frame.jobId, decide: finish(this.runnerId, frame.attempt, frame, this.jobs.deps.now()) },
-    ]);
-    let accepted = done !== undefined;
+    let accepted = await this.jobs.finishAttempt(this.runnerId, frame);
     if (!accepted) {
       // A resend after a lost result_ack: the attempt is current and already settled.
       const job = await this.jobs.deps.store.jobs.get(frame.jobId);

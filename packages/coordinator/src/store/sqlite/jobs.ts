@@ -13,7 +13,7 @@ import type { JobListFilter, JobStore, SubmitResult } from '../job-store.js';
 import type Database from 'better-sqlite3';
 import { type Db, isUniqueViolation, stmt } from './db.js';
 import { GroupCommit } from './group-commit.js';
-import { LiveJobs, type PendingEvent } from './live-jobs.js';
+import { LIVE_JOBS_LIMIT, LiveJobs, type PendingEvent } from './live-jobs.js';
 
 interface JobSql {
   seq: number;
@@ -156,9 +156,14 @@ const EVENT_CHUNKS = [64, 16, 4, 1];
 export class SqliteJobStore implements JobStore {
   private readonly group: GroupCommit;
   private readonly updates = new Map<string, Database.Statement>();
-  private readonly live = new LiveJobs();
+  private readonly live: LiveJobs;
 
-  constructor(private readonly db: Db) {
+  /** `liveJobs`: most unfinished jobs kept in memory (tests lower it). */
+  constructor(
+    private readonly db: Db,
+    { liveJobs = LIVE_JOBS_LIMIT }: { liveJobs?: number } = {},
+  ) {
+    this.live = new LiveJobs(liveJobs);
     this.group = new GroupCommit(db, {
       fsync: true,
       beforeCommit: () => this.writePending(),
@@ -178,6 +183,11 @@ export class SqliteJobStore implements JobStore {
 
   private getSync(id: string): JobRecord | null {
     const r = stmt(this.db, `${SELECT_JOBS} WHERE j.id = ?`).get(id) as JobSql | undefined;
+    return r ? job(r) : null;
+  }
+
+  private bySeq(seq: number): JobRecord | null {
+    const r = stmt(this.db, `${SELECT_JOBS} WHERE j.seq = ?`).get(seq) as JobSql | undefined;
     return r ? job(r) : null;
   }
 
@@ -261,13 +271,18 @@ export class SqliteJobStore implements JobStore {
   }
 
   async listQueued(poolId: number, afterSeq: number, limit: number): Promise<JobRecord[]> {
-    // Ids from the queue's index; the jobs themselves from memory where they are (nearly always).
-    const ids = stmt(this.db, "SELECT id FROM jobs WHERE pool_id = ? AND state = 'queued' AND seq > ? ORDER BY seq LIMIT ?")
-      .pluck()
-      .all(poolId, afterSeq, limit) as string[];
+    // Seqs (rowids) from the queue's index alone; the jobs themselves from memory where they are (nearly always).
+    // The limit is in the SQL text: bound as a parameter it cost 8 µs more per query, four times the read.
+    // Rounded up to a power of two, so a handful of statements serve every limit.
+    const rounded = 2 ** Math.ceil(Math.log2(Math.max(1, limit)));
+    const seqs = (
+      stmt(this.db, `SELECT seq FROM jobs WHERE pool_id = ? AND state = 'queued' AND seq > ? ORDER BY seq LIMIT ${rounded}`)
+        .pluck()
+        .all(poolId, afterSeq) as number[]
+    ).slice(0, limit);
     const out: JobRecord[] = [];
-    for (const id of ids) {
-      const j = this.current(id);
+    for (const seq of seqs) {
+      const j = this.live.committedBySeq(seq) ?? this.bySeq(seq);
       if (j) out.push(j);
     }
     return out;

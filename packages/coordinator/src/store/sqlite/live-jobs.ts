@@ -57,13 +57,20 @@ class Layer {
  */
 export class LiveJobs {
   private readonly committed = new Map<string, JobRecord>();
+  /** The committed ones by seq (rowid), which every index of the table carries: a queue read needs no row. */
+  private readonly bySeq = new Map<number, JobRecord>();
   private transaction = new Layer();
   private write: Layer | null = null;
 
-  constructor(private readonly limit = LIVE_JOBS_LIMIT) {}
+  constructor(private readonly limit: number) {}
 
   get(id: string): JobRecord | undefined {
     return this.write?.jobs.get(id) ?? this.transaction.jobs.get(id) ?? this.committed.get(id);
+  }
+
+  /** A committed unfinished job by its seq (outside a transaction: what the table holds). */
+  committedBySeq(seq: number): JobRecord | undefined {
+    return this.bySeq.get(seq);
   }
 
   /** A row just inserted as `job`: nothing left to write but its event. */
@@ -110,8 +117,13 @@ export class LiveJobs {
     this.transaction = new Layer();
     if (!committed) return;
     for (const [id, job] of staged.jobs) {
-      if (isTerminalJobState(job.state)) this.committed.delete(id);
-      else if (this.committed.has(id) || this.committed.size < this.limit) this.committed.set(id, job);
+      if (isTerminalJobState(job.state)) {
+        this.committed.delete(id);
+        this.bySeq.delete(job.seq);
+      } else if (this.committed.has(id) || this.committed.size < this.limit) {
+        this.committed.set(id, job);
+        this.bySeq.set(job.seq, job);
+      }
     }
   }
 

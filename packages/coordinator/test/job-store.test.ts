@@ -1,0 +1,110 @@
+import path from 'node:path';
+import type { JobSpec } from '@rbtk/protocol';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { timeOrderedId } from '../src/auth/secrets.js';
+import { assignTo, finish, started } from '../src/jobs/decisions.js';
+import type { JobDecision } from '../src/store/job-rows.js';
+import { SqliteJobStore } from '../src/store/sqlite/jobs.js';
+import { SqliteStore } from '../src/store/sqlite/sqlite-store.js';
+import { tempDir } from './helpers.js';
+
+/*
+ * The job store keeps unfinished jobs in memory and writes a transaction's
+ * row changes as it commits: these check that memory and the table never
+ * disagree, whatever a write or a commit does.
+ */
+const SPEC = { pool: 'p', executor: { type: 'shell', command: ['true'], env: {} }, requires: { labels: {} }, timeout: '1h', retries: 0 } as unknown as JobSpec;
+let dir: { dir: string; cleanup: () => void };
+let store: SqliteStore;
+let jobs: SqliteJobStore;
+let poolId: number;
+
+beforeEach(async () => {
+  dir = tempDir();
+  store = SqliteStore.open(path.join(dir.dir, 'c.db'));
+  jobs = store.jobs;
+  store.db.prepare("INSERT INTO projects (name, created_at) VALUES ('default', 0)").run();
+  poolId = Number(
+    store.db
+      .prepare("INSERT INTO pools (project, name, type, status, tags, airgapped, created_at, updated_at) VALUES ('default', 'p', 'self-hosted', 'active', '{}', 0, 0, 0)")
+      .run().lastInsertRowid,
+  );
+});
+afterEach(async () => {
+  await store.close();
+  dir.cleanup();
+});
+
+async function submit(into = jobs): Promise<string> {
+  const id = timeOrderedId();
+  await into.submit({ id, project: 'default', poolId, poolName: 'p', spec: SPEC, timeoutMs: 3_600_000, createdAt: Date.now() });
+  return id;
+}
+const change = (jobId: string, decide: JobDecision, into = jobs) => into.transition([{ jobId, decide }], Date.now());
+const totalChanges = () => store.db.prepare('SELECT total_changes()').pluck().get() as number;
+const ok = { type: 'result', jobId: 'x', attempt: 1, outcome: 'succeeded', exitCode: 0, logBytes: 0 } as const;
+
+describe('job store', () => {
+  it('writes a job changed twice in one transaction once, with an event for each change', async () => {
+    const id = await submit();
+    await change(id, assignTo('r1', 1));
+    const before = totalChanges();
+    // Both in one turn, as a runner's started and result frames arrive: one transaction.
+    const [s, f] = await Promise.all([change(id, started('r1', 1, 2)), change(id, finish('r1', 1, ok, 3))]);
+    expect(s).toHaveLength(1);
+    expect(f[0]!.after).toMatchObject({ state: 'succeeded', startedAt: 2, finishedAt: 3, version: 4 });
+    // One UPDATE of the row and two job_events rows; an UPDATE per change would make it 4.
+    expect(totalChanges() - before).toBe(3);
+    expect((await jobs.events(id)).map((e) => e.state)).toEqual(['queued', 'assigned', 'running', 'succeeded']);
+    expect(await jobs.get(id)).toMatchObject({ state: 'succeeded', attempt: 1, runnerId: 'r1', startedAt: 2, finishedAt: 3, exitCode: 0 });
+  });
+
+  it('a write that throws leaves nothing behind, in the table or in memory', async () => {
+    const a = await submit();
+    const b = await submit();
+    const boom: JobDecision = () => {
+      throw new Error('boom');
+    };
+    await expect(jobs.transition([{ jobId: a, decide: assignTo('r1', 1) }, { jobId: b, decide: boom }], 1)).rejects.toThrow('boom');
+    expect(await jobs.get(a)).toMatchObject({ state: 'queued', attempt: 0 });
+    // Had memory kept the rolled-back assignment, this would find the job assigned and change nothing.
+    const [t] = await change(a, assignTo('r2', 2));
+    expect(t!.after).toMatchObject({ state: 'assigned', attempt: 1, runnerId: 'r2' });
+    expect((await jobs.events(a)).map((e) => e.state)).toEqual(['queued', 'assigned']);
+  });
+
+  it('a transaction that fails as it commits fails all its writes and leaves memory as the table', async () => {
+    const a = await submit();
+    const b = await submit();
+    // Gone behind the store's back (nothing in rbtk deletes an unfinished job): its UPDATE at commit finds no row.
+    store.db.prepare('DELETE FROM jobs WHERE id = ?').run(b);
+    const results = await Promise.allSettled([change(a, assignTo('r1', 1)), change(b, assignTo('r1', 1))]);
+    expect(results.map((r) => r.status)).toEqual(['rejected', 'rejected']);
+    expect(String((results[1] as PromiseRejectedResult).reason)).toContain(`job ${b} is not in the jobs table`);
+    expect(await jobs.get(a)).toMatchObject({ state: 'queued', attempt: 0 });
+    const [t] = await change(a, assignTo('r1', 2));
+    expect(t!.after).toMatchObject({ state: 'assigned', attempt: 1, assignedAt: 2 });
+  });
+
+  it('past its memory limit it reads jobs from the table, and the queue stays FIFO', async () => {
+    const small = new SqliteJobStore(store.db, { liveJobs: 1 });
+    const ids = [await submit(small), await submit(small), await submit(small)];
+    const queued = await small.listQueued(poolId, 0, 10);
+    expect(queued.map((j) => j.id)).toEqual(ids);
+    expect(queued.map((j) => j.spec)).toEqual([SPEC, SPEC, SPEC]);
+    expect(queued.map((j) => j.seq)).toEqual([...queued.map((j) => j.seq)].sort((x, y) => x - y));
+    expect((await small.listQueued(poolId, queued[0]!.seq, 1)).map((j) => j.id)).toEqual([ids[1]]);
+    // The last one is not in memory: it is read, changed and written all the same.
+    const [t] = await change(ids[2]!, assignTo('r1', 5), small);
+    expect(t!.before).toMatchObject({ state: 'queued', seq: queued[2]!.seq });
+    await Promise.all([change(ids[2]!, started('r1', 1, 6), small), change(ids[2]!, finish('r1', 1, ok, 7), small)]);
+    expect(await small.get(ids[2]!)).toMatchObject({ state: 'succeeded', startedAt: 6, finishedAt: 7 });
+    expect((await small.listQueued(poolId, 0, 10)).map((j) => j.id)).toEqual(ids.slice(0, 2));
+  });
+
+  it('job ids sort as they were created', () => {
+    const ids = [timeOrderedId(1_000), timeOrderedId(61_999), timeOrderedId(62_000), timeOrderedId(Date.now())];
+    expect([...ids].sort()).toEqual(ids);
+    expect(ids.every((id) => /^[0-9A-Za-z]{16}$/.test(id))).toBe(true);
+  });
+});
