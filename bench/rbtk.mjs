@@ -158,6 +158,10 @@ export class SimRunner {
       case 'assign': {
         this.onAssign?.(m);
         const ids = { jobId: m.jobId, attempt: m.attempt };
+        // The three frames leave in one write, as one TCP segment (ws keeps its socket as _socket).
+        const socket = this.ws._socket;
+        socket.cork();
+        process.nextTick(() => socket.uncork());
         this.send({ type: 'accept', ...ids });
         this.send({ type: 'started', ...ids });
         this.send({ type: 'result', ...ids, outcome: 'succeeded', exitCode: 0, logBytes: 0 });

@@ -245,7 +245,7 @@ export class SqliteJobStore implements JobStore {
       this.live.inserted(job, n.createdAt);
       if (!assigned) return { job, created: true };
       const after = next(assigned, NO_CHANGE, seq);
-      this.live.changed(after, [], n.createdAt);
+      this.live.inserted(after, n.createdAt);
       return { job, created: true, assigned: { before: job, after } };
     };
     try {
@@ -432,7 +432,7 @@ export class SqliteJobStore implements JobStore {
           this.db,
           'INSERT INTO job_logs (job_id, attempt, byte_offset, size, stream, data) VALUES (?, ?, ?, ?, ?, ?)',
         ).run(c.jobId, c.attempt, c.offset, size, c.stream, c.data);
-        this.live.changed({ ...j, logBytes: c.offset + size }, ['logBytes'], null);
+        this.live.changed(next(j, { logBytes: c.offset + size }), ['logBytes'], null);
         return { kind: 'stored', length: c.offset + size, appended: true };
       });
   }

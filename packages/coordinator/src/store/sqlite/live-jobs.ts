@@ -18,21 +18,28 @@ export interface PendingWrites {
   events: PendingEvent[];
 }
 
-/** The jobs one write (or one transaction) changed, and what it has yet to write. */
+/** The jobs a transaction changed, and what it has yet to write. */
 class Layer {
   readonly jobs = new Map<string, JobRecord>();
   readonly columns = new Map<string, Set<keyof JobChange>>();
-  events: PendingEvent[] = [];
+  readonly events: PendingEvent[] = [];
 
-  mergeInto(outer: Layer): void {
-    for (const [id, job] of this.jobs) outer.jobs.set(id, job);
-    for (const [id, cols] of this.columns) {
-      const into = outer.columns.get(id);
-      if (into) for (const c of cols) into.add(c);
-      else outer.columns.set(id, cols);
+  apply(s: Staged): void {
+    this.jobs.set(s.job.id, s.job);
+    if (s.columns) {
+      let cols = this.columns.get(s.job.id);
+      if (!cols) this.columns.set(s.job.id, (cols = new Set()));
+      for (const c of s.columns) cols.add(c);
     }
-    for (const e of this.events) outer.events.push(e);
+    if (s.event !== null) this.events.push({ job: s.job, at: s.event });
   }
+}
+
+/** One change staged by a write: the job as it leaves it, the columns to write (none for an insert), its event. */
+interface Staged {
+  job: JobRecord;
+  columns: readonly (keyof JobChange)[] | null;
+  event: number | null;
 }
 
 /**
@@ -60,12 +67,16 @@ export class LiveJobs {
   /** The committed ones by seq (rowid), which every index of the table carries: a queue read needs no row. */
   private readonly bySeq = new Map<number, JobRecord>();
   private transaction = new Layer();
-  private write: Layer | null = null;
+  /** The current write's changes, in order (a write touches a job or two: a list beats maps here). */
+  private write: Staged[] | null = null;
 
   constructor(private readonly limit: number) {}
 
   get(id: string): JobRecord | undefined {
-    return this.write?.jobs.get(id) ?? this.transaction.jobs.get(id) ?? this.committed.get(id);
+    if (this.write) {
+      for (let i = this.write.length - 1; i >= 0; i--) if (this.write[i]!.job.id === id) return this.write[i]!.job;
+    }
+    return this.transaction.jobs.get(id) ?? this.committed.get(id);
   }
 
   /** A committed unfinished job by its seq (outside a transaction: what the table holds). */
@@ -73,34 +84,32 @@ export class LiveJobs {
     return this.bySeq.get(seq);
   }
 
-  /** A row just inserted as `job`: nothing left to write but its event. */
+  /** `job` as a row just inserted holds it: nothing left to write but its event. */
   inserted(job: JobRecord, at: number): void {
-    const layer = this.write ?? this.transaction;
-    layer.jobs.set(job.id, job);
-    layer.events.push({ job, at });
+    this.stage({ job, columns: null, event: at });
   }
 
   /** The job as the current write leaves it: `columns` to write, and an event if its state changed. */
-  changed(job: JobRecord, columns: Iterable<keyof JobChange>, event: number | null): void {
-    const layer = this.write ?? this.transaction;
-    layer.jobs.set(job.id, job);
-    let cols = layer.columns.get(job.id);
-    if (!cols) layer.columns.set(job.id, (cols = new Set()));
-    for (const c of columns) cols.add(c);
-    if (event !== null) layer.events.push({ job, at: event });
+  changed(job: JobRecord, columns: readonly (keyof JobChange)[], event: number | null): void {
+    this.stage({ job, columns, event });
+  }
+
+  private stage(s: Staged): void {
+    if (this.write) this.write.push(s);
+    else this.transaction.apply(s);
   }
 
   /** Runs one write of a group commit: what it staged counts only if it returns. */
   within<T>(fn: () => T): T {
-    const outer = this.write ?? this.transaction;
-    const own = new Layer();
+    if (this.write) return fn(); // nested: part of the enclosing write
+    const own: Staged[] = [];
     this.write = own;
     try {
       const value = fn();
-      own.mergeInto(outer);
+      for (const s of own) this.transaction.apply(s);
       return value;
     } finally {
-      this.write = outer === this.transaction ? null : outer;
+      this.write = null;
     }
   }
 
