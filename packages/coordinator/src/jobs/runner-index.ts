@@ -136,12 +136,18 @@ export class RunnerIndex {
    * Takes a slot on the runner for the job, and its GPUs: the first free ones
    * that meet its predicates (pick() made sure there are enough). The assign
    * names them, so the runner's containers get disjoint sets.
+   *
+   * False, and nothing taken, when the runner already holds the job: a
+   * dispatch pass and a handoff may both read it from the queue before either
+   * commits, and only the one that reserved it may give the slot back.
    */
-  reserve(runner: IndexedRunner, job: Pick<JobRecord, 'id' | 'spec'>, now: number): void {
+  reserve(runner: IndexedRunner, job: Pick<JobRecord, 'id' | 'spec'>, now: number): boolean {
+    if (runner.inFlight.has(job.id)) return false;
     const req = job.spec.requires;
     const gpus = req.gpus ? freeGpus(runner, req).slice(0, req.gpus).map((g) => g.uuid) : [];
     runner.inFlight.set(job.id, gpus);
     runner.lastAssignedAt = now;
+    return true;
   }
 
   /** The GPU uuids the job holds on the runner (none for a job without GPUs). */
