@@ -1,35 +1,18 @@
-import path from 'node:path';
-import type { JobSpec } from '@rbtk/protocol';
 import { afterEach, beforeEach, expect, it } from 'vitest';
-import { timeOrderedId } from '../src/auth/secrets.js';
 import { Dispatcher } from '../src/jobs/dispatcher.js';
 import { type IndexedRunner, RunnerIndex } from '../src/jobs/runner-index.js';
-import { SqliteStore } from '../src/store/sqlite/sqlite-store.js';
-import { eventually, tempDir, testLogger } from './helpers.js';
+import { eventually, testLogger } from './helpers.js';
+import { SHELL_SPEC as SPEC, type StoreWithPool, storeWithPool } from './store-helpers.js';
 
-const SPEC = { pool: 'p', executor: { type: 'shell', command: ['true'], env: {} }, requires: { labels: {} }, timeout: '1h', retries: 0 } as unknown as JobSpec;
-let dir: { dir: string; cleanup: () => void };
-let store: SqliteStore;
-let poolId: number;
-
+let fixture: StoreWithPool;
 beforeEach(() => {
-  dir = tempDir();
-  store = SqliteStore.open(path.join(dir.dir, 'c.db'));
-  store.db.prepare("INSERT INTO projects (name, created_at) VALUES ('default', 0)").run();
-  poolId = Number(
-    store.db
-      .prepare("INSERT INTO pools (project, name, type, status, tags, airgapped, created_at, updated_at) VALUES ('default', 'p', 'self-hosted', 'active', '{}', 0, 0, 0)")
-      .run().lastInsertRowid,
-  );
+  fixture = storeWithPool();
 });
-afterEach(async () => {
-  await store.close();
-  dir.cleanup();
-});
+afterEach(() => fixture.close());
 
 it('a dispatch pass leaves alone a queued job that a handoff has reserved, and so never gives back its slot', async () => {
-  const ids = [timeOrderedId(), timeOrderedId()];
-  for (const id of ids) await store.jobs.submit({ id, project: 'default', poolId, poolName: 'p', spec: SPEC, timeoutMs: 3_600_000, createdAt: 1 });
+  const { store, poolId } = fixture;
+  const ids = [await fixture.submit(), await fixture.submit()];
   const index = new RunnerIndex();
   // Room for three: one attempt in flight (its result is arriving), two free slots.
   const runner: IndexedRunner = {

@@ -1,45 +1,29 @@
-import path from 'node:path';
-import type { JobSpec } from '@rbtk/protocol';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { timeOrderedId } from '../src/auth/secrets.js';
 import { assignTo, finish, started } from '../src/jobs/decisions.js';
 import type { JobDecision } from '../src/store/job-rows.js';
 import { SqliteJobStore } from '../src/store/sqlite/jobs.js';
-import { SqliteStore } from '../src/store/sqlite/sqlite-store.js';
-import { tempDir } from './helpers.js';
+import type { SqliteStore } from '../src/store/sqlite/sqlite-store.js';
+import { SHELL_SPEC as SPEC, type StoreWithPool, storeWithPool } from './store-helpers.js';
 
 /*
  * The job store keeps unfinished jobs in memory and writes a transaction's
  * row changes as it commits: these check that memory and the table never
  * disagree, whatever a write or a commit does.
  */
-const SPEC = { pool: 'p', executor: { type: 'shell', command: ['true'], env: {} }, requires: { labels: {} }, timeout: '1h', retries: 0 } as unknown as JobSpec;
-let dir: { dir: string; cleanup: () => void };
+let fixture: StoreWithPool;
 let store: SqliteStore;
 let jobs: SqliteJobStore;
 let poolId: number;
 
-beforeEach(async () => {
-  dir = tempDir();
-  store = SqliteStore.open(path.join(dir.dir, 'c.db'));
+beforeEach(() => {
+  fixture = storeWithPool();
+  ({ store, poolId } = fixture);
   jobs = store.jobs;
-  store.db.prepare("INSERT INTO projects (name, created_at) VALUES ('default', 0)").run();
-  poolId = Number(
-    store.db
-      .prepare("INSERT INTO pools (project, name, type, status, tags, airgapped, created_at, updated_at) VALUES ('default', 'p', 'self-hosted', 'active', '{}', 0, 0, 0)")
-      .run().lastInsertRowid,
-  );
 });
-afterEach(async () => {
-  await store.close();
-  dir.cleanup();
-});
+afterEach(() => fixture.close());
 
-async function submit(into = jobs): Promise<string> {
-  const id = timeOrderedId();
-  await into.submit({ id, project: 'default', poolId, poolName: 'p', spec: SPEC, timeoutMs: 3_600_000, createdAt: Date.now() });
-  return id;
-}
+const submit = (into = jobs) => fixture.submit(into);
 const change = (jobId: string, decide: JobDecision, into = jobs) => into.transition([{ jobId, decide }], Date.now());
 const totalChanges = () => store.db.prepare('SELECT total_changes()').pluck().get() as number;
 const ok = { type: 'result', jobId: 'x', attempt: 1, outcome: 'succeeded', exitCode: 0, logBytes: 0 } as const;
