@@ -58,6 +58,18 @@ export function runnerFits(
 }
 
 /**
+ * Whether the runner takes the job now, with `busy` of its slots in use: it
+ * is ONLINE and not retired, has a free slot and enough free GPUs that meet
+ * the job's predicates, fits the job, and never rejected it.
+ */
+function takes(r: IndexedRunner, job: Pick<JobRecord, 'spec' | 'excluded'>, busy: number): boolean {
+  if (r.status !== 'ONLINE' || r.retired || busy >= r.maxJobs || !runnerFits(r, job) || job.excluded.includes(r.id)) return false;
+  const req = job.spec.requires;
+  const gpus = req.gpus ?? 0;
+  return gpus === 0 || freeGpus(r, req).length >= gpus;
+}
+
+/**
  * The connected runners of this coordinator, by pool, with their free slots:
  * the dispatcher picks from memory and touches the database only to commit.
  * Entries are added at hello (with the runner's in-flight jobs read from the
@@ -106,13 +118,9 @@ export class RunnerIndex {
   pick(poolId: number, job: Pick<JobRecord, 'spec' | 'excluded'>): IndexedRunner | undefined {
     let best: IndexedRunner | undefined;
     let bestFree = 0;
-    const req = job.spec.requires;
-    const gpus = req.gpus ?? 0;
     for (const r of this.byPool.get(poolId) ?? []) {
-      if (r.status !== 'ONLINE' || r.retired) continue;
+      if (!takes(r, job, r.inFlight.size)) continue;
       const free = r.maxJobs - r.inFlight.size;
-      if (free <= 0 || !runnerFits(r, job) || job.excluded.includes(r.id)) continue;
-      if (gpus > 0 && freeGpus(r, req).length < gpus) continue;
       if (!best || free > bestFree || (free === bestFree && r.lastAssignedAt < best.lastAssignedAt)) {
         best = r;
         bestFree = free;
@@ -126,10 +134,7 @@ export class RunnerIndex {
    * slot and the GPUs for the job, fits it, and is taking work.
    */
   fitsOnceFreed(r: IndexedRunner, job: Pick<JobRecord, 'id' | 'spec' | 'excluded'>, freeing: string): boolean {
-    if (r.status !== 'ONLINE' || r.retired || !r.inFlight.has(freeing) || r.inFlight.has(job.id)) return false;
-    if (r.inFlight.size > r.maxJobs || !runnerFits(r, job) || job.excluded.includes(r.id)) return false;
-    const req = job.spec.requires;
-    return (req.gpus ?? 0) === 0 || freeGpus(r, req).length >= req.gpus!;
+    return r.inFlight.has(freeing) && !r.inFlight.has(job.id) && takes(r, job, r.inFlight.size - 1);
   }
 
   /**
