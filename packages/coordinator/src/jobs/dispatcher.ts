@@ -153,10 +153,23 @@ export class Dispatcher {
     }
   }
 
-  private async commit(picks: { job: JobRecord; runner: IndexedRunner }[], now: number): Promise<void> {
+  /**
+   * Commits the reserved picks' assignments, after the `along` changes and in
+   * the same transaction, then pushes each assignment that applied; a pick
+   * whose job moved on meanwhile (or whose own decision declined) gives its
+   * slot back. A pick's `decide` replaces the plain assignment.
+   */
+  async commit(
+    picks: { job: JobRecord; runner: IndexedRunner; decide?: JobDecision }[],
+    now: number,
+    along: { jobId: string; decide: JobDecision }[] = [],
+  ): Promise<JobTransition[]> {
     let done: JobTransition[];
     try {
-      done = await this.deps.apply(picks.map(({ job, runner }) => ({ jobId: job.id, decide: assignTo(runner.id, now) })));
+      done = await this.deps.apply([
+        ...along,
+        ...picks.map(({ job, runner, decide }) => ({ jobId: job.id, decide: decide ?? assignTo(runner.id, now) })),
+      ]);
     } catch (err) {
       for (const { job, runner } of picks) this.deps.index.release(runner.id, job.id);
       throw err;
@@ -168,5 +181,6 @@ export class Dispatcher {
       if (!after) this.deps.index.release(runner.id, job.id);
       else this.deps.assigned(after, runner);
     }
+    return done;
   }
 }

@@ -163,22 +163,9 @@ export class JobService {
         },
       },
     ];
-    if (next) {
-      const assign = assignTo(runnerId, now);
-      items.push({ jobId: next.id, decide: (j) => (finished ? assign(j) : null) });
-    }
-    let done: JobTransition[];
-    try {
-      done = await this.apply(items);
-    } catch (err) {
-      if (next) this.index.release(runnerId, next.id);
-      throw err;
-    }
-    if (next) {
-      const assigned = done.find((t) => t.after.id === next.id);
-      if (assigned) this.assigned(assigned.after, runner!);
-      else this.index.release(runnerId, next.id);
-    }
+    const done = next
+      ? await this.dispatcher.commit([{ job: next, runner: runner!, decide: (j) => (finished ? assignTo(runnerId, now)(j) : null) }], now, items)
+      : await this.apply(items);
     return done.some((t) => t.after.id === frame.jobId);
   }
 
