@@ -108,11 +108,10 @@ const NO_CHANGE: JobChange = {};
 function insertParams(j: JobRecord, spec: string): unknown[] {
   return [
     j.id, j.project, j.poolId, spec, j.timeoutMs, j.retries, j.idempotencyKey, j.createdAt, j.state, j.attempt,
-    j.failures, j.runnerId, j.exitCode, j.reason, JSON.stringify(j.excluded), j.cancelRequested ? 1 : 0, j.logBytes,
-    j.version, j.assignedAt, j.startedAt, j.finishedAt,
+    j.failures, j.runnerId, j.exitCode, j.reason, toSqlValue('excluded', j.excluded), toSqlValue('cancelRequested', j.cancelRequested),
+    j.logBytes, j.version, j.assignedAt, j.startedAt, j.finishedAt,
   ];
 }
-
 
 const SELECT_JOBS = 'SELECT j.*, p.name AS pool_name FROM jobs j JOIN pools p ON p.id = j.pool_id';
 

@@ -135,8 +135,4 @@ export class LiveJobs {
       }
     }
   }
-
-  get size(): number {
-    return this.committed.size;
-  }
 }
