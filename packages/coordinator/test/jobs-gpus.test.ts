@@ -1,7 +1,7 @@
-import { type Gpu, type GpuInventory, ROUTES } from '@rbtk/protocol';
-import { afterEach, describe, expect, it } from 'vitest';
-import { eventually, TestCoordinator } from './helpers.js';
-import { shellJob, SimRunner } from './jobs-helpers.js';
+import { type Gpu, type GpuInventory, type JobSpecInput, ROUTES } from '@rbtk/protocol';
+import { describe, expect, it } from 'vitest';
+import { eventually } from './helpers.js';
+import { jobsFixture, shellJob } from './jobs-helpers.js';
 
 const gpu = (index: number, name: string, memoryMiB: number): Gpu => ({
   index,
@@ -24,32 +24,19 @@ const T4S = ['GPU-TeslaT4-2', 'GPU-TeslaT4-3'];
 // The coordinator chooses which GPUs an attempt gets and names them in the assign:
 // on a mixed host a count alone cannot tell an A100 job from a T4 one.
 describe('GPU assignment by uuid', () => {
-  let tc: TestCoordinator | undefined;
-  const runners: SimRunner[] = [];
-
-  afterEach(async () => {
-    for (const r of runners.splice(0)) r.terminate();
-    await tc?.stop();
-    tc = undefined;
-  });
+  const fixture = jobsFixture();
+  const { start, runner, tc } = fixture;
+  const DOCKER: JobSpecInput['executor'] = { type: 'docker', image: 'busybox', command: ['true'] };
 
   const setup = async (inventory: GpuInventory) => {
-    tc = await TestCoordinator.start();
-    const r = await SimRunner.start(tc, 'gpu', { executors: ['docker'], maxJobs: 8, gpus: inventory });
-    runners.push(r);
-    return r;
+    await start();
+    return runner('gpu', { executors: ['docker'], maxJobs: 8, gpus: inventory });
   };
-  const submit = async (requires: Record<string, unknown>) => {
-    const res = await tc!.api('POST', ROUTES.jobs, {
-      body: shellJob('gpu', { requires, executor: { type: 'docker', image: 'busybox', command: ['true'] } }),
-    });
-    return res;
-  };
-  const submitted = async (requires: Record<string, unknown>) => {
-    const res = await submit(requires);
-    expect(res.status, JSON.stringify(res.body)).toBe(201);
-    return res.body.id as string;
-  };
+  /** The raw answer, for the refusals. */
+  const submit = (requires: Record<string, unknown>) =>
+    tc().api('POST', ROUTES.jobs, { body: shellJob('gpu', { requires, executor: DOCKER }) });
+  /** Accepted (201): the job's id. */
+  const submitted = (requires: Record<string, unknown>) => fixture.submit('gpu', { requires, executor: DOCKER });
 
   it('hands out disjoint GPUs that meet the model and memory predicates, and frees them when the attempt ends', async () => {
     const r = await setup(MIXED);
@@ -89,7 +76,7 @@ describe('GPU assignment by uuid', () => {
     await submitted({ gpus: 2, gpuModel: 'A100' });
     const held = await r.take();
     r.started(held);
-    await eventually(async () => ((await tc!.api('GET', ROUTES.job(held.jobId))).body.state === 'running' ? true : null));
+    await eventually(async () => ((await tc().api('GET', ROUTES.job(held.jobId))).body.state === 'running' ? true : null));
     r.ws.terminate();
     await r.connect([{ jobId: held.jobId, attempt: held.attempt, finished: false, gpus: held.gpuIds }]);
     // The held A100s are not handed out again; the T4s are.
@@ -100,12 +87,12 @@ describe('GPU assignment by uuid', () => {
   });
 
   it('offers no GPUs of a host whose Docker cannot serve them', async () => {
-    tc = await TestCoordinator.start();
-    runners.push(await SimRunner.start(tc, 'gpu', { executors: ['docker'], gpus: { ...MIXED, usable: false, reason: 'no NVIDIA container toolkit' } }));
+    await start();
+    const r = await runner('gpu', { executors: ['docker'], gpus: { ...MIXED, usable: false, reason: 'no NVIDIA container toolkit' } });
     const res = await submit({ gpus: 1 });
     expect(res.status).toBe(400);
     expect(res.body.error.message).toBe('no runner in pool "gpu" has 1 usable GPU(s)');
-    const shown = await tc.api('GET', ROUTES.runner(runners[0]!.runnerId));
+    const shown = await tc().api('GET', ROUTES.runner(r.runnerId));
     expect(shown.body).toMatchObject({ gpuUsable: false, gpuUnusableReason: 'no NVIDIA container toolkit' });
     expect(shown.body.gpus).toHaveLength(4);
   });
