@@ -21,7 +21,12 @@ export interface JobEvent {
 export function jobEvents(fleet: Fleet): Map<string, JobEvent[]> {
   const db = new Database(join(fleet.dataDir, 'rbtk.db'), { readonly: true, fileMustExist: true });
   try {
-    const rows = db.prepare('SELECT job_id, state, attempt, runner_id, reason FROM job_events ORDER BY id').all() as {
+    const rows = db
+      .prepare(
+        `SELECT j.id AS job_id, e.state, e.attempt, e.runner_id, e.reason
+         FROM job_events e JOIN jobs j ON j.seq = e.job_seq ORDER BY e.id`,
+      )
+      .all() as {
       job_id: string;
       state: JobState;
       attempt: number;

@@ -1,9 +1,10 @@
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import fc from 'fast-check';
+import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { timeOrderedId } from '../src/auth/secrets.js';
-import { assignTo, finish, started } from '../src/jobs/decisions.js';
+import { assignTo, finish, requestCancel, requeueFree, started } from '../src/jobs/decisions.js';
 import type { JobDecision } from '../src/store/job-rows.js';
 import { SqliteJobStore } from '../src/store/sqlite/jobs.js';
-import type { SqliteStore } from '../src/store/sqlite/sqlite-store.js';
+import { SqliteStore } from '../src/store/sqlite/sqlite-store.js';
 import { SHELL_SPEC as SPEC, type StoreWithPool, storeWithPool } from './store-helpers.js';
 
 /*
@@ -84,6 +85,94 @@ describe('job store', () => {
     await Promise.all([change(ids[2]!, started('r1', 1, 6), small), change(ids[2]!, finish('r1', 1, ok, 7), small)]);
     expect(await small.get(ids[2]!)).toMatchObject({ state: 'succeeded', startedAt: 6, finishedAt: 7 });
     expect((await small.listQueued(poolId, 0, 10)).map((j) => j.id)).toEqual(ids.slice(0, 2));
+  });
+
+  it("reads each pool's queue from memory exactly as the table holds it, whatever happens to its jobs", async () => {
+    const other = Number(
+      store.db
+        .prepare("INSERT INTO pools (project, name, type, status, tags, airgapped, created_at, updated_at) VALUES ('default', 'o', 'self-hosted', 'active', '{}', 0, 0, 0)")
+        .run().lastInsertRowid,
+    );
+    const table = (pool: number, after: number, limit: number) =>
+      store.db
+        .prepare("SELECT id FROM jobs WHERE pool_id = ? AND state = 'queued' AND seq > ? ORDER BY seq LIMIT ?")
+        .pluck()
+        .all(pool, after, limit);
+    const op = fc.oneof(
+      fc.constantFrom('submit', 'submitOther'),
+      fc.record({ assign: fc.nat() }),
+      fc.record({ requeue: fc.nat() }),
+      fc.record({ finish: fc.nat() }),
+      fc.record({ cancel: fc.nat() }),
+    );
+    await fc.assert(
+      fc.asyncProperty(fc.array(op, { minLength: 1, maxLength: 60 }), async (ops) => {
+        const ids: string[] = [];
+        const pick = (n: number) => ids[n % ids.length];
+        for (const o of ops) {
+          if (o === 'submit' || o === 'submitOther') {
+            const id = timeOrderedId();
+            const pool = o === 'submit' ? poolId : other;
+            await jobs.submit({ id, project: 'default', poolId: pool, poolName: 'x', spec: SPEC, timeoutMs: 1, createdAt: 1 });
+            ids.push(id);
+            continue;
+          }
+          if (ids.length === 0) continue;
+          if ('assign' in o) await change(pick(o.assign)!, assignTo('r1', 1));
+          else if ('requeue' in o) await change(pick(o.requeue)!, requeueFree('r1', (await jobs.get(pick(o.requeue)!))!.attempt, 'accept_timeout'));
+          else if ('finish' in o) await change(pick(o.finish)!, finish('r1', (await jobs.get(pick(o.finish)!))!.attempt, ok, 2));
+          else await change(pick(o.cancel)!, requestCancel(3, true));
+        }
+        for (const pool of [poolId, other]) {
+          const all = await jobs.listQueued(pool, 0, 1000);
+          expect(all.map((j) => j.id)).toEqual(table(pool, 0, 1000));
+          expect(all.every((j) => j.state === 'queued' && j.poolId === pool)).toBe(true);
+          const after = all[1]?.seq ?? 0;
+          expect((await jobs.listQueued(pool, after, 2)).map((j) => j.id)).toEqual(table(pool, after, 2));
+        }
+        const withQueued = store.db.prepare("SELECT DISTINCT pool_id FROM jobs WHERE state = 'queued'").pluck().all();
+        expect((await jobs.poolsWithQueued()).sort()).toEqual(withQueued.sort());
+      }),
+      { numRuns: 40 },
+    );
+  });
+
+  it('loads the unfinished jobs when it opens, and keeps FIFO order across a restart', async () => {
+    const [a, b, c] = [await submit(), await submit(), await submit()];
+    await change(a, assignTo('r1', 1));
+    await change(c, assignTo('r1', 1));
+    await change(a, requeueFree('r1', 1, 'accept_timeout')); // back at its own place, ahead of b
+    const file = store.db.name;
+    await store.close();
+    const reopened = SqliteStore.open(file);
+    try {
+      expect((await reopened.jobs.listQueued(poolId, 0, 10)).map((j) => j.id)).toEqual([a, b]);
+      expect(await reopened.jobs.poolsWithQueued()).toEqual([poolId]);
+      // The loaded job is the one in memory: its next change needs no read and is written.
+      const [t] = await reopened.jobs.transition([{ jobId: c, decide: started('r1', 1, 5) }], 5);
+      expect(t!.after).toMatchObject({ state: 'running', startedAt: 5 });
+      expect((await reopened.jobs.listQueued(poolId, 0, 10)).map((j) => j.id)).toEqual([a, b]);
+    } finally {
+      await reopened.close();
+    }
+  });
+
+  it('over its memory limit at open it reads queues from the table, and loads them again once they fit', async () => {
+    const ids = [await submit(), await submit(), await submit()];
+    vi.useFakeTimers({ toFake: ['Date'] });
+    try {
+      const small = new SqliteJobStore(store.db, { liveJobs: 2 });
+      expect((await small.listQueued(poolId, 0, 10)).map((j) => j.id)).toEqual(ids);
+      await change(ids[0]!, assignTo('r1', 1), small);
+      await change(ids[0]!, finish('r1', 1, ok, 2), small);
+      expect((await small.listQueued(poolId, 0, 10)).map((j) => j.id)).toEqual(ids.slice(1));
+      vi.setSystemTime(Date.now() + 60_000); // past the reload interval: two unfinished jobs now fit
+      expect((await small.listQueued(poolId, 0, 10)).map((j) => j.id)).toEqual(ids.slice(1));
+      await change(ids[1]!, assignTo('r1', 3), small);
+      expect((await small.listQueued(poolId, 0, 10)).map((j) => j.id)).toEqual([ids[2]]);
+    } finally {
+      vi.useRealTimers();
+    }
   });
 
   it('job ids sort as they were created', () => {

@@ -5,6 +5,7 @@ import { mintToken } from '../src/auth/secrets.js';
 import type { CoordinatorContext } from '../src/context.js';
 import { authenticateRunnerToken, KEEP_SUPERSEDED_TOKENS } from '../src/rotation.js';
 import type { RunnerRow } from '../src/store/rows.js';
+import { openDatabase } from '../src/store/sqlite/db.js';
 import { MIGRATIONS, migrate } from '../src/store/sqlite/migrations.js';
 import { SqliteStore } from '../src/store/sqlite/sqlite-store.js';
 import { JobService } from '../src/jobs/job-service.js';
@@ -83,6 +84,40 @@ describe('migrations', () => {
     expect(store.db.pragma('journal_mode', { simple: true })).toBe('wal');
     expect(store.db.pragma('foreign_keys', { simple: true })).toBe(1);
     expect(store.db.pragma('synchronous', { simple: true })).toBe(2); // FULL
+  });
+
+  it('version 9 keys job events by the job seq and keeps every event of every job', () => {
+    const file = path.join(dir.dir, 'v8.db');
+    const db = openDatabase(file);
+    try {
+      migrate(db, MIGRATIONS.filter((m) => m.version <= 8));
+      db.prepare("INSERT INTO projects (name, created_at) VALUES ('p', 0)").run();
+      const pool = db.prepare("INSERT INTO pools (project, name, type, status, tags, airgapped, created_at, updated_at) VALUES ('p', 'q', 'self-hosted', 'active', '{}', 0, 0, 0)").run();
+      const insertJob = db.prepare(
+        "INSERT INTO jobs (id, project, pool_id, state, spec, timeout_ms, retries, created_at) VALUES (?, 'p', ?, 'succeeded', '{}', 1, 0, 0)",
+      );
+      const insertEvent = db.prepare('INSERT INTO job_events (job_id, at, state, attempt, runner_id, reason, exit_code) VALUES (?, ?, ?, ?, ?, ?, ?)');
+      for (const id of ['b', 'a']) insertJob.run(id, pool.lastInsertRowid);
+      insertEvent.run('a', 1, 'queued', 0, null, null, null);
+      insertEvent.run('b', 2, 'queued', 0, null, null, null);
+      insertEvent.run('a', 3, 'succeeded', 1, 'r1', null, 0);
+
+      expect(migrate(db)).toEqual([9]);
+      const events = db
+        .prepare('SELECT j.id, e.at, e.state, e.attempt, e.runner_id, e.exit_code FROM job_events e JOIN jobs j ON j.seq = e.job_seq ORDER BY e.id')
+        .all();
+      expect(events).toEqual([
+        { id: 'a', at: 1, state: 'queued', attempt: 0, runner_id: null, exit_code: null },
+        { id: 'b', at: 2, state: 'queued', attempt: 0, runner_id: null, exit_code: null },
+        { id: 'a', at: 3, state: 'succeeded', attempt: 1, runner_id: 'r1', exit_code: 0 },
+      ]);
+      // Deleting a job still takes its events with it.
+      db.prepare("DELETE FROM jobs WHERE id = 'a'").run();
+      expect(db.prepare('SELECT COUNT(*) AS n FROM job_events').get()).toEqual({ n: 1 });
+      expect(db.pragma('foreign_key_check')).toEqual([]);
+    } finally {
+      db.close();
+    }
   });
 
   it('refuses a database written by a newer schema', async () => {

@@ -1,17 +1,31 @@
-import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
+import { createHash, randomBytes, randomFillSync, timingSafeEqual } from 'node:crypto';
 import { formatToken, type TokenKind } from '@rbtk/protocol';
 
 const ALPHANUMERIC = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789';
+
+/**
+ * Random bytes for ids, drawn from the CSPRNG 4 KiB at a time: a call per id
+ * cost more than the rest of making it, and a busy coordinator makes one per
+ * job. Each byte is used once. (Token secrets do not come from here.)
+ */
+const pool = Buffer.alloc(4096);
+let poolAt = pool.length;
+
+function randomByte(): number {
+  if (poolAt === pool.length) {
+    randomFillSync(pool);
+    poolAt = 0;
+  }
+  return pool[poolAt++]!;
+}
 
 /** A random alphanumeric id; rejection sampling keeps every character equally likely. */
 export function randomId(length = 16): string {
   let out = '';
   while (out.length < length) {
-    for (const byte of randomBytes(length * 2)) {
-      // 248 = 4 * 62: bytes at or above it would favour the first characters.
-      if (byte < 248) out += ALPHANUMERIC[byte % 62];
-      if (out.length === length) break;
-    }
+    const byte = randomByte();
+    // 248 = 4 * 62: bytes at or above it would favour the first characters.
+    if (byte < 248) out += ALPHANUMERIC[byte % 62];
   }
   return out;
 }

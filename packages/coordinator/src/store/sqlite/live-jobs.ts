@@ -1,5 +1,6 @@
 import { isTerminalJobState } from '@rbtk/protocol';
 import type { JobChange, JobRecord } from '../job-rows.js';
+import { QueuedSeqs } from './queued-seqs.js';
 
 /** Enough for every in-flight attempt of a large fleet plus a backlog; about 1 KB each. */
 export const LIVE_JOBS_LIMIT = 50_000;
@@ -58,6 +59,10 @@ interface Staged {
  * missing here is read from the table, a finished job leaves, and a pool is
  * deleted only once it has no unfinished job.
  *
+ * While every unfinished job of the table is here (`complete`: loaded at
+ * open, and none turned away at the limit since), each pool's queue is read
+ * from memory too (QueuedSeqs) instead of the table's index.
+ *
  * Writes are staged in layers that follow the group commit: a write's own
  * (dropped when its savepoint is rolled back), then the transaction's, which
  * reaches the committed map only once the transaction has committed.
@@ -66,6 +71,10 @@ export class LiveJobs {
   private readonly committed = new Map<string, JobRecord>();
   /** The committed ones by seq (rowid), which every index of the table carries: a queue read needs no row. */
   private readonly bySeq = new Map<number, JobRecord>();
+  /** Each pool's committed queued jobs, by seq. */
+  private readonly queues = new Map<number, QueuedSeqs>();
+  /** Every unfinished job of the table is in `committed`: the queues are whole. */
+  private whole = false;
   private transaction = new Layer();
   /** The current write's changes, in order (a write touches a job or two: a list beats maps here). */
   private write: Staged[] | null = null;
@@ -82,6 +91,36 @@ export class LiveJobs {
   /** A committed unfinished job by its seq (outside a transaction: what the table holds). */
   committedBySeq(seq: number): JobRecord | undefined {
     return this.bySeq.get(seq);
+  }
+
+  /** Whether every unfinished job of the table is here, so queued() and poolsWithQueued() answer for it. */
+  get complete(): boolean {
+    return this.whole;
+  }
+
+  get size(): number {
+    return this.committed.size;
+  }
+
+  /**
+   * The table's unfinished jobs, read outside any transaction (at open, or
+   * to become whole again after the limit turned jobs away); `all` says
+   * whether they are all of them.
+   */
+  load(jobs: readonly JobRecord[], all: boolean): void {
+    for (const job of jobs) if (!this.committed.has(job.id)) this.admit(job);
+    this.whole = all && this.committed.size <= this.limit;
+  }
+
+  /** Up to `limit` committed queued jobs of the pool after `afterSeq`, FIFO (only when complete). */
+  queued(poolId: number, afterSeq: number, limit: number): JobRecord[] {
+    const seqs = this.queues.get(poolId)?.read(afterSeq, limit) ?? [];
+    return seqs.map((seq) => this.bySeq.get(seq)!);
+  }
+
+  /** Pools with a committed queued job (only when complete). */
+  poolsWithQueued(): number[] {
+    return [...this.queues].filter(([, q]) => q.size > 0).map(([poolId]) => poolId);
   }
 
   /** `job` as a row just inserted holds it: nothing left to write but its event. */
@@ -129,10 +168,24 @@ export class LiveJobs {
       if (isTerminalJobState(job.state)) {
         this.committed.delete(id);
         this.bySeq.delete(job.seq);
+        this.queues.get(job.poolId)?.delete(job.seq);
       } else if (this.committed.has(id) || this.committed.size < this.limit) {
-        this.committed.set(id, job);
-        this.bySeq.set(job.seq, job);
+        this.admit(job);
+      } else {
+        this.whole = false; // an unfinished job only the table has: its queue must be read there
       }
+    }
+  }
+
+  private admit(job: JobRecord): void {
+    this.committed.set(job.id, job);
+    this.bySeq.set(job.seq, job);
+    let queue = this.queues.get(job.poolId);
+    if (job.state === 'queued') {
+      if (!queue) this.queues.set(job.poolId, (queue = new QueuedSeqs()));
+      queue.add(job.seq);
+    } else {
+      queue?.delete(job.seq);
     }
   }
 }
