@@ -47,6 +47,30 @@ export async function api(url, token, method, path, body) {
   return res.status === 204 ? undefined : res.json();
 }
 
+/** The coordinator's WAL fdatasync histogram (rbtk_store_wal_sync_seconds): cumulative counts by bucket bound (seconds). */
+export async function walSyncBuckets(url) {
+  const text = await (await fetch(`${url}/metrics`)).text();
+  const buckets = new Map();
+  for (const m of text.matchAll(/^rbtk_store_wal_sync_seconds_bucket\{le="([^"]+)"\} (\d+)$/gm)) {
+    buckets.set(m[1] === '+Inf' ? Infinity : Number(m[1]), Number(m[2]));
+  }
+  return buckets;
+}
+
+/**
+ * The fdatasyncs between two readings of walSyncBuckets: how many, and the
+ * bucket bound (ms) that the median and the 99th percentile fall under.
+ */
+export function walSyncsBetween(before, after) {
+  const bounds = [...after.keys()].sort((a, b) => a - b);
+  const n = after.get(Infinity) - (before.get(Infinity) ?? 0);
+  const under = (p) => {
+    const bound = bounds.find((b) => after.get(b) - (before.get(b) ?? 0) >= (p / 100) * n);
+    return bound * 1000;
+  };
+  return { n, p50Under: under(50), p99Under: under(99) };
+}
+
 /**
  * Registers `count` runners in `pool` (created if missing) with one
  * registration token of that many uses, `concurrency` requests at a time.

@@ -117,6 +117,7 @@ describe('stats and metrics', () => {
     expect(m.types.get('rbtk_runners')).toBe('gauge');
     expect(m.types.get('rbtk_dispatch_latency_seconds')).toBe('histogram');
     expect(m.types.get('rbtk_queue_wait_seconds')).toBe('histogram');
+    expect(m.types.get('rbtk_store_wal_sync_seconds')).toBe('histogram');
     expect(m.types.get('rbtk_heartbeats_received_total')).toBe('counter');
     expect(m.types.get('rbtk_token_rotations_total')).toBe('counter');
     expect(m.types.get('rbtk_auth_failures_total')).toBe('counter');
@@ -159,6 +160,10 @@ describe('stats and metrics', () => {
     const succeeded = (m: Exposition) => value(m, 'rbtk_jobs', { project: 'default', pool: 'build', state: 'succeeded' });
     expect(succeeded(after)).toBe(succeeded(second) + 1);
     expect(value(after, 'rbtk_dispatch_latency_seconds_count', { pool: 'build' })).toBe(7);
+    // The job's submit, assignment and result each waited for a WAL fdatasync (some shared with others).
+    const syncs = (m: Exposition) => value(m, 'rbtk_store_wal_sync_seconds_count');
+    expect(syncs(after)).toBeGreaterThan(syncs(second));
+    expect(value(after, 'rbtk_store_wal_sync_seconds_bucket', { le: '+Inf' })).toBe(syncs(after));
 
     const failures = (m: Exposition, source: string, reason: string) =>
       find(m, 'rbtk_auth_failures_total', { source, reason }).reduce((n, s) => n + s.value, 0);

@@ -49,6 +49,7 @@ export async function startCoordinator(options: CoordinatorOptions): Promise<Coo
     await bootstrap({ store, log, dataDir, now: now() });
     const sessions = new SessionRegistry();
     const metrics = new CoordinatorMetrics({ store, sessions, now });
+    store.observeWalSyncs((seconds) => metrics.walSync.observe(seconds));
     const jobs = new JobService({ store, log, now, acceptTimeoutMs: timings.acceptTimeoutMs, metrics });
     const ctx: CoordinatorContext = { store, sessions, jobs, log, metrics, timings, now, minRunnerVersion: options.minRunnerVersion };
     // Attempts left on runners that are gone are requeued; queued jobs wait for their runners' hello.

@@ -28,6 +28,9 @@ export interface PoolMemberCount {
 /** Seconds, from a local dispatch (milliseconds) to a queue that waited for a runner to come back (an hour). */
 const LATENCY_BUCKETS = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600];
 
+/** Seconds, from a fast local disk's flush (0.1 ms) to a stalled one (1 s). */
+const SYNC_BUCKETS = [0.0001, 0.00025, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1];
+
 /**
  * The coordinator's Prometheus metrics, in a registry of its own (not
  * prom-client's global one), so that several coordinators in one process
@@ -42,6 +45,8 @@ export class CoordinatorMetrics {
   readonly authFailures: Counter<'source' | 'reason'>;
   readonly dispatchLatency: Histogram<'project' | 'pool'>;
   readonly queueWait: Histogram<'project' | 'pool'>;
+  /** Each fdatasync of the SQLite WAL; every answer and pushed frame waits for one. */
+  readonly walSync: Histogram;
   /** When each requeued job went back to the queue; its dispatch latency counts from then. */
   private readonly requeuedAt = new Map<string, number>();
   private submitterSockets: () => number = () => 0;
@@ -92,6 +97,12 @@ export class CoordinatorMetrics {
       help: 'From created to started on a runner',
       labelNames: ['project', 'pool'],
       buckets: LATENCY_BUCKETS,
+      registers,
+    });
+    this.walSync = new Histogram({
+      name: 'rbtk_store_wal_sync_seconds',
+      help: "fdatasync of the database's write-ahead log, which every acknowledged change waits for (the disk's share of latency)",
+      buckets: SYNC_BUCKETS,
       registers,
     });
     const poolMembers: Gauge<'project' | 'pool' | 'state'> = new Gauge({

@@ -53,6 +53,12 @@ export class SqliteStore implements Store {
     return new SqliteStore(db);
   }
 
+  /** Told the duration (seconds) of each fdatasync that made commits durable; none for an in-memory database. */
+  observeWalSyncs(observer: (seconds: number) => void): void {
+    const wal = WalSync.of(this.db);
+    if (wal) wal.observer = observer;
+  }
+
   async ping(): Promise<void> {
     this.db.prepare('SELECT 1').get();
   }
