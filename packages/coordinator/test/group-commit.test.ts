@@ -37,6 +37,25 @@ describe('GroupCommit on a WAL file', () => {
     expect(db.pragma('synchronous', { simple: true })).toBe(2);
   });
 
+  it('runs a write that executes none without a savepoint; its throw fails only its caller', async () => {
+    const group = new GroupCommit(db);
+    const insert = (x: number) => group.run(() => db.prepare('INSERT INTO t (x) VALUES (?)').run(x).changes);
+    const read = (fail: boolean) =>
+      group.run(
+        () => {
+          if (fail) throw new Error('decided against it');
+          return db.prepare('SELECT COUNT(*) FROM t').pluck().get();
+        },
+        { writes: false },
+      );
+    const before = db.prepare('SELECT total_changes()').pluck().get() as number;
+    const outcomes = await Promise.allSettled([insert(1), read(false), read(true), insert(2)]);
+    expect(outcomes.map((o) => o.status)).toEqual(['fulfilled', 'fulfilled', 'rejected', 'fulfilled']);
+    expect((outcomes[1] as PromiseFulfilledResult<number>).value).toBe(1); // sees the write before it
+    expect(db.prepare('SELECT x FROM t ORDER BY x').pluck().all()).toEqual([1, 2]);
+    expect((db.prepare('SELECT total_changes()').pluck().get() as number) - before).toBe(2);
+  });
+
   it('settles no caller before its commit, and serves the callers waiting when the database closes', async () => {
     const group = new GroupCommit(db);
     let settled = false;

@@ -3,6 +3,8 @@ import { WalSync } from './wal-sync.js';
 
 interface Pending {
   fn: () => unknown;
+  /** Runs in a savepoint of its own (false: it executes no write, so there is nothing to roll back). */
+  savepoint: boolean;
   resolve: (value: unknown) => void;
   reject: (err: unknown) => void;
 }
@@ -42,9 +44,15 @@ export class GroupCommit {
     this.wal = options.fsync ? WalSync.of(db) : null;
   }
 
-  run<T>(fn: () => T): Promise<T> {
+  /**
+   * Runs `fn` in the next transaction; resolves once that is durable.
+   * `writes: false` promises that fn executes no INSERT, UPDATE or DELETE
+   * (it may read, and stage changes that its owner drops if it throws):
+   * it then runs without a savepoint, two statements fewer.
+   */
+  run<T>(fn: () => T, { writes = true }: { writes?: boolean } = {}): Promise<T> {
     return new Promise<T>((resolve, reject) => {
-      this.queue.push({ fn, resolve: resolve as (v: unknown) => void, reject });
+      this.queue.push({ fn, savepoint: writes, resolve: resolve as (v: unknown) => void, reject });
       if (!this.scheduled) {
         this.scheduled = true;
         setImmediate(() => this.flush());
@@ -66,14 +74,14 @@ export class GroupCommit {
       this.commit(() => {
         this.db.transaction(() => {
           for (const p of batch) {
-            savepoint.run();
+            if (p.savepoint) savepoint.run();
             try {
               outcomes.push({ ok: true, value: p.fn() });
             } catch (err) {
-              rollback.run();
+              if (p.savepoint) rollback.run();
               outcomes.push({ ok: false, err });
             }
-            release.run();
+            if (p.savepoint) release.run();
           }
           this.options.beforeCommit?.();
         }).immediate();

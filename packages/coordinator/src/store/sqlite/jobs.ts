@@ -204,9 +204,13 @@ export class SqliteJobStore implements JobStore {
     return this.live.complete;
   }
 
-  /** A write of the group commit whose jobs, as it leaves them, count once its transaction commits. */
-  private write<T>(fn: () => T): Promise<T> {
-    return this.group.run(() => this.live.within(fn));
+  /**
+   * A write of the group commit whose jobs, as it leaves them, count once its
+   * transaction commits. `sql: false`: it only stages (transitions), so a
+   * throw has nothing in the table to roll back, and it needs no savepoint.
+   */
+  private write<T>(fn: () => T, { sql = true }: { sql?: boolean } = {}): Promise<T> {
+    return this.group.run(() => this.live.within(fn), { writes: sql });
   }
 
   /** The job as this transaction sees it: from memory when unfinished, else from the table. */
@@ -355,7 +359,8 @@ export class SqliteJobStore implements JobStore {
 
   async transition(items: { jobId: string; decide: JobDecision }[], now: number): Promise<JobTransition[]> {
     if (items.length === 0) return [];
-    return this.write((): JobTransition[] => {
+    return this.write(
+      (): JobTransition[] => {
         const done: JobTransition[] = [];
         for (const { jobId, decide } of items) {
           const before = this.current(jobId);
@@ -363,7 +368,9 @@ export class SqliteJobStore implements JobStore {
           if (t) done.push(t);
         }
         return done;
-      });
+      },
+      { sql: false },
+    );
   }
 
   /** One decision on one job, inside the caller's transaction: staged, written as the transaction ends. */
