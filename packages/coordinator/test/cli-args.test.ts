@@ -86,6 +86,7 @@ describe('usage errors exit 2 before any request', () => {
     ['pool name with capitals', ['pool', 'create', 'GPU'], /lowercase/],
     ['bad ttl', ['pool', 'token', 'gpu', '--ttl', 'soon'], /invalid duration/],
     ['zero ttl', ['pool', 'token', 'gpu', '--ttl', '0s'], /longer than 0s/],
+    ['ttl past ten years', ['pool', 'token', 'gpu', '--ttl', '3651d'], /at most 3650d/],
     ['zero uses', ['pool', 'token', 'gpu', '--uses', '0'], /positive integer/],
     ['negative uses', ['pool', 'token', 'gpu', '--uses', '-3'], /positive integer|argument missing|unknown option/],
     ['fractional uses', ['pool', 'token', 'gpu', '--uses', '1.5'], /positive integer/],

@@ -1,5 +1,5 @@
 import { InvalidArgumentError } from 'commander';
-import { LabelKey, Name, parseDuration, type Labels } from '@rbtk/protocol';
+import { LabelKey, MAX_REGISTRATION_TOKEN_TTL_MS, Name, parseDuration, type Labels } from '@rbtk/protocol';
 
 /**
  * Flag and argument parsers for commander. Each throws InvalidArgumentError, which
@@ -58,6 +58,7 @@ export function parseTtl(value: string): string {
     throw new InvalidArgumentError((err as Error).message);
   }
   if (ms <= 0) throw new InvalidArgumentError('the token must live longer than 0s');
+  if (ms > MAX_REGISTRATION_TOKEN_TTL_MS) throw new InvalidArgumentError('the token may live at most 3650d (ten years)');
   return value.trim();
 }
 
