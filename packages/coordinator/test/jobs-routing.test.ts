@@ -81,6 +81,16 @@ describe('job routing at submit', () => {
     expect(res.body.error.code).toBe('bad_request');
     expect(res.body.error.message).toContain('executor.command');
     expect((await submit({ executor: { type: 'shell', command: ['x'] } })).body.error.message).toContain('exactly one of');
+    // A timeout of 0 would reach runners as an assignment they must refuse (timeoutMs is positive), again and again.
+    for (const [timeout, message] of [
+      ['0s', 'timeout: must be longer than 0s'],
+      ['3651d', 'timeout: at most 3650d (ten years)'],
+    ]) {
+      const bad = await submit(shellJob('build', { timeout }));
+      expect(bad.status, timeout).toBe(400);
+      expect(bad.body.error.message).toContain(message);
+    }
+    expect((await submit(shellJob('build', { timeout: '30d' }))).status).toBe(201);
   });
 
   it('an idempotency key returns the existing job (200) instead of a second one', async () => {

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { PoolCreate, RegisterRequest, RegistrationTokenCreate, RunnerConfig } from '../src/index.js';
+import { HostedPoolSpec, JobSpec, PoolCreate, RegisterRequest, RegistrationTokenCreate, RunnerConfig } from '../src/index.js';
 import { formatToken, parseToken, redactToken } from '../src/tokens.js';
 
 describe('RunnerConfig (runner.yaml)', () => {
@@ -68,5 +68,25 @@ describe('tokens', () => {
   it('does not parse foreign tokens', () => {
     expect(parseToken('ghp_abcdefgh')).toBeNull();
     expect(parseToken('rbtk_xyz_abcdefgh12345678_' + 'x'.repeat(20))).toBeNull();
+  });
+});
+
+describe('positive durations (job timeouts, token lifetimes, hosted pools’ waits)', () => {
+  const issues = (r: { success: boolean; error?: { issues: { path: PropertyKey[]; message: string }[] } }) =>
+    r.error?.issues.map((i) => `${i.path.join('.')}: ${i.message}`) ?? [];
+  const job = (timeout: string) => JobSpec.safeParse({ pool: 'p', executor: { type: 'shell', command: ['true'] }, timeout });
+
+  it('refuses 0s and more than ten years, and says which', () => {
+    expect(issues(job('0s'))).toEqual(['timeout: must be longer than 0s']);
+    expect(issues(job('3651d'))).toEqual(['timeout: at most 3650d (ten years)']);
+    expect(issues(RegistrationTokenCreate.safeParse({ ttl: '99999999d' }))).toEqual(['ttl: at most 3650d (ten years)']);
+    expect(job('3650d').success).toBe(true);
+  });
+
+  it('answers text that is no duration with one issue instead of throwing', () => {
+    // Every refinement runs: the later ones must not parse what the first one refused.
+    expect(issues(job('soon'))).toEqual(['timeout: a duration such as 500ms, 2s, 15m or 24h']);
+    const hosted = HostedPoolSpec.safeParse({ provider: 'process', target: 1, warmingTimeout: 'soon' });
+    expect(issues(hosted).filter((i) => i.startsWith('warmingTimeout'))).toEqual(['warmingTimeout: a duration such as 500ms, 2s, 15m or 24h']);
   });
 });

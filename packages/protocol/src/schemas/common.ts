@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { isDuration } from '../duration.js';
+import { isDuration, parseDuration } from '../duration.js';
 
 /** Names of projects and pools: what a person types on a command line. */
 export const Name = z
@@ -22,6 +22,18 @@ export const Labels = z
 export type Labels = z.infer<typeof Labels>;
 
 export const Duration = z.string().refine(isDuration, 'a duration such as 500ms, 2s, 15m or 24h');
+
+/** The longest anything may be given (a timeout, a token's life): ten years, a deadline any date holds. */
+export const MAX_DURATION_MS = 3650 * 86_400_000;
+
+/** Its length in ms, or null when it is no duration: zod runs every refinement, and that one is Duration's to report. */
+const lengthOf = (text: string): number | null => (isDuration(text) ? parseDuration(text) : null);
+
+/** A duration longer than 0s and at most ten years: job timeouts, token lifetimes, hosted pools' waits. */
+export const PositiveDuration = Duration.refine((t) => (lengthOf(t) ?? 1) > 0, 'must be longer than 0s').refine(
+  (t) => (lengthOf(t) ?? 0) <= MAX_DURATION_MS,
+  'at most 3650d (ten years)',
+);
 
 /** ISO-8601 timestamps on the wire. */
 export const Timestamp = z.string();

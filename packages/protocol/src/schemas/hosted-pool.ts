@@ -1,6 +1,5 @@
 import { z } from 'zod';
-import { parseDuration } from '../duration.js';
-import { Duration, Id, Labels, Timestamp } from './common.js';
+import { Id, Labels, PositiveDuration, Timestamp } from './common.js';
 import { ExecutorName } from './runner-config.js';
 
 /*
@@ -69,7 +68,6 @@ export const ScheduleEntry = z
 export type ScheduleEntry = z.infer<typeof ScheduleEntry>;
 export const HostedSchedule = z.array(ScheduleEntry).max(50);
 export type HostedSchedule = z.infer<typeof HostedSchedule>;
-const PositiveDuration = Duration.refine((d) => parseDuration(d) > 0, 'must be longer than 0s');
 
 /** The fields a create or an update may set; update takes any subset. */
 const HostedPoolFields = z.object({

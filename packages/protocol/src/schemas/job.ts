@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { Duration, Id, Labels, Name, Timestamp } from './common.js';
+import { Id, Labels, Name, PositiveDuration, Timestamp } from './common.js';
 
 export const JobState = z.enum(['queued', 'assigned', 'running', 'succeeded', 'failed', 'cancelled', 'timed_out']);
 export type JobState = z.infer<typeof JobState>;
@@ -60,7 +60,7 @@ export const JobSpec = z
     selector: Labels.optional(),
     requires: JobRequirements.default({ labels: {} }),
     executor: ExecutorSpec,
-    timeout: Duration.default('1h'),
+    timeout: PositiveDuration.default('1h'),
     retries: z.number().int().nonnegative().max(100).default(0),
     idempotencyKey: z.string().min(1).max(255).optional(),
   })

@@ -1,21 +1,11 @@
 import { z } from 'zod';
-import { isDuration, parseDuration } from '../duration.js';
-import { Duration, Id, Name, Timestamp } from './common.js';
-
-/** The longest a registration token may live: ten years (and an expiry a date can hold). */
-export const MAX_REGISTRATION_TOKEN_TTL_MS = 3650 * 86_400_000;
-
-// Zod runs every refinement: a ttl that is no duration at all is Duration's to report.
-const TokenTtl = Duration.refine(
-  (ttl) => !isDuration(ttl) || parseDuration(ttl) <= MAX_REGISTRATION_TOKEN_TTL_MS,
-  'at most 3650d (ten years)',
-);
+import { Id, Name, PositiveDuration, Timestamp } from './common.js';
 
 /** Body of POST /v1/pools/:name/tokens. */
 export const RegistrationTokenCreate = z
   .object({
     /** How long the token stays valid, e.g. "1h". */
-    ttl: TokenTtl.default('1h'),
+    ttl: PositiveDuration.default('1h'),
     /** How many registrations it admits; absent means unlimited until it expires. */
     uses: z.number().int().positive().optional(),
   })

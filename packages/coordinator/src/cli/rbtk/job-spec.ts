@@ -1,5 +1,5 @@
 import { InvalidArgumentError } from 'commander';
-import { JobSpec, LabelKey, parseDuration, type JobSpecInput, type Labels, type PullPolicy } from '@rbtk/protocol';
+import { JobSpec, LabelKey, type JobSpecInput, type Labels, type PullPolicy } from '@rbtk/protocol';
 import { UsageError } from './exit-codes.js';
 
 /** What `rbtk job submit` was given on its command line. */
@@ -44,18 +44,6 @@ export function parseEnv(value: string, previous: Record<string, string> = {}): 
   if (!/^[A-Za-z_][A-Za-z0-9_]*$/.test(key)) throw new InvalidArgumentError('environment variable names are letters, digits and _');
   if (Object.hasOwn(previous, key)) throw new InvalidArgumentError(`"${key}" given twice`);
   return { ...previous, [key]: value.slice(eq + 1) };
-}
-
-/** `--timeout`: a protocol duration longer than zero, kept as typed. */
-export function parseTimeout(value: string): string {
-  let ms: number;
-  try {
-    ms = parseDuration(value);
-  } catch (err) {
-    throw new InvalidArgumentError((err as Error).message);
-  }
-  if (ms <= 0) throw new InvalidArgumentError('the timeout must be longer than 0s');
-  return value.trim();
 }
 
 /** `--retries`, `--gpus`: 0 or more. */

@@ -4,7 +4,8 @@ import type { ApiClient } from '../../client/api-client.js';
 import { printJson, withClient, withSubmitterClient, type Io } from './context.js';
 import { followJob } from './job-follow.js';
 import { formatJob, JOB_TABLE_HEADERS, jobRow } from './job-format.js';
-import { buildJobSpec, labelFlag, parseCount, parseEnv, parseTimeout, type SubmitFlags } from './job-spec.js';
+import { buildJobSpec, labelFlag, parseCount, parseEnv, type SubmitFlags } from './job-spec.js';
+import { parsePositiveDuration } from './parse.js';
 import { formatTable } from './format.js';
 import { parseName, parsePositiveInt } from './parse.js';
 
@@ -48,7 +49,7 @@ export function registerJobCommands(program: Command, io: Io): void {
     .option('--gpu-memory <MiB>', 'only GPUs with at least this much memory each, in MiB', parseCount)
     .option('--env <NAME=value>', 'environment variable of the job, repeatable', parseEnv)
     .option('--workdir <dir>', 'working directory of the command')
-    .option('--timeout <duration>', 'stop the job after this long (default: 1h)', parseTimeout)
+    .option('--timeout <duration>', 'stop the job after this long (default: 1h)', parsePositiveDuration)
     .option('--retries <n>', 'run again this many times when it fails (default: 0)', parseCount)
     .option('--idempotency-key <key>', 'submitting the same key again returns the existing job')
     .option('--follow', "stream the log until the job ends and exit with the job's exit code")

@@ -1,5 +1,5 @@
 import { InvalidArgumentError } from 'commander';
-import { LabelKey, MAX_REGISTRATION_TOKEN_TTL_MS, Name, parseDuration, type Labels } from '@rbtk/protocol';
+import { LabelKey, MAX_DURATION_MS, Name, parseDuration, type Labels } from '@rbtk/protocol';
 
 /**
  * Flag and argument parsers for commander. Each throws InvalidArgumentError, which
@@ -49,16 +49,20 @@ export function parseLabel(value: string, previous: Labels = {}): Labels {
   return parsePair('label', 'gpu=a100', value, previous);
 }
 
-/** `--ttl`: a protocol duration (1h, 30m, 1h30m), more than zero; kept as typed for the API. */
-export function parseTtl(value: string): string {
+/**
+ * `--ttl`, `--timeout`, hosted pools' waits: a protocol duration (1h, 30m,
+ * 1h30m) longer than 0s and at most ten years, as the API takes it (the
+ * schema's PositiveDuration); kept as typed.
+ */
+export function parsePositiveDuration(value: string): string {
   let ms: number;
   try {
     ms = parseDuration(value);
   } catch (err) {
     throw new InvalidArgumentError((err as Error).message);
   }
-  if (ms <= 0) throw new InvalidArgumentError('the token must live longer than 0s');
-  if (ms > MAX_REGISTRATION_TOKEN_TTL_MS) throw new InvalidArgumentError('the token may live at most 3650d (ten years)');
+  if (ms <= 0) throw new InvalidArgumentError('must be longer than 0s');
+  if (ms > MAX_DURATION_MS) throw new InvalidArgumentError('at most 3650d (ten years)');
   return value.trim();
 }
 

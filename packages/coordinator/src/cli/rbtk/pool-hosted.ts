@@ -14,7 +14,7 @@ import {
 } from '@rbtk/protocol';
 import { printJson, withClient, type Io } from './context.js';
 import { formatKeyValues, formatLabels, formatTable, formatTime } from './format.js';
-import { parseLabel } from './parse.js';
+import { parseLabel, parsePositiveDuration } from './parse.js';
 
 /** The hosted flags of `pool create` and `pool update`, as commander hands them over. */
 export interface HostedFlags {
@@ -67,15 +67,6 @@ function parseNumber(value: string): number {
   return n;
 }
 
-function parseDurationArg(value: string): string {
-  try {
-    if (parseDuration(value) <= 0) throw new Error('must be longer than 0s');
-  } catch (err) {
-    throw new InvalidArgumentError((err as Error).message);
-  }
-  return value.trim();
-}
-
 const collect = (value: string, previous: ExecutorName[] = []): ExecutorName[] => {
   if (value !== 'shell' && value !== 'docker') throw new InvalidArgumentError('shell or docker');
   return [...previous, value];
@@ -91,8 +82,8 @@ export function addHostedOptions(cmd: Command): Command {
     .option('--max <n>', 'hosted: most members at once, claimed and overflow included (default: twice the target)', parseCount)
     .addOption(new Option('--mode <mode>', 'hosted: ready members run (hot) or are stopped until claimed').choices(['hot', 'stopped']))
     .addOption(new Option('--on-empty <what>', 'hosted: a job with no ready member waits, cold-starts one, or is refused').choices(['wait', 'overflow', 'fail']))
-    .option('--warming-timeout <duration>', 'hosted: recycle a member not ready after this (default 10m)', parseDurationArg)
-    .option('--ready-ttl <duration>', 'hosted: recycle a ready member idle this long (default 10m)', parseDurationArg)
+    .option('--warming-timeout <duration>', 'hosted: recycle a member not ready after this (default 10m)', parsePositiveDuration)
+    .option('--ready-ttl <duration>', 'hosted: recycle a ready member idle this long (default 10m)', parsePositiveDuration)
     .addOption(new Option('--return <what>', 'hosted: after a job, back to ready (on success) or replaced (default)').choices(['ready', 'terminate']))
     .option('--executor <name>', 'hosted: executors members offer, repeatable (default shell)', collect)
     .option('--label <key=value>', 'hosted: labels members carry, repeatable; an update replaces them all, "none" clears them', parseLabel)
@@ -180,8 +171,8 @@ export function registerHostedPoolCommands(pool: Command, io: Io): void {
     .command('size')
     .description('the smallest hosted target for a claim rate: ceil(C × (W + R) / 60 s)')
     .requiredOption('--claims-per-min <c>', 'claims per minute at the peak', parseNumber)
-    .requiredOption('--warmup <duration>', 'how long a member takes to become ready (W)', parseDurationArg)
-    .option('--reconcile-interval <duration>', 'the coordinator\'s reconcile interval (R)', parseDurationArg, '30s')
+    .requiredOption('--warmup <duration>', 'how long a member takes to become ready (W)', parsePositiveDuration)
+    .option('--reconcile-interval <duration>', 'the coordinator\'s reconcile interval (R)', parsePositiveDuration, '30s')
     .action((o: { claimsPerMin: number; warmup: string; reconcileInterval: string }, cmd: Command) => {
       const interval = o.reconcileInterval ? parseDuration(o.reconcileInterval) : DEFAULT_RECONCILE_INTERVAL_MS;
       const target = minimumTarget(o.claimsPerMin, parseDuration(o.warmup), interval);

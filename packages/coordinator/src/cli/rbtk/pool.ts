@@ -3,7 +3,7 @@ import { Option } from 'commander';
 import { ErrorCode, RbtkError, type Labels, type Pool } from '@rbtk/protocol';
 import { printJson, withClient, type Io } from './context.js';
 import { formatKeyValues, formatLabels, formatTable, formatTime } from './format.js';
-import { parseName, parsePositiveInt, parseTag, parseTtl } from './parse.js';
+import { parseName, parsePositiveDuration, parsePositiveInt, parseTag } from './parse.js';
 import { addHostedOptions, formatHosted, type HostedFlags, hostedCreate, registerHostedPoolCommands } from './pool-hosted.js';
 
 interface CreateOptions extends HostedFlags {
@@ -135,7 +135,7 @@ export function registerPoolCommands(program: Command, io: Io): void {
     .command('token')
     .description('mint a registration token for a pool; prints the token alone (the RegistrationToken with --json)')
     .argument('<name>', 'pool name')
-    .option('--ttl <duration>', 'how long the token stays valid (e.g. 30m, 1h, 7d)', parseTtl, '1h')
+    .option('--ttl <duration>', 'how long the token stays valid (e.g. 30m, 1h, 7d)', parsePositiveDuration, '1h')
     .option('--uses <n>', 'how many registrations it admits (default: unlimited until it expires)', parsePositiveInt)
     .action((name: string, o: TokenOptions, cmd: Command) =>
       withClient(cmd, io, async (client, opts) => {
