@@ -1,5 +1,5 @@
 import path from 'node:path';
-import { afterEach, beforeEach, expect, it } from 'vitest';
+import { afterEach, beforeEach, expect, it, vi } from 'vitest';
 import { auditRow } from '../src/audit.js';
 import { SqliteStore } from '../src/store/sqlite/sqlite-store.js';
 import { tempDir } from './helpers.js';
@@ -65,4 +65,22 @@ it('rejects the heartbeats of a turn when the database is gone, without throwing
   const pending = store.runners.recordHeartbeat('r1', T0 + 1);
   await store.close();
   await expect(pending).rejects.toThrow();
+});
+
+it('commits a heartbeat and the pending token it issues in one transaction: one fdatasync, which only the token waits for', async () => {
+  let syncs = 0;
+  store.observeWalSyncs(() => syncs++);
+  const transactions = vi.spyOn(store.db, 'transaction');
+  let heartbeatAt = 0;
+  const heartbeat = store.runners.recordHeartbeat('r1', T0 + 1).then(() => (heartbeatAt = syncs));
+  const pending = store.runnerTokens.addPending({ id: 'tok-next', runnerId: 'r1', hash: 'y', state: 'pending', createdAt: T0 + 1 }, 3);
+  await Promise.all([heartbeat, pending]);
+  expect(transactions).toHaveBeenCalledTimes(1);
+  expect(heartbeatAt).toBe(0); // answered at the commit, before the fdatasync ended
+  expect(syncs).toBe(1);
+  expect((await store.runners.get('r1'))!.lastHeartbeatAt).toBe(T0 + 1);
+  expect((await store.runnerTokens.get('tok-next'))!.state).toBe('pending');
+  // A heartbeat alone waits for no fdatasync at all.
+  await store.runners.recordHeartbeat('r2', T0 + 2);
+  expect(syncs).toBe(1);
 });

@@ -177,10 +177,14 @@ export class RunnerSession implements LiveSession {
 
   private async onHeartbeat(heartbeat: Heartbeat): Promise<void> {
     this.ctx.metrics.heartbeats.inc();
-    const runner = await this.ctx.store.runners.recordHeartbeat(this.runnerId, this.ctx.now());
+    // Both writes queue in this turn, so the heartbeat and a rotation's pending token share one commit.
+    const recorded = this.ctx.store.runners.recordHeartbeat(this.runnerId, this.ctx.now());
+    const rotation = this.rotation.onHeartbeat();
+    rotation.catch(() => {}); // a runner deleted meanwhile fails it too: that is gone(), below; else awaited there
+    const runner = await recorded;
     if (!runner) return this.gone();
     this.jobs.onStatus(runner.status);
-    const rotatedToken = await this.rotation.onHeartbeat();
+    const rotatedToken = await rotation;
     this.send({
       type: 'heartbeat_ack',
       seq: heartbeat.seq,

@@ -5,6 +5,8 @@ interface Pending {
   fn: () => unknown;
   /** Runs in a savepoint of its own (false: it executes no write, so there is nothing to roll back). */
   savepoint: boolean;
+  /** Its caller waits for the fdatasync (false: for the commit only). */
+  durable: boolean;
   resolve: (value: unknown) => void;
   reject: (err: unknown) => void;
 }
@@ -21,19 +23,23 @@ interface Pending {
  * callers settle. Without a WAL file (an in-memory database) the commit is
  * synchronous=FULL as before.
  *
- * `fsync: false` settles the callers right after the commit: the batch is in
- * the WAL (it survives the process crashing) but a power cut may lose it, for
- * writes that need no more, such as heartbeats.
+ * A write run with `durable: false` (or every write, given `fsync: false`)
+ * settles right after the commit: it is in the WAL (it survives the process
+ * crashing) but a power cut may lose it, for writes that need no more, such
+ * as heartbeats. Durable and other writes share transactions: a heartbeat and
+ * the token rotation it starts cost one commit.
  */
 export class GroupCommit {
   private queue: Pending[] = [];
   private scheduled = false;
 
+  /** Null for a database without a WAL file (in memory): its commits are synchronous=FULL. */
   private readonly wal: WalSync | null;
 
   constructor(
     private readonly db: Db,
     private readonly options: {
+      /** Whether a write waits for the fdatasync unless it says otherwise (run's `durable`). */
       fsync: boolean;
       /** Runs inside each transaction after its writes: what they left to write at the end. Throwing fails them all. */
       beforeCommit?: () => void;
@@ -41,18 +47,19 @@ export class GroupCommit {
       settled?: (committed: boolean) => void;
     } = { fsync: true },
   ) {
-    this.wal = options.fsync ? WalSync.of(db) : null;
+    this.wal = WalSync.of(db);
   }
 
   /**
    * Runs `fn` in the next transaction; resolves once that is durable.
    * `writes: false` promises that fn executes no INSERT, UPDATE or DELETE
    * (it may read, and stage changes that its owner drops if it throws):
-   * it then runs without a savepoint, two statements fewer.
+   * it then runs without a savepoint, two statements fewer. `durable`
+   * (the group's `fsync` by default) says whether it waits for the fdatasync.
    */
-  run<T>(fn: () => T, { writes = true }: { writes?: boolean } = {}): Promise<T> {
+  run<T>(fn: () => T, { writes = true, durable = this.options.fsync }: { writes?: boolean; durable?: boolean } = {}): Promise<T> {
     return new Promise<T>((resolve, reject) => {
-      this.queue.push({ fn, savepoint: writes, resolve: resolve as (v: unknown) => void, reject });
+      this.queue.push({ fn, savepoint: writes, durable, resolve: resolve as (v: unknown) => void, reject });
       if (!this.scheduled) {
         this.scheduled = true;
         setImmediate(() => this.flush());
@@ -98,7 +105,7 @@ export class GroupCommit {
     batch.forEach((p, i) => {
       const o = outcomes[i]!;
       if (!o.ok) p.reject(o.err);
-      else if (this.wal) committed.push({ p, value: o.value });
+      else if (this.wal && p.durable) committed.push({ p, value: o.value });
       else p.resolve(o.value);
     });
     if (committed.length === 0) return;
@@ -108,9 +115,9 @@ export class GroupCommit {
     );
   }
 
-  /** Runs the transaction with synchronous=NORMAL unless it must fsync in the commit (no WAL file to sync after). */
+  /** Runs the transaction with synchronous=NORMAL, unless there is no WAL file to sync after (FULL, in the commit). */
   private commit(fn: () => void): void {
-    if (this.options.fsync && !this.wal) return fn();
+    if (!this.wal) return fn();
     // Prepared once: db.pragma() prepares its statement on every call, twice per flush.
     stmt(this.db, 'PRAGMA synchronous = NORMAL').run();
     try {

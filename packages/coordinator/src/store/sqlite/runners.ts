@@ -3,7 +3,7 @@ import type { NewAuditRow, RunnerRecord } from '../rows.js';
 import type { HelloInput, RegisterInput, RegisterResult, RunnerStore } from '../store.js';
 import { insertAuditRow } from './audit.js';
 import { type Db, fromJson, stmt, toJson } from './db.js';
-import { GroupCommit } from './group-commit.js';
+import type { GroupCommit } from './group-commit.js';
 
 interface RunnerSql {
   id: string;
@@ -68,12 +68,15 @@ const runner = (r: RunnerSql): RunnerRecord => ({
 });
 
 export class SqliteRunnerStore implements RunnerStore {
-  /** One transaction per turn for heartbeats, without an fsync (see recordHeartbeat). */
-  private readonly heartbeats: GroupCommit;
-
-  constructor(private readonly db: Db) {
-    this.heartbeats = new GroupCommit(db, { fsync: false });
-  }
+  /**
+   * `sessionWrites`: the group commit heartbeats share with token rotation
+   * (SqliteRunnerTokenStore), so a heartbeat and the pending token it issues
+   * are one transaction; heartbeats do not wait for its fsync (see recordHeartbeat).
+   */
+  constructor(
+    private readonly db: Db,
+    private readonly sessionWrites: GroupCommit,
+  ) {}
 
   private getSync(id: string): RunnerRecord | null {
     const r = stmt(this.db, `${SELECT_RUNNERS} WHERE r.id = ?`).get(id) as RunnerSql | undefined;
@@ -142,21 +145,32 @@ export class SqliteRunnerStore implements RunnerStore {
       .immediate();
   }
 
+  /**
+   * Like a heartbeat, a hello is batched with the turn's other session writes
+   * and waits for no fsync: what it records (capabilities, labels, the
+   * runner's own drain) the runner says again at its next hello, and a
+   * reconnect storm of 10,000 runners cost 10,000 fsyncs on the event loop.
+   */
   async recordHello(id: string, hello: HelloInput, now: number): Promise<RunnerRecord | null> {
-    stmt(
-      this.db,
-      `UPDATE runners SET agent_version = @agentVersion, host = @host, capabilities = @capabilities, labels = @labels,
-         last_heartbeat_at = @now, self_drain = @selfDrain, status = ${liveStatus('draining', '@selfDrain')} WHERE id = @id`,
-    ).run({
-      agentVersion: hello.agentVersion,
-      host: toJson(hello.host),
-      capabilities: toJson(hello.capabilities),
-      labels: JSON.stringify(hello.labels),
-      now,
-      selfDrain: hello.selfDrain,
-      id,
-    });
-    return this.getSync(id);
+    return this.sessionWrites.run(
+      () => {
+        stmt(
+          this.db,
+          `UPDATE runners SET agent_version = @agentVersion, host = @host, capabilities = @capabilities, labels = @labels,
+             last_heartbeat_at = @now, self_drain = @selfDrain, status = ${liveStatus('draining', '@selfDrain')} WHERE id = @id`,
+        ).run({
+          agentVersion: hello.agentVersion,
+          host: toJson(hello.host),
+          capabilities: toJson(hello.capabilities),
+          labels: JSON.stringify(hello.labels),
+          now,
+          selfDrain: hello.selfDrain,
+          id,
+        });
+        return this.getSync(id);
+      },
+      { durable: false },
+    );
   }
 
   async recordDrain(id: string, selfDrain: string | null, audit: (runner: RunnerRecord) => NewAuditRow): Promise<RunnerRecord | null> {
@@ -200,10 +214,13 @@ export class SqliteRunnerStore implements RunnerStore {
    * the caller hears back only once it is written.
    */
   async recordHeartbeat(id: string, now: number): Promise<RunnerRecord | null> {
-    return this.heartbeats.run(() => {
-      stmt(this.db, `UPDATE runners SET last_heartbeat_at = ?, status = ${LIVE_STATUS} WHERE id = ?`).run(now, id);
-      return this.getSync(id);
-    });
+    return this.sessionWrites.run(
+      () => {
+        stmt(this.db, `UPDATE runners SET last_heartbeat_at = ?, status = ${LIVE_STATUS} WHERE id = ?`).run(now, id);
+        return this.getSync(id);
+      },
+      { durable: false },
+    );
   }
 
   async markOffline(before: number): Promise<string[]> {

@@ -6,6 +6,7 @@ import { SqliteHostedStore } from './hosted.js';
 import { SqliteJobStore } from './jobs.js';
 import { type Db, openDatabase } from './db.js';
 import { migrate } from './migrations.js';
+import { GroupCommit } from './group-commit.js';
 import { WalSync } from './wal-sync.js';
 import { SqlitePoolStore, SqliteRegistrationTokenStore } from './pools.js';
 import { SqliteApiTokenStore, SqliteProjectStore } from './projects.js';
@@ -32,8 +33,10 @@ export class SqliteStore implements Store {
     this.apiTokens = new SqliteApiTokenStore(db);
     this.pools = new SqlitePoolStore(db);
     this.registrationTokens = new SqliteRegistrationTokenStore(db);
-    this.runners = new SqliteRunnerStore(db);
-    this.runnerTokens = new SqliteRunnerTokenStore(db);
+    // Heartbeats and token rotation: one transaction per turn for both (durable where rotation needs it).
+    const sessionWrites = new GroupCommit(db, { fsync: true });
+    this.runners = new SqliteRunnerStore(db, sessionWrites);
+    this.runnerTokens = new SqliteRunnerTokenStore(db, sessionWrites);
     this.audit = new SqliteAuditStore(db);
     this.jobs = new SqliteJobStore(db);
     this.stats = new SqliteStatsStore(db);
