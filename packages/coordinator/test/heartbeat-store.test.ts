@@ -84,3 +84,12 @@ it('commits a heartbeat and the pending token it issues in one transaction: one 
   await store.runners.recordHeartbeat('r2', T0 + 2);
   expect(syncs).toBe(1);
 });
+
+it('collects heartbeats of a few milliseconds, not only of one turn, into one transaction', async () => {
+  const transactions = vi.spyOn(store.db, 'transaction');
+  const first = store.runners.recordHeartbeat('r1', T0 + 1);
+  await new Promise((r) => setTimeout(r, 1)); // a later turn, as a fleet's heartbeats arrive
+  const second = store.runners.recordHeartbeat('r2', T0 + 2);
+  expect((await Promise.all([first, second])).map((r) => r?.lastHeartbeatAt)).toEqual([T0 + 1, T0 + 2]);
+  expect(transactions).toHaveBeenCalledTimes(1);
+});
