@@ -159,7 +159,6 @@ export class SqliteJobStore implements JobStore {
   private readonly group: GroupCommit;
   private readonly updates = new Map<string, Database.Statement>();
   private readonly live: LiveJobs;
-  private readonly liveLimit: number;
   private lastLoadAt = 0;
 
   /** `liveJobs`: most unfinished jobs kept in memory (tests lower it). */
@@ -168,7 +167,6 @@ export class SqliteJobStore implements JobStore {
     { liveJobs = LIVE_JOBS_LIMIT }: { liveJobs?: number } = {},
   ) {
     this.live = new LiveJobs(liveJobs);
-    this.liveLimit = liveJobs;
     this.group = new GroupCommit(db, {
       fsync: true,
       beforeCommit: () => this.writePending(),
@@ -185,20 +183,19 @@ export class SqliteJobStore implements JobStore {
    */
   private loadUnfinished(): void {
     this.lastLoadAt = Date.now();
-    const count = (state: string) =>
-      (stmt(this.db, `SELECT COUNT(*) FROM jobs WHERE state ${state}`).pluck().get() as number);
+    const count = (state: string) => stmt(this.db, `SELECT COUNT(*) FROM jobs WHERE state ${state}`).pluck().get() as number;
     // Two statements, so each is answered from its partial index (jobs_queue, jobs_in_flight).
-    if (count("= 'queued'") + count("IN ('assigned', 'running')") > this.liveLimit) return;
+    if (count("= 'queued'") + count("IN ('assigned', 'running')") > this.live.limit) return;
     const rows = [
       ...(stmt(this.db, `${SELECT_JOBS} WHERE j.state = 'queued' ORDER BY j.seq`).all() as JobSql[]),
       ...(stmt(this.db, `${SELECT_JOBS} WHERE j.state IN ('assigned', 'running')`).all() as JobSql[]),
     ];
-    this.live.load(rows.map(job), true);
+    this.live.load(rows.map(job));
   }
 
   /** Whether the queues can be read from memory; once jobs were turned away, tries to load them again now and then. */
   private queuesInMemory(): boolean {
-    if (!this.live.complete && this.live.size <= this.liveLimit / 2 && Date.now() - this.lastLoadAt >= RELOAD_EVERY_MS) {
+    if (!this.live.complete && this.live.size <= this.live.limit / 2 && Date.now() - this.lastLoadAt >= RELOAD_EVERY_MS) {
       this.loadUnfinished();
     }
     return this.live.complete;

@@ -79,7 +79,8 @@ export class LiveJobs {
   /** The current write's changes, in order (a write touches a job or two: a list beats maps here). */
   private write: Staged[] | null = null;
 
-  constructor(private readonly limit: number) {}
+  /** `limit`: most jobs held; past it, unfinished jobs are read from the table and the queues too. */
+  constructor(readonly limit: number) {}
 
   get(id: string): JobRecord | undefined {
     if (this.write) {
@@ -103,13 +104,12 @@ export class LiveJobs {
   }
 
   /**
-   * The table's unfinished jobs, read outside any transaction (at open, or
-   * to become whole again after the limit turned jobs away); `all` says
-   * whether they are all of them.
+   * All the table's unfinished jobs, read outside any transaction (at open,
+   * or to become whole again after the limit turned jobs away).
    */
-  load(jobs: readonly JobRecord[], all: boolean): void {
+  load(jobs: readonly JobRecord[]): void {
     for (const job of jobs) if (!this.committed.has(job.id)) this.admit(job);
-    this.whole = all && this.committed.size <= this.limit;
+    this.whole = this.committed.size <= this.limit;
   }
 
   /** Up to `limit` committed queued jobs of the pool after `afterSeq`, FIFO (only when complete). */
