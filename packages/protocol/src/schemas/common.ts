@@ -26,14 +26,17 @@ export const Duration = z.string().refine(isDuration, 'a duration such as 500ms,
 /** The longest anything may be given (a timeout, a token's life): ten years, a deadline any date holds. */
 export const MAX_DURATION_MS = 3650 * 86_400_000;
 
-/** Its length in ms, or null when it is no duration: zod runs every refinement, and that one is Duration's to report. */
-const lengthOf = (text: string): number | null => (isDuration(text) ? parseDuration(text) : null);
-
 /** A duration longer than 0s and at most ten years: job timeouts, token lifetimes, hosted pools' waits. */
-export const PositiveDuration = Duration.refine((t) => (lengthOf(t) ?? 1) > 0, 'must be longer than 0s').refine(
-  (t) => (lengthOf(t) ?? 0) <= MAX_DURATION_MS,
-  'at most 3650d (ten years)',
-);
+export const PositiveDuration = Duration.superRefine((text, ctx) => {
+  let ms: number;
+  try {
+    ms = parseDuration(text);
+  } catch {
+    return; // zod runs every refinement: text that is no duration is Duration's to report
+  }
+  if (ms <= 0) ctx.addIssue({ code: 'custom', message: 'must be longer than 0s' });
+  else if (ms > MAX_DURATION_MS) ctx.addIssue({ code: 'custom', message: 'at most 3650d (ten years)' });
+});
 
 /** ISO-8601 timestamps on the wire. */
 export const Timestamp = z.string();

@@ -5,9 +5,8 @@ import { printJson, withClient, withSubmitterClient, type Io } from './context.j
 import { followJob } from './job-follow.js';
 import { formatJob, JOB_TABLE_HEADERS, jobRow } from './job-format.js';
 import { buildJobSpec, labelFlag, parseCount, parseEnv, type SubmitFlags } from './job-spec.js';
-import { parsePositiveDuration } from './parse.js';
 import { formatTable } from './format.js';
-import { parseName, parsePositiveInt } from './parse.js';
+import { parseName, parsePositiveDuration, parsePositiveInt } from './parse.js';
 
 const encoder = new TextEncoder();
 

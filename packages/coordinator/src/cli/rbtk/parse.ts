@@ -1,5 +1,5 @@
 import { InvalidArgumentError } from 'commander';
-import { LabelKey, MAX_DURATION_MS, Name, parseDuration, type Labels } from '@rbtk/protocol';
+import { LabelKey, Name, parseDuration, PositiveDuration, type Labels } from '@rbtk/protocol';
 
 /**
  * Flag and argument parsers for commander. Each throws InvalidArgumentError, which
@@ -51,18 +51,17 @@ export function parseLabel(value: string, previous: Labels = {}): Labels {
 
 /**
  * `--ttl`, `--timeout`, hosted pools' waits: a protocol duration (1h, 30m,
- * 1h30m) longer than 0s and at most ten years, as the API takes it (the
- * schema's PositiveDuration); kept as typed.
+ * 1h30m) that the API's PositiveDuration takes (longer than 0s, at most ten
+ * years); kept as typed.
  */
 export function parsePositiveDuration(value: string): string {
-  let ms: number;
   try {
-    ms = parseDuration(value);
+    parseDuration(value); // its message names the bad text, which the schema's does not
   } catch (err) {
     throw new InvalidArgumentError((err as Error).message);
   }
-  if (ms <= 0) throw new InvalidArgumentError('must be longer than 0s');
-  if (ms > MAX_DURATION_MS) throw new InvalidArgumentError('at most 3650d (ten years)');
+  const checked = PositiveDuration.safeParse(value);
+  if (!checked.success) throw new InvalidArgumentError(checked.error.issues[0]!.message);
   return value.trim();
 }
 
