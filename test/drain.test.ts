@@ -211,7 +211,10 @@ describe('pending upgrade: drain, finish the jobs, exit 75', () => {
     const id = await fleet.registerRunner('build', 'up2', '--executor', 'shell');
     const runner = fleet.startRunner('up2');
     await waitFor('runner ONLINE', async () => (await fleet.runnerStatus(id)) === 'ONLINE');
-    const job = await jobs.submit(shell('sleep 3; echo done'));
+    // Longer than the runner's reconnects can take (full-jitter backoff from 0.5 s: up to 7.5 s over four
+    // attempts), so that it is still running when the runner comes back; with 3 s a full run once saw the
+    // runner reconnect after the job had ended, so it never logged the wait.
+    const job = await jobs.submit(shell('sleep 12; echo done'));
     await jobs.waitForState(job.id, ['running']);
 
     // The same coordinator (port, data) comes back asking for rbtk-runner 99.0.0 or later.
