@@ -5,6 +5,7 @@ import { defineConfig } from 'vitest/config';
 export default defineConfig({
   test: {
     include: ['packages/*/test/**/*.test.ts', 'test/**/*.test.ts'],
+    setupFiles: ['test/helpers/failure-output.ts'],
     testTimeout: 60_000,
     hookTimeout: 60_000,
     pool: 'forks',

@@ -8,6 +8,7 @@ export interface CoordinatorFlags {
   reapAfter?: string;
   heartbeatInterval?: string;
   tokenRotation?: string;
+  acceptTimeout?: string;
   /** Hosted pools' reconcile interval. */
   reconcileInterval?: string;
   minRunnerVersion?: string;
@@ -43,6 +44,7 @@ export class Fleet {
     if (flags.reapAfter) args.push('--reap-after', flags.reapAfter);
     if (flags.heartbeatInterval) args.push('--heartbeat-interval', flags.heartbeatInterval);
     if (flags.tokenRotation) args.push('--token-rotation', flags.tokenRotation);
+    if (flags.acceptTimeout) args.push('--accept-timeout', flags.acceptTimeout);
     if (flags.reconcileInterval) args.push('--reconcile-interval', flags.reconcileInterval);
     if (flags.minRunnerVersion) args.push('--min-runner-version', flags.minRunnerVersion);
     this.coordinator = this.procs.spawn('coordinator', BIN.coordinator, args);

@@ -34,11 +34,19 @@ export class Jobs {
     return chunks.map((c) => c.data).join('');
   }
 
-  waitForState(id: string, states: Job['state'][], timeoutMs = 30_000): Promise<Job> {
-    return waitFor(`job ${id} in ${states.join('|')}`, async () => {
-      const job = await this.get(id);
-      return states.includes(job.state) ? job : undefined;
-    }, timeoutMs, 100);
+  async waitForState(id: string, states: Job['state'][], timeoutMs = 30_000): Promise<Job> {
+    // The last state seen goes into the timeout's message: "stuck in assigned" and "never left queued" are different bugs.
+    let last: Job | undefined;
+    try {
+      return await waitFor(`job ${id} in ${states.join('|')}`, async () => {
+        last = await this.get(id);
+        return states.includes(last.state) ? last : undefined;
+      }, timeoutMs, 100);
+    } catch (err) {
+      if (!last) throw err;
+      const { state, runnerId, attempt, reason } = last;
+      throw new Error(`${(err as Error).message}; job last seen ${state} (runner ${runnerId ?? 'none'}, attempt ${attempt}, reason ${reason ?? 'none'})`);
+    }
   }
 }
 

@@ -99,9 +99,24 @@ export class Proc {
   }
 }
 
+const groups = new Set<ProcessGroup>();
+
+/** Every process still running in this test file (each file has its own module instance), for the failure report in failure-output.ts. */
+export function liveProcesses(): Proc[] {
+  return [...groups].flatMap((g) => g.running());
+}
+
 /** Keeps every process a test starts, so none outlives it. */
 export class ProcessGroup {
   private procs: Proc[] = [];
+
+  constructor() {
+    groups.add(this);
+  }
+
+  running(): Proc[] {
+    return this.procs.filter((p) => p.running);
+  }
 
   spawn(name: string, file: string, args: string[], env: NodeJS.ProcessEnv = {}): Proc {
     const child = spawn(process.execPath, [file, ...args], {

@@ -224,6 +224,7 @@ describe('jobs while draining (runAgent)', () => {
       jobId: 'job-refused',
       attempt: 1,
       reason: 'rbtk-runner is draining: drained by an operator (rbtk runner drain)',
+      retryable: true,
     });
     peer.send(peer.live!, { type: 'drain', draining: false });
     peer.assign('job-ok', sh('echo ok'));

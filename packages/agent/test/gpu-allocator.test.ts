@@ -95,7 +95,7 @@ describe('GPU jobs in the job manager (the 8-GPU capture)', () => {
     expect(sets.flat().sort()).toEqual([...uuids].sort());
 
     assign('j5', 2);
-    expect(await answer('j5')).toEqual({ type: 'reject', jobId: 'j5', attempt: 1, reason: 'the job needs 2 GPUs; 0 of 8 are free on this runner' });
+    expect(await answer('j5')).toEqual({ type: 'reject', jobId: 'j5', attempt: 1, reason: 'the job needs 2 GPUs; 0 of 8 are free on this runner', retryable: true });
     expect(manager.status().find((j) => j.jobId === 'j2')?.gpus).toEqual(sets[1]);
 
     // However it ends (here: cancelled), the attempt's GPUs come back.
@@ -117,9 +117,9 @@ describe('GPU jobs in the job manager (the 8-GPU capture)', () => {
     await waitUntil(() => executor.given.has('a'));
     expect(executor.given.get('a')).toEqual([uuids[6], uuids[3]]);
     assign('b', 1, { gpuIds: [uuids[3]!] });
-    expect(await answer('b')).toMatchObject({ type: 'reject', reason: `GPUs not free on this runner: ${uuids[3]}` });
+    expect(await answer('b')).toMatchObject({ type: 'reject', reason: `GPUs not free on this runner: ${uuids[3]}`, retryable: true });
     assign('c', 1, { gpuIds: ['GPU-elsewhere'] });
-    expect(await answer('c')).toMatchObject({ type: 'reject', reason: 'GPUs not on this runner: GPU-elsewhere' });
+    expect(await answer('c')).toMatchObject({ type: 'reject', reason: 'GPUs not on this runner: GPU-elsewhere', retryable: false });
   });
 
   it('rejects GPU jobs the runner cannot serve: shell executor, unusable GPUs', async () => {
@@ -129,7 +129,7 @@ describe('GPU jobs in the job manager (the 8-GPU capture)', () => {
         spec: { pool: 'gpu', requires: { gpus: 1 }, executor: { type: 'shell', command: ['true'] } },
       }),
     );
-    expect(await answer('s')).toMatchObject({ type: 'reject', reason: 'GPU jobs run only in the docker executor, not shell' });
+    expect(await answer('s')).toMatchObject({ type: 'reject', reason: 'GPU jobs run only in the docker executor, not shell', retryable: false });
 
     const unusable = new GpuAllocator({ gpus: [], driverVersion: null, cudaVersion: null, usable: false });
     expect(unusable.claim('x', 1)).toEqual({ ok: false, reason: 'the job needs 1 GPU; this runner has none' });

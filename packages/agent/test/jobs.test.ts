@@ -105,10 +105,14 @@ describe('jobs through the runner daemon and a real WebSocket peer', () => {
       throw new Error(`${err.message}\n${log.text()}`);
     });
     expect(peer.messages('reject')).toEqual([
-      { type: 'reject', jobId: 'job-docker', attempt: 1, reason: 'executor "docker" is not enabled on this runner (executors: shell)' },
-      { type: 'reject', jobId: 'job-extra', attempt: 1, reason: 'no free slot: 1 of 1 jobs running' },
+      { type: 'reject', jobId: 'job-docker', attempt: 1, reason: 'executor "docker" is not enabled on this runner (executors: shell)', retryable: false },
+      { type: 'reject', jobId: 'job-extra', attempt: 1, reason: 'no free slot: 1 of 1 jobs running', retryable: true },
     ]);
     await peer.waitFor('accept', () => peer.messages('accept')[0]);
+    // A cancel for an attempt it never held is answered, so the coordinator frees the slot it kept for it.
+    peer.cancel('job-elsewhere', 2, 'stale');
+    await peer.waitFor('a third reject', () => peer.messages('reject')[2]);
+    expect(peer.messages('reject')[2]).toEqual({ type: 'reject', jobId: 'job-elsewhere', attempt: 2, reason: 'not held: nothing to stop', retryable: true });
     peer.cancel('job-long');
     expect(await peer.waitForResult('job-long')).toMatchObject({ outcome: 'cancelled', exitCode: 143, message: 'cancelled' });
   });

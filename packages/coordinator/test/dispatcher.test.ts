@@ -25,6 +25,8 @@ it('a dispatch pass leaves alone a queued job that a handoff has reserved, and s
     maxJobs: 3,
     gpus: [],
     inFlight: new Map([['finishing', []]]),
+    stopping: new Map(),
+    restingUntil: 0,
     lastAssignedAt: 0,
     owner: {},
     send: () => {},

@@ -119,7 +119,7 @@ describe('job store', () => {
           }
           if (ids.length === 0) continue;
           if ('assign' in o) await change(pick(o.assign)!, assignTo('r1', 1));
-          else if ('requeue' in o) await change(pick(o.requeue)!, requeueFree('r1', (await jobs.get(pick(o.requeue)!))!.attempt, 'accept_timeout'));
+          else if ('requeue' in o) await change(pick(o.requeue)!, requeueFree('r1', (await jobs.get(pick(o.requeue)!))!.attempt, 'accept_timeout', Date.now()));
           else if ('finish' in o) await change(pick(o.finish)!, finish('r1', (await jobs.get(pick(o.finish)!))!.attempt, ok, 2));
           else await change(pick(o.cancel)!, requestCancel(3, true));
         }
@@ -141,7 +141,7 @@ describe('job store', () => {
     const [a, b, c] = [await submit(), await submit(), await submit()];
     await change(a, assignTo('r1', 1));
     await change(c, assignTo('r1', 1));
-    await change(a, requeueFree('r1', 1, 'accept_timeout')); // back at its own place, ahead of b
+    await change(a, requeueFree('r1', 1, 'accept_timeout', Date.now())); // back at its own place, ahead of b
     const file = store.db.name;
     await store.close();
     const reopened = SqliteStore.open(file);

@@ -92,6 +92,55 @@ describe('job dispatch', () => {
     expect(b).toMatchObject({ jobId: id, attempt: 2 });
   });
 
+  it('a job refused for now (retryable) is requeued without shutting the runner out: it comes back after a rest', async () => {
+    await start();
+    const r = await runner('busy', { maxJobs: 1 });
+    const id = await submit('busy');
+    const a = await r.next('assign');
+    const refusedAt = performance.now();
+    r.send({ type: 'reject', jobId: id, attempt: a.attempt, reason: 'no free slot: 1 of 1 jobs running', retryable: true });
+    expect((await state(id, 'queued')).reason).toBe('rejected for now: no free slot: 1 of 1 jobs running');
+    // Resting: a refusal that lasts is one offer a second, not a loop.
+    await expect(r.next('assign', () => true, 500)).rejects.toThrow();
+    const again = await r.next('assign', () => true, 3_000);
+    expect(performance.now() - refusedAt).toBeGreaterThanOrEqual(900);
+    expect(again).toMatchObject({ jobId: id, attempt: a.attempt + 1 });
+    await r.complete(again);
+    expect(await state(id, 'succeeded')).toMatchObject({ runnerId: r.runnerId, attempt: a.attempt + 1 });
+  });
+
+  it('an attempt taken from its runner holds the slot there until the runner reports it ended', async () => {
+    await start({ acceptTimeoutMs: 300 });
+    const r = await runner('ghost', { maxJobs: 1 });
+    const id = await submit('ghost');
+    const first = await r.next('assign'); // accepted too late: taken away, and the runner told to stop it
+    expect(await r.next('cancel')).toMatchObject({ jobId: id, attempt: first.attempt, reason: 'stale' });
+    expect((await job(id)).state).toBe('queued');
+    // Still running there as far as anyone knows: no second attempt while it holds the only slot.
+    await expect(r.next('assign', () => true, 500)).rejects.toThrow();
+    // Its end (a refused result) frees the slot, and the job comes back to the same runner.
+    expect(await r.result(first, 'cancelled', null)).toMatchObject({ accepted: false });
+    const second = await r.next('assign');
+    expect(second).toMatchObject({ jobId: id, attempt: first.attempt + 1 });
+    // The same with a reject: the runner says it does not hold attempt 2 (it never got it).
+    const third = new Promise((resolve) => setTimeout(resolve, 400)).then(() => r.next('cancel'));
+    expect(await third).toMatchObject({ jobId: id, attempt: second.attempt, reason: 'stale' });
+    await expect(r.next('assign', () => true, 300)).rejects.toThrow();
+    r.send({ type: 'reject', jobId: id, attempt: second.attempt, reason: 'not held: nothing to stop', retryable: true });
+    expect(await r.next('assign', () => true, 3_000)).toMatchObject({ jobId: id, attempt: second.attempt + 1 });
+  });
+
+  it('a job whose cancel was asked for while it was on the way is cancelled, not requeued, when its runner rejects it', async () => {
+    await start();
+    const r = await runner('cxl', { maxJobs: 1 });
+    const id = await submit('cxl');
+    const a = await r.next('assign');
+    await tc().api('POST', ROUTES.jobCancel(id));
+    expect(await r.next('cancel')).toMatchObject({ jobId: id, attempt: a.attempt, reason: 'cancelled' });
+    r.send({ type: 'reject', jobId: id, attempt: a.attempt, reason: 'not held: nothing to stop', retryable: true });
+    expect(await state(id, 'cancelled')).toMatchObject({ reason: 'cancelled', attempt: a.attempt });
+  });
+
   it('refuses a result from a stale attempt, and acks its logs so the runner can drop them', async () => {
     await start({ acceptTimeoutMs: 300 });
     const old = await runner('stale', { name: 'old' });

@@ -86,6 +86,25 @@ describe('GPU assignment by uuid', () => {
     expect(assign.gpuIds).toEqual(T4S);
   });
 
+  it('keeps the GPUs of a stale attempt the runner still runs (held at hello, told to stop) until it ends', async () => {
+    await start({ offlineAfterMs: 400, heartbeatIntervalMs: 100 });
+    const r = await runner('gpu', { executors: ['docker'], maxJobs: 8, gpus: MIXED });
+    const lost = await submitted({ gpus: 2, gpuModel: 'A100' });
+    const held = await r.take();
+    r.started(held);
+    // Away past OFFLINE: its attempt is lost (failed, no retries), and another A100 job waits for a runner.
+    r.terminate();
+    await eventually(async () => ((await tc().api('GET', ROUTES.job(lost))).body.state === 'failed' ? true : null));
+    const next = await submitted({ gpus: 2, gpuModel: 'A100' });
+    // Back, still running the lost attempt: told to stop it, and its A100s stay taken until it ends.
+    await r.connect([{ jobId: held.jobId, attempt: held.attempt, finished: false, gpus: held.gpuIds }]);
+    r.keepAlive();
+    expect(await r.next('cancel')).toMatchObject({ jobId: lost, attempt: held.attempt, reason: 'stale' });
+    await expect(r.next('assign', () => true, 300)).rejects.toThrow();
+    await r.result(held, 'cancelled', 143); // acknowledged (the job's last attempt, already settled): either way it ended
+    expect(await r.take()).toMatchObject({ jobId: next, gpuIds: A100S });
+  });
+
   it('offers no GPUs of a host whose Docker cannot serve them', async () => {
     await start();
     const r = await runner('gpu', { executors: ['docker'], gpus: { ...MIXED, usable: false, reason: 'no NVIDIA container toolkit' } });

@@ -61,8 +61,19 @@ export type CoordinatorJobMessage = z.infer<typeof CoordinatorJobMessage>;
 export const Accept = z.object({ type: z.literal('accept'), ...JobAttempt });
 export type Accept = z.infer<typeof Accept>;
 
-/** The runner will not run it (no free slot, executor not offered...): reassign. */
-export const Reject = z.object({ type: z.literal('reject'), ...JobAttempt, reason: z.string().max(4096) });
+/**
+ * The runner does not run this attempt: it refuses the assignment, or it was
+ * told to cancel an attempt it does not hold. `retryable`: the refusal passes
+ * (no free slot yet, stopping, draining, its spool not writable), so the job is
+ * requeued and this runner may be offered it again; without it, the runner
+ * can never run the job (executor not offered, GPUs it lacks) and is not.
+ */
+export const Reject = z.object({
+  type: z.literal('reject'),
+  ...JobAttempt,
+  reason: z.string().max(4096),
+  retryable: z.boolean().optional(),
+});
 export type Reject = z.infer<typeof Reject>;
 
 /** The container or process is running. */

@@ -1,6 +1,7 @@
 import type { GpuInventory } from '@rbtk/protocol/runner';
 
-export type GpuClaim = { ok: true; uuids: string[] } | { ok: false; reason: string };
+/** A failed claim is `retryable` when the GPUs exist but other attempts hold them now. */
+export type GpuClaim = { ok: true; uuids: string[] } | { ok: false; reason: string; retryable?: boolean };
 
 /**
  * Which of the host's usable GPUs each running attempt holds. Claims are
@@ -43,10 +44,13 @@ export class GpuAllocator {
       const unknown = wanted.filter((u) => !known.has(u));
       if (unknown.length > 0) return { ok: false, reason: `GPUs not on this runner: ${unknown.join(', ')}` };
       const busy = wanted.filter((u) => !free.includes(u));
-      if (busy.length > 0) return { ok: false, reason: `GPUs not free on this runner: ${busy.join(', ')}` };
+      if (busy.length > 0) return { ok: false, reason: `GPUs not free on this runner: ${busy.join(', ')}`, retryable: true };
       uuids = [...wanted];
     } else {
-      if (free.length < count) return { ok: false, reason: `the job needs ${count} GPUs; ${free.length} of ${total} are free on this runner` };
+      if (free.length < count) {
+        const retryable = count <= total;
+        return { ok: false, reason: `the job needs ${count} GPUs; ${free.length} of ${total} are free on this runner`, retryable };
+      }
       uuids = free.slice(0, count);
     }
     this.taken.set(holder, uuids);

@@ -184,25 +184,30 @@ export class JobManager {
     }
     const type = message.spec.executor.type;
     const busy = [...this.held.values()].filter((h) => h.state !== 'finished').length;
-    // Draining: the coordinator requeues the job for another runner, without excluding this one.
+    // Stopping, draining, busy: passing refusals (retryable), so the coordinator may offer the job here again.
+    // Only what this runner can never do shuts it out of the job.
     let refusal = this.stopping ? 'rbtk-runner is stopping' : this.deps.refusal?.();
+    let retryable = true;
     if (!refusal && (!config.executors.includes(type) || !executors[type])) {
       refusal = `executor "${type}" is not enabled on this runner (executors: ${config.executors.join(', ')})`;
+      retryable = false;
     } else if (!refusal && busy >= config.max_jobs) refusal = `no free slot: ${busy} of ${config.max_jobs} jobs running`;
     // GPUs are claimed with the slot, before any await: two assignments never get the same GPU.
     const gpusNeeded = message.spec.requires.gpus ?? 0;
     let gpus: string[] | undefined;
     if (!refusal && gpusNeeded > 0) {
-      if (type !== 'docker') refusal = `GPU jobs run only in the docker executor, not ${type}`;
-      else {
+      if (type !== 'docker') {
+        refusal = `GPU jobs run only in the docker executor, not ${type}`;
+        retryable = false;
+      } else {
         const claim = (this.deps.gpus ?? NO_GPUS).claim(key, gpusNeeded, message.gpuIds);
         if (claim.ok) gpus = claim.uuids;
-        else refusal = claim.reason;
+        else ({ reason: refusal, retryable = false } = claim);
       }
     }
     if (refusal) {
-      logger.info({ jobId, attempt, reason: refusal }, 'job rejected');
-      this.sendFrame({ type: 'reject', jobId, attempt, reason: refusal });
+      logger.info({ jobId, attempt, reason: refusal, retryable }, 'job rejected');
+      this.sendFrame({ type: 'reject', jobId, attempt, reason: refusal, retryable });
       return;
     }
 
@@ -216,7 +221,7 @@ export class JobManager {
       this.releaseGpus(h, key);
       const reason = `cannot write the spool: ${(err as Error).message}`;
       logger.error({ jobId, attempt, reason }, 'job rejected');
-      this.sendFrame({ type: 'reject', jobId, attempt, reason });
+      this.sendFrame({ type: 'reject', jobId, attempt, reason, retryable: true });
       return;
     }
     this.watchSpool(h);
@@ -252,10 +257,14 @@ export class JobManager {
 
   private cancel(message: CancelAttempt): void {
     const h = this.held.get(attemptKey(message.jobId, message.attempt));
-    if (!h || h.state === 'finished') {
-      this.deps.logger.debug({ jobId: message.jobId, attempt: message.attempt, reason: message.reason }, 'cancel for an attempt not running here');
+    if (!h) {
+      // The coordinator keeps a slot for the attempt until it hears that it ended: say it never ran here.
+      this.deps.logger.debug({ jobId: message.jobId, attempt: message.attempt, reason: message.reason }, 'cancel for an attempt not held here');
+      this.sendFrame({ type: 'reject', jobId: message.jobId, attempt: message.attempt, reason: 'not held: nothing to stop', retryable: true });
       return;
     }
+    // Finished: its result is on the way (or resent on the next connection), which frees the slot.
+    if (h.state === 'finished') return;
     const reason: StopReason =
       message.reason === 'timed_out'
         ? { outcome: 'timed_out', message: 'timed out: the coordinator\'s deadline passed' }

@@ -11,6 +11,7 @@ import {
 import { randomId } from '../auth/secrets.js';
 import type { CoordinatorContext } from '../context.js';
 import type { MemberEvents } from '../jobs/job-service.js';
+import { busySlots } from '../jobs/runner-index.js';
 import type { PoolMemberCount } from '../metrics/coordinator-metrics.js';
 import { registerRunner } from '../register-runner.js';
 import { revokeRunner } from '../revoke.js';
@@ -388,7 +389,7 @@ export class HostedPools implements MemberEvents {
     const plan: PlanMember[] = [];
     for (const m of mine) {
       const entry = m.runnerId ? this.ctx.jobs.index.get(m.runnerId) : undefined;
-      const isBusy = (m.runnerId !== null && busy.has(m.runnerId)) || (entry?.inFlight.size ?? 0) > 0;
+      const isBusy = (m.runnerId !== null && busy.has(m.runnerId)) || (entry ? busySlots(entry) : 0) > 0;
       const released = this.released_.get(m.id);
       if (!isBusy && released !== undefined) {
         if (spec.return === 'ready' && released) {
@@ -569,7 +570,7 @@ export class HostedPools implements MemberEvents {
   private async stopMember(m: MemberRow, spec: HostedPoolSpec, provider: HostedProviderImpl): Promise<void> {
     const entry = m.runnerId ? this.ctx.jobs.index.get(m.runnerId) : undefined;
     // Not connected (yet, or any more), or a claim reserved it a moment ago: not now.
-    if (!entry || entry.retired || entry.inFlight.size > 0 || m.state !== 'ready') return;
+    if (!entry || entry.retired || busySlots(entry) > 0 || m.state !== 'ready') return;
     entry.retired = true;
     this.stopping.add(m.id);
     this.act(m.poolId, 'stop', m.id, 'stopped_mode');

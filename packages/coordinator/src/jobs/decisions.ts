@@ -10,7 +10,7 @@ import type { JobDecision } from '../store/job-rows.js';
 export const isInFlight = (s: JobState): boolean => s === 'assigned' || s === 'running';
 
 /** Requeue reasons that do not use up a retry: the job never ran. */
-export type FreeRequeueReason = 'accept_timeout' | 'rejected' | 'runner_draining';
+export type FreeRequeueReason = 'accept_timeout' | 'rejected' | 'refused_for_now' | 'runner_draining';
 
 export function assignTo(runnerId: string, now: number): JobDecision {
   return (j) =>
@@ -54,12 +54,15 @@ export function runnerGone(runnerId: string, attempt: number, reason: 'runner_lo
 }
 
 /** Requeue that costs no retry: the runner refused the job or never said it took it. */
-export function requeueFree(runnerId: string, attempt: number, why: FreeRequeueReason, detail?: string): JobDecision {
+export function requeueFree(runnerId: string, attempt: number, why: FreeRequeueReason, now: number, detail?: string): JobDecision {
   return (j) => {
     if (!current(runnerId, attempt)(j) || j.state !== 'assigned') return null;
+    // Its cancel was asked for while it was on the way: it never ran, and it is not run now.
+    if (j.cancelRequested) return { state: 'cancelled', reason: 'cancelled', finishedAt: now };
     if (why === 'accept_timeout') return { state: 'queued', reason: 'accept_timeout', runnerId: null };
-    // It drains: another runner may take the job, and so may this one once it resumes.
+    // It drains, or refused for now: another runner may take the job, and so may this one later.
     if (why === 'runner_draining') return { state: 'queued', reason: `rejected: ${detail ?? 'draining'}`, runnerId: null };
+    if (why === 'refused_for_now') return { state: 'queued', reason: `rejected for now: ${detail ?? 'no reason given'}`, runnerId: null };
     // Never offered to this runner again.
     return { state: 'queued', reason: `rejected: ${detail ?? 'no reason given'}`, runnerId: null, excluded: [...j.excluded, runnerId] };
   };

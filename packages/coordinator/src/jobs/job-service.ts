@@ -103,10 +103,13 @@ export class JobService {
       before.runnerId !== null && isInFlight(before.state) && (!isInFlight(after.state) || after.attempt !== before.attempt);
     if (leftRunner) {
       this.clearAcceptTimer(after.id);
-      this.index.release(before.runnerId!, after.id);
       this.members?.released(before.runnerId!, after);
       if (cancelRunner) {
+        // The runner may still be running it: its slot frees when the runner says the attempt ended.
+        this.index.releaseStopping(before.runnerId!, after.id, before.attempt);
         this.index.get(before.runnerId!)?.send({ type: 'cancel', jobId: after.id, attempt: before.attempt, reason: cancelRunner });
+      } else {
+        this.index.release(before.runnerId!, after.id);
       }
       this.dispatcher.kick(after.poolId);
     }
@@ -132,7 +135,7 @@ export class JobService {
   }
 
   private acceptTimedOut(jobId: string, attempt: number, runnerId: string): void {
-    this.apply([{ jobId, decide: requeueFree(runnerId, attempt, 'accept_timeout'), cancelRunner: 'stale' }]).then(
+    this.apply([{ jobId, decide: requeueFree(runnerId, attempt, 'accept_timeout', this.deps.now()), cancelRunner: 'stale' }]).then(
       (done) => {
         if (done.length > 0) this.deps.log.warn({ jobId, attempt, runnerId }, 'no accept in time: requeued');
       },
@@ -167,6 +170,15 @@ export class JobService {
       ? await this.dispatcher.commit([{ job: next, runner: runner!, decide: (j) => (finished ? assignTo(runnerId, now)(j) : null) }], now, items)
       : await this.apply(items);
     return done.some((t) => t.after.id === frame.jobId);
+  }
+
+  /**
+   * The runner says the attempt ended (its result) or is not running there (a
+   * reject): a slot held by an attempt it was told to stop is free again.
+   */
+  attemptEnded(runnerId: string, jobId: string, attempt: number): void {
+    const poolId = this.index.get(runnerId)?.poolId;
+    if (this.index.ended(runnerId, jobId, attempt) && poolId !== undefined) this.dispatcher.kick(poolId);
   }
 
   /** The runner took the attempt (accept, started, or held at hello): stop waiting for it. */

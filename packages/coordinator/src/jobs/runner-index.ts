@@ -14,6 +14,14 @@ export interface IndexedRunner {
   gpus: Gpu[];
   /** Attempts assigned to or running on it: job id -> uuids of the GPUs it holds. */
   inFlight: Map<string, readonly string[]>;
+  /**
+   * Attempts taken from it that it was told to stop ("jobId:attempt" -> GPU
+   * uuids): until it reports each ended (its result, or a reject), the
+   * attempt still holds a slot and its GPUs there.
+   */
+  stopping: Map<string, readonly string[]>;
+  /** It refused a job for now (no free slot, its disk...): offered nothing until this (performance.now()). */
+  restingUntil: number;
   lastAssignedAt: number;
   /** A hosted pool's member being torn down (or done with its one job): it takes no job, ever again. */
   retired?: boolean;
@@ -36,12 +44,20 @@ export function matchingGpus(gpus: readonly Gpu[], req: GpuPredicates): number {
   return gpus.filter((g) => gpuMatches(g, req)).length;
 }
 
-/** The runner's GPUs that no attempt holds and that meet the predicates, in nvidia-smi's order. */
+/** The runner's GPUs that no attempt holds (nor one being stopped) and that meet the predicates, in nvidia-smi's order. */
 function freeGpus(r: IndexedRunner, req: GpuPredicates): Gpu[] {
   const held = new Set<string>();
-  for (const uuids of r.inFlight.values()) for (const u of uuids) held.add(u);
+  for (const holders of [r.inFlight, r.stopping]) for (const uuids of holders.values()) for (const u of uuids) held.add(u);
   return r.gpus.filter((g) => !held.has(g.uuid) && gpuMatches(g, req));
 }
+
+/** Slots in use on the runner: its attempts, and those it is stopping. */
+export const busySlots = (r: IndexedRunner): number => r.inFlight.size + r.stopping.size;
+
+export const stoppingKey = (jobId: string, attempt: number): string => `${jobId}:${attempt}`;
+
+/** Whether the runner is offered work at all: ONLINE, not retired, not resting after a refusal. */
+const open = (r: IndexedRunner): boolean => r.status === 'ONLINE' && !r.retired && r.restingUntil <= performance.now();
 
 /** Whether the runner could ever run the job, ignoring how busy it is now. */
 export function runnerFits(
@@ -63,7 +79,7 @@ export function runnerFits(
  * the job's predicates, fits the job, and never rejected it.
  */
 function takes(r: IndexedRunner, job: Pick<JobRecord, 'spec' | 'excluded'>, busy: number): boolean {
-  if (r.status !== 'ONLINE' || r.retired || busy >= r.maxJobs || !runnerFits(r, job) || job.excluded.includes(r.id)) return false;
+  if (!open(r) || busy >= r.maxJobs || !runnerFits(r, job) || job.excluded.includes(r.id)) return false;
   const req = job.spec.requires;
   const gpus = req.gpus ?? 0;
   return gpus === 0 || freeGpus(r, req).length >= gpus;
@@ -109,7 +125,7 @@ export class RunnerIndex {
   freeSlots(poolId: number): number {
     let free = 0;
     for (const r of this.byPool.get(poolId) ?? []) {
-      if (r.status === 'ONLINE' && !r.retired) free += Math.max(0, r.maxJobs - r.inFlight.size);
+      if (open(r)) free += Math.max(0, r.maxJobs - busySlots(r));
     }
     return free;
   }
@@ -119,8 +135,9 @@ export class RunnerIndex {
     let best: IndexedRunner | undefined;
     let bestFree = 0;
     for (const r of this.byPool.get(poolId) ?? []) {
-      if (!takes(r, job, r.inFlight.size)) continue;
-      const free = r.maxJobs - r.inFlight.size;
+      const busy = busySlots(r);
+      if (!takes(r, job, busy)) continue;
+      const free = r.maxJobs - busy;
       if (!best || free > bestFree || (free === bestFree && r.lastAssignedAt < best.lastAssignedAt)) {
         best = r;
         bestFree = free;
@@ -134,7 +151,7 @@ export class RunnerIndex {
    * slot and the GPUs for the job, fits it, and is taking work.
    */
   fitsOnceFreed(r: IndexedRunner, job: Pick<JobRecord, 'id' | 'spec' | 'excluded'>, freeing: string): boolean {
-    return r.inFlight.has(freeing) && !r.inFlight.has(job.id) && takes(r, job, r.inFlight.size - 1);
+    return r.inFlight.has(freeing) && !r.inFlight.has(job.id) && takes(r, job, busySlots(r) - 1);
   }
 
   /**
@@ -164,5 +181,32 @@ export class RunnerIndex {
   release(runnerId: string, jobId: string): boolean {
     const runner = this.byId.get(runnerId);
     return runner?.inFlight.delete(jobId) ?? false;
+  }
+
+  /**
+   * The job left the runner, which is told to stop `attempt`: its slot and
+   * GPUs stay taken until the runner reports the attempt ended (ended()).
+   * Offering them at once would have the runner refuse for want of a slot,
+   * or two containers share a GPU.
+   */
+  releaseStopping(runnerId: string, jobId: string, attempt: number): void {
+    const runner = this.byId.get(runnerId);
+    const gpus = runner?.inFlight.get(jobId);
+    if (!runner || gpus === undefined) return;
+    runner.inFlight.delete(jobId);
+    runner.stopping.set(stoppingKey(jobId, attempt), gpus);
+  }
+
+  /** The runner reports the attempt ended; true when that freed a slot held by an attempt being stopped. */
+  ended(runnerId: string, jobId: string, attempt: number): boolean {
+    return this.byId.get(runnerId)?.stopping.delete(stoppingKey(jobId, attempt)) ?? false;
+  }
+
+  /** Offers the runner nothing for restMs (it refused a job for now); `wake` runs when it may take work again. */
+  rest(runnerId: string, restMs: number, wake: () => void): void {
+    const runner = this.byId.get(runnerId);
+    if (!runner) return;
+    runner.restingUntil = performance.now() + restMs;
+    setTimeout(wake, restMs).unref();
   }
 }

@@ -12,8 +12,12 @@ import { isTerminalJobState } from '@rbtk/protocol';
 import type { RunnerRecord } from '../store/rows.js';
 import { requeueFree, runnerGone, started } from './decisions.js';
 import type { JobService } from './job-service.js';
+import { stoppingKey } from './runner-index.js';
 
 type Send = (message: CoordinatorMessage) => void;
+
+/** How long a runner that refused a job for now (retryable) is offered nothing. */
+export const REFUSAL_REST_MS = 1_000;
 
 /**
  * The job side of one runner session: its entry in the dispatch index and its
@@ -41,12 +45,15 @@ export class RunnerJobs {
     this.jobs.routingChanged();
     const inFlight = await store.jobs.inFlight(this.runnerId);
     const current = new Map(inFlight.map((j) => [j.id, j]));
+    /** Stale attempts still running there: each holds a slot (and its GPUs) until the runner reports it ended. */
+    const stopping = new Map<string, readonly string[]>();
     for (const held of hello.held) {
       const job = current.get(held.jobId);
       if (job && job.attempt === held.attempt) continue;
       // A finished attempt may be the current one with its result still unacknowledged: let the resend settle it.
       const stored = job ?? (held.finished ? await store.jobs.get(held.jobId) : null);
       if (held.finished && stored && stored.attempt === held.attempt && stored.runnerId === this.runnerId) continue;
+      if (!held.finished) stopping.set(stoppingKey(held.jobId, held.attempt), held.gpus ?? []);
       this.send({ type: 'cancel', jobId: held.jobId, attempt: held.attempt, reason: 'stale' });
     }
     const heldKeys = new Set(hello.held.map((h) => `${h.jobId}:${h.attempt}`));
@@ -69,6 +76,8 @@ export class RunnerJobs {
       gpus: hello.capabilities.gpus?.usable ? hello.capabilities.gpus.gpus : [],
       // The GPUs each kept attempt holds, as the runner says: nobody else gets them.
       inFlight: new Map(kept.map((j) => [j.id, heldGpus.get(j.id) ?? []])),
+      stopping,
+      restingUntil: 0,
       lastAssignedAt: 0,
       owner: this.owner,
       send: this.send,
@@ -98,10 +107,21 @@ export class RunnerJobs {
     this.jobs.clearAcceptTimer(frame.jobId, frame.attempt);
   }
 
-  /** A draining runner refuses what was on its way before its drain arrived: requeued, and it may have the job later. */
+  /**
+   * The runner does not run the attempt. A draining runner refuses what was
+   * on its way before its drain arrived, and a passing refusal (retryable:
+   * no free slot, its disk) comes back later: both requeue the job without
+   * shutting this runner out of it, and after a passing refusal the runner
+   * rests a moment, so that a refusal that lasts is not a loop of offers.
+   */
   async onReject(frame: Reject): Promise<void> {
-    const why = this.jobs.index.get(this.runnerId)?.status === 'DRAINING' ? 'runner_draining' : 'rejected';
-    await this.jobs.apply([{ jobId: frame.jobId, decide: requeueFree(this.runnerId, frame.attempt, why, frame.reason) }]);
+    this.jobs.attemptEnded(this.runnerId, frame.jobId, frame.attempt);
+    const entry = this.jobs.index.get(this.runnerId);
+    const why = entry?.status === 'DRAINING' ? 'runner_draining' : frame.retryable ? 'refused_for_now' : 'rejected';
+    const done = await this.jobs.apply([{ jobId: frame.jobId, decide: requeueFree(this.runnerId, frame.attempt, why, this.jobs.deps.now(), frame.reason) }]);
+    if (done.length > 0 && why === 'refused_for_now' && entry?.owner === this.owner) {
+      this.jobs.index.rest(this.runnerId, REFUSAL_REST_MS, () => this.jobs.dispatcher.kick(entry.poolId));
+    }
   }
 
   async onStarted(frame: Started): Promise<void> {
@@ -134,6 +154,7 @@ export class RunnerJobs {
   }
 
   async onResult(frame: ResultFrame): Promise<void> {
+    this.jobs.attemptEnded(this.runnerId, frame.jobId, frame.attempt);
     let accepted = await this.jobs.finishAttempt(this.runnerId, frame);
     if (!accepted) {
       // A resend after a lost result_ack: the attempt is current and already settled.
