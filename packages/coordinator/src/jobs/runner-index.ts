@@ -20,7 +20,7 @@ export interface IndexedRunner {
    * attempt still holds a slot and its GPUs there.
    */
   stopping: Map<string, readonly string[]>;
-  /** It refused a job for now (no free slot, its disk...): offered nothing until this (performance.now()). */
+  /** It refused a job for now (no free slot, its disk...): offered nothing until this (performance.now()); 0: not resting. */
   restingUntil: number;
   lastAssignedAt: number;
   /** A hosted pool's member being torn down (or done with its one job): it takes no job, ever again. */
@@ -56,8 +56,9 @@ export const busySlots = (r: IndexedRunner): number => r.inFlight.size + r.stopp
 
 export const stoppingKey = (jobId: string, attempt: number): string => `${jobId}:${attempt}`;
 
-/** Whether the runner is offered work at all: ONLINE, not retired, not resting after a refusal. */
-const open = (r: IndexedRunner): boolean => r.status === 'ONLINE' && !r.retired && r.restingUntil <= performance.now();
+/** Whether the runner is offered work at all: ONLINE, not retired, not resting after a refusal (the clock read only then). */
+const open = (r: IndexedRunner): boolean =>
+  r.status === 'ONLINE' && !r.retired && (r.restingUntil === 0 || r.restingUntil <= performance.now());
 
 /** Whether the runner could ever run the job, ignoring how busy it is now. */
 export function runnerFits(
@@ -206,7 +207,11 @@ export class RunnerIndex {
   rest(runnerId: string, restMs: number, wake: () => void): void {
     const runner = this.byId.get(runnerId);
     if (!runner) return;
-    runner.restingUntil = performance.now() + restMs;
-    setTimeout(wake, restMs).unref();
+    const until = performance.now() + restMs;
+    runner.restingUntil = until;
+    setTimeout(() => {
+      if (runner.restingUntil === until) runner.restingUntil = 0;
+      wake();
+    }, restMs).unref();
   }
 }
