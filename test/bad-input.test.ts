@@ -121,7 +121,7 @@ describe('bad input never stops the coordinator from serving good runners', () =
     ];
     for (const [res, status, code] of cases) {
       expect(res.status).toBe(status);
-      const body = await res.json();
+      const body = (await res.json()) as { error: { code: string; message: string } };
       expect(body.error.code).toBe(code);
       expect(body.error.message.length).toBeGreaterThan(5);
     }

@@ -24,6 +24,7 @@ const runner: Runner = {
   id: 'r_0123456789abcdef', name: 'host-a', pool: 'gpu', project: 'default', status: 'ONLINE', labels: { gpus: '8' },
   airgapped: true, connected: true, agentVersion: '0.1.0', registeredAt: iso(3_600_000), lastHeartbeatAt: iso(3_000),
   host: { hostname: 'host-a', os: 'linux', arch: 'x64', cpus: 64, memoryBytes: 512 * 1024 ** 3 },
+  gpus: [], gpuUsable: false, gpuUnusableReason: null, drainReason: null,
 };
 const silent: Runner = { ...runner, id: 'r_fedcba9876543210', name: 'host-b', status: 'OFFLINE', connected: false, labels: {}, lastHeartbeatAt: null, host: null };
 const minted: RegistrationToken = {

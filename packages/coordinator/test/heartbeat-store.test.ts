@@ -16,7 +16,7 @@ beforeEach(async () => {
   store = SqliteStore.open(path.join(dir.dir, 'c.db'));
   await store.projects.create({ name: 'default', createdAt: T0 });
   const pool = await store.pools.create(
-    { project: 'default', name: 'p', type: 'self-hosted', status: 'active', tags: {}, airgapped: false, createdAt: T0, updatedAt: T0 },
+    { project: 'default', name: 'p', type: 'self-hosted', status: 'active', tags: {}, airgapped: false, allowNonAirgappedJobs: false, dockerNetwork: null, createdAt: T0, updatedAt: T0 },
     auditRow({ at: T0, actor: 'test', action: 'pool.create', resourceType: 'pool', resourceId: 'p', project: 'default' }),
   );
   await store.registrationTokens.insert(

@@ -113,6 +113,7 @@ export const HELLO: Hello = {
   agentVersion: '0.1.0-test',
   host: { hostname: 'host-a', os: 'linux', arch: 'x64', cpus: 4, memoryBytes: 8 * 2 ** 30 },
   capabilities: { executors: ['shell'], maxJobs: 1, labels: { gpu: 'none' }, airgapped: false },
+  held: [],
 };
 
 export interface UpgradeRefusal {

@@ -114,7 +114,7 @@ describe('claim samples kept for autoscale', () => {
       await store.projects.create({ name: 'default', createdAt: 0 });
       const audit = { at: 0, actor: 't', action: 'pool.create' as const, resourceType: 'pool' as const, resourceId: 'p', project: 'default', details: {} };
       const pool = (await store.pools.create(
-        { project: 'default', name: 'p', type: 'hosted', status: 'active', tags: {}, airgapped: false, createdAt: 0, updatedAt: 0, hostedSpec: spec({ autoscale: true }) },
+        { project: 'default', name: 'p', type: 'hosted', status: 'active', tags: {}, airgapped: false, allowNonAirgappedJobs: false, dockerNetwork: null, createdAt: 0, updatedAt: 0, hostedSpec: spec({ autoscale: true }) },
         audit,
       ))!;
       const row = { poolId: pool.id, state: { target: 5, belowSince: 31 * MIN, highestBelow: 1 }, samples: [{ at: 0, claimed: 4 }, { at: MIN, claimed: 0 }] };

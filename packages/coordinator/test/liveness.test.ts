@@ -27,7 +27,7 @@ describe('livenessTick with a fake clock', () => {
     store = SqliteStore.open(path.join(dir.dir, 'l.db'));
     await store.projects.create({ name: 'default', createdAt: T0 });
     const pool = await store.pools.create(
-      { project: 'default', name: 'p', type: 'self-hosted', status: 'active', tags: {}, airgapped: false, createdAt: T0, updatedAt: T0 },
+      { project: 'default', name: 'p', type: 'self-hosted', status: 'active', tags: {}, airgapped: false, allowNonAirgappedJobs: false, dockerNetwork: null, createdAt: T0, updatedAt: T0 },
       auditRow({ at: T0, actor: 't', action: 'pool.create', resourceType: 'pool', resourceId: 'p', project: 'default' }),
     );
     await store.registrationTokens.insert(

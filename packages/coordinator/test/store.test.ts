@@ -26,7 +26,7 @@ beforeEach(async () => {
   store = SqliteStore.open(path.join(dir.dir, 'c.db'));
   await store.projects.create({ name: 'default', createdAt: T0 });
   const pool = await store.pools.create(
-    { project: 'default', name: 'gpu', type: 'self-hosted', status: 'active', tags: {}, airgapped: false, createdAt: T0, updatedAt: T0 },
+    { project: 'default', name: 'gpu', type: 'self-hosted', status: 'active', tags: {}, airgapped: false, allowNonAirgappedJobs: false, dockerNetwork: null, createdAt: T0, updatedAt: T0 },
     audit('pool.create', 'gpu'),
   );
   poolId = pool!.id;
