@@ -27,6 +27,7 @@ it('a dispatch pass leaves alone a queued job that a handoff has reserved, and s
     inFlight: new Map([['finishing', []]]),
     stopping: new Map(),
     restingUntil: 0,
+    refusals: 0,
     lastAssignedAt: 0,
     owner: {},
     send: () => {},

@@ -105,8 +105,14 @@ describe('job dispatch', () => {
     const again = await r.next('assign', () => true, 3_000);
     expect(performance.now() - refusedAt).toBeGreaterThanOrEqual(900);
     expect(again).toMatchObject({ jobId: id, attempt: a.attempt + 1 });
-    await r.complete(again);
-    expect(await state(id, 'succeeded')).toMatchObject({ runnerId: r.runnerId, attempt: a.attempt + 1 });
+    // A second refusal in a row: twice the rest.
+    const refusedAgainAt = performance.now();
+    r.send({ type: 'reject', jobId: id, attempt: again.attempt, reason: 'cannot write the spool: ENOSPC', retryable: true });
+    const third = await r.next('assign', () => true, 5_000);
+    expect(performance.now() - refusedAgainAt).toBeGreaterThanOrEqual(1_900);
+    expect(third).toMatchObject({ jobId: id, attempt: again.attempt + 1 });
+    await r.complete(third);
+    expect(await state(id, 'succeeded')).toMatchObject({ runnerId: r.runnerId, attempt: third.attempt });
   });
 
   it('an attempt taken from its runner holds the slot there until the runner reports it ended', async () => {

@@ -22,6 +22,8 @@ export interface IndexedRunner {
   stopping: Map<string, readonly string[]>;
   /** It refused a job for now (no free slot, its disk...): offered nothing until this (performance.now()); 0: not resting. */
   restingUntil: number;
+  /** Passing refusals in a row, since it last took an attempt: each doubles the rest. */
+  refusals: number;
   lastAssignedAt: number;
   /** A hosted pool's member being torn down (or done with its one job): it takes no job, ever again. */
   retired?: boolean;
@@ -55,6 +57,10 @@ function freeGpus(r: IndexedRunner, req: GpuPredicates): Gpu[] {
 export const busySlots = (r: IndexedRunner): number => r.inFlight.size + r.stopping.size;
 
 export const stoppingKey = (jobId: string, attempt: number): string => `${jobId}:${attempt}`;
+
+/** The rest after a runner's first passing refusal in a row, and the longest (see RunnerIndex.rest). */
+export const REFUSAL_REST_MS = 1_000;
+export const MAX_REFUSAL_REST_MS = 60_000;
 
 /** Whether the runner is offered work at all: ONLINE, not retired, not resting after a refusal (the clock read only then). */
 const open = (r: IndexedRunner): boolean =>
@@ -203,15 +209,29 @@ export class RunnerIndex {
     return this.byId.get(runnerId)?.stopping.delete(stoppingKey(jobId, attempt)) ?? false;
   }
 
-  /** Offers the runner nothing for restMs (it refused a job for now); `wake` runs when it may take work again. */
-  rest(runnerId: string, restMs: number, wake: () => void): void {
+  /**
+   * The runner refused a job for now: it is offered nothing for a while, 1 s
+   * after the first refusal in a row, doubling to at most a minute, so a
+   * refusal that lasts (a full disk) costs a few commits a minute rather than
+   * a loop of offers. `wake` runs when it may take work again. Returns the rest (ms).
+   */
+  rest(runnerId: string, wake: () => void): number {
     const runner = this.byId.get(runnerId);
-    if (!runner) return;
+    if (!runner) return 0;
+    runner.refusals++;
+    const restMs = Math.min(MAX_REFUSAL_REST_MS, REFUSAL_REST_MS * 2 ** (runner.refusals - 1));
     const until = performance.now() + restMs;
     runner.restingUntil = until;
     setTimeout(() => {
       if (runner.restingUntil === until) runner.restingUntil = 0;
       wake();
     }, restMs).unref();
+    return restMs;
+  }
+
+  /** The runner took an attempt: its next refusal rests it the shortest time again. */
+  took(runnerId: string): void {
+    const runner = this.byId.get(runnerId);
+    if (runner) runner.refusals = 0;
   }
 }

@@ -16,9 +16,6 @@ import { stoppingKey } from './runner-index.js';
 
 type Send = (message: CoordinatorMessage) => void;
 
-/** How long a runner that refused a job for now (retryable) is offered nothing. */
-export const REFUSAL_REST_MS = 1_000;
-
 /**
  * The job side of one runner session: its entry in the dispatch index and its
  * accept / reject / started / log / result frames, each fenced by attempt.
@@ -78,6 +75,7 @@ export class RunnerJobs {
       inFlight: new Map(kept.map((j) => [j.id, heldGpus.get(j.id) ?? []])),
       stopping,
       restingUntil: 0,
+      refusals: 0,
       lastAssignedAt: 0,
       owner: this.owner,
       send: this.send,
@@ -105,6 +103,7 @@ export class RunnerJobs {
 
   onAccept(frame: Accept): void {
     this.jobs.clearAcceptTimer(frame.jobId, frame.attempt);
+    this.jobs.index.took(this.runnerId);
   }
 
   /**
@@ -112,7 +111,7 @@ export class RunnerJobs {
    * on its way before its drain arrived, and a passing refusal (retryable:
    * no free slot, its disk) comes back later: both requeue the job without
    * shutting this runner out of it, and after a passing refusal the runner
-   * rests a moment, so that a refusal that lasts is not a loop of offers.
+   * rests (RunnerIndex.rest), so that a refusal that lasts is not a loop of offers.
    */
   async onReject(frame: Reject): Promise<void> {
     this.jobs.attemptEnded(this.runnerId, frame.jobId, frame.attempt);
@@ -120,7 +119,7 @@ export class RunnerJobs {
     const why = entry?.status === 'DRAINING' ? 'runner_draining' : frame.retryable ? 'refused_for_now' : 'rejected';
     const done = await this.jobs.apply([{ jobId: frame.jobId, decide: requeueFree(this.runnerId, frame.attempt, why, this.jobs.deps.now(), frame.reason) }]);
     if (done.length > 0 && why === 'refused_for_now' && entry?.owner === this.owner) {
-      this.jobs.index.rest(this.runnerId, REFUSAL_REST_MS, () => this.jobs.dispatcher.kick(entry.poolId));
+      this.jobs.index.rest(this.runnerId, () => this.jobs.dispatcher.kick(entry.poolId));
     }
   }
 
