@@ -158,6 +158,8 @@ describe('jobs through the runner daemon and a real WebSocket peer', () => {
     expect(peer.logText('job-resend')).toBe(lines);
     await new Promise((r) => setTimeout(r, 200));
     expect(peer.results('job-resend')).toHaveLength(1);
+    // `started` once per connection: a started lost with the old socket would leave the job assigned.
+    expect(peer.messages('started').filter((m) => m.jobId === 'job-resend')).toHaveLength(2);
     await peer.waitFor('spool emptied', async () => (await spoolDirs()).length === 0 || undefined);
   });
 

@@ -147,6 +147,31 @@ describe('job dispatch', () => {
     expect(await state(id, 'cancelled')).toMatchObject({ reason: 'cancelled', attempt: a.attempt });
   });
 
+  it('requeues at no cost an assignment its runner does not hold at hello (the assign died with the old socket)', async () => {
+    await start();
+    const r = await runner('lostassign', { maxJobs: 1 });
+    const id = await submit('lostassign'); // retries 0: a charged requeue would fail it
+    const first = await r.next('assign');
+    r.ws.terminate();
+    await r.connect([]);
+    const second = await r.next('assign');
+    expect(second).toMatchObject({ jobId: id, attempt: first.attempt + 1 });
+    await r.complete(second);
+    expect(await state(id, 'succeeded')).toMatchObject({ attempt: second.attempt, runnerId: r.runnerId });
+  });
+
+  it('charges a retry for a started attempt its runner does not hold at hello (lost with its spool)', async () => {
+    await start();
+    const r = await runner('loststarted', { maxJobs: 1 });
+    const id = await submit('loststarted');
+    const first = await r.take();
+    r.started(first);
+    await state(id, 'running');
+    r.ws.terminate();
+    await r.connect([]);
+    expect(await state(id, 'failed')).toMatchObject({ reason: 'runner_lost', attempt: first.attempt });
+  });
+
   it('refuses a result from a stale attempt, and acks its logs so the runner can drop them', async () => {
     await start({ acceptTimeoutMs: 300 });
     const old = await runner('stale', { name: 'old' });

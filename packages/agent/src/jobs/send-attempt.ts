@@ -1,11 +1,16 @@
 import type { RunnerMessage } from '@rbtk/protocol/runner';
 import type { HeldAttempt } from './held-attempt.js';
 
-/** A new connection: the coordinator may have missed anything not acknowledged, so start again from there. */
+/**
+ * A new connection: the coordinator may have missed anything not acknowledged, so start again from there.
+ * `started` too: hello says which attempts are held, not whether they run, and a `started` lost with the
+ * old socket would leave the job `assigned` (outside the timeout backstop) while it runs. It is idempotent.
+ */
 export function resetForConnection(h: HeldAttempt): void {
   const s = h.spooled;
   h.sentUpTo = s ? (s.records[0]?.offset ?? s.logBytes) : 0;
   h.resultSent = false;
+  h.startedSent = false;
 }
 
 /**

@@ -53,6 +53,20 @@ export function runnerGone(runnerId: string, attempt: number, reason: 'runner_lo
   return (j) => (current(runnerId, attempt)(j) ? retryOrFail(j, reason, now, null) : null);
 }
 
+/**
+ * At hello the runner does not hold the attempt the store has on it. Never
+ * started (its assign may have died with the old socket): back to the queue
+ * at no cost, as it never ran. Started: lost, like a runner gone OFFLINE.
+ */
+export function notHeldAtHello(runnerId: string, attempt: number, now: number): JobDecision {
+  return (j) => {
+    if (!current(runnerId, attempt)(j)) return null;
+    if (j.state !== 'assigned') return retryOrFail(j, 'runner_lost', now, null);
+    if (j.cancelRequested) return { state: 'cancelled', reason: 'cancelled', finishedAt: now };
+    return { state: 'queued', reason: 'runner_lost', runnerId: null };
+  };
+}
+
 /** Requeue that costs no retry: the runner refused the job or never said it took it. */
 export function requeueFree(runnerId: string, attempt: number, why: FreeRequeueReason, now: number, detail?: string): JobDecision {
   return (j) => {

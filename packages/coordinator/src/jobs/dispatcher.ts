@@ -22,6 +22,8 @@ const BATCH = 256;
 const MIN_READ = 16;
 /** Queued jobs a handoff looks at: nearly always the first fits, and it runs once per result. */
 const HANDOFF_READ = 4;
+/** A pass that failed (the store refused: a full disk) runs again this much later. */
+const RETRY_FAILED_PASS_MS = 1_000;
 
 /**
  * Event-driven dispatch, one pass at a time per pool. kick() is called on
@@ -118,7 +120,9 @@ export class Dispatcher {
         await this.pass(poolId);
       } while (this.again.has(poolId) && !this.stopped);
     } catch (err) {
-      this.deps.log.error({ err: coerceError(err), poolId }, 'dispatch pass failed');
+      // Nothing polls: without a pass later, its queued jobs would wait for the next event in the pool.
+      this.deps.log.error({ err: coerceError(err), poolId, retryInMs: RETRY_FAILED_PASS_MS }, 'dispatch pass failed');
+      setTimeout(() => this.kick(poolId), RETRY_FAILED_PASS_MS).unref();
     } finally {
       this.running.delete(poolId);
     }
@@ -177,9 +181,14 @@ export class Dispatcher {
     const committed = new Map(done.map((t) => [t.after.id, t.after]));
     for (const { job, runner } of picks) {
       const after = committed.get(job.id);
-      // Cancelled (or otherwise moved) between our read and the commit: give the slot back.
-      if (!after) this.deps.index.release(runner.id, job.id);
-      else this.deps.assigned(after, runner);
+      if (after) {
+        this.deps.assigned(after, runner);
+        continue;
+      }
+      // Cancelled (or otherwise moved) between our read and the commit: give the slot back, and fill it.
+      // The pass that read the job may have left others queued for want of this very slot.
+      this.deps.index.release(runner.id, job.id);
+      this.kick(runner.poolId);
     }
     return done;
   }

@@ -203,7 +203,7 @@ export class JobService {
         runner && assignTo(runner.id, now),
       );
     } catch (err) {
-      if (runner) this.index.release(runner.id, id);
+      if (runner) this.giveBack(runner, id);
       throw err;
     }
     if (result.assigned) {
@@ -211,9 +211,15 @@ export class JobService {
       this.assigned(result.assigned.after, runner!);
       return result;
     }
-    if (runner) this.index.release(runner.id, id);
+    if (runner) this.giveBack(runner, id);
     if (result.created) this.dispatcher.queued(pool.id);
     return result;
+  }
+
+  /** A slot claimed for a submit that did not take it (a failed insert, an idempotent repeat): free, and filled. */
+  private giveBack(runner: IndexedRunner, jobId: string): void {
+    this.index.release(runner.id, jobId);
+    this.dispatcher.kick(runner.poolId);
   }
 
   /** A pool was paused, drained or resumed: its queued jobs wait, or go now. */

@@ -10,7 +10,7 @@ import type {
 } from '@rbtk/protocol';
 import { isTerminalJobState } from '@rbtk/protocol';
 import type { RunnerRecord } from '../store/rows.js';
-import { requeueFree, runnerGone, started } from './decisions.js';
+import { notHeldAtHello, requeueFree, started } from './decisions.js';
 import type { JobService } from './job-service.js';
 import { stoppingKey } from './runner-index.js';
 
@@ -32,36 +32,43 @@ export class RunnerJobs {
 
   /**
    * hello: reconcile what the runner holds with what the store says it runs.
-   * Held attempts that are no longer current are cancelled (stale); attempts
-   * the store has on this runner that it does not hold are requeued as
-   * runner_lost. Then the runner joins the dispatch index.
+   * Held attempts that are no longer current are cancelled (stale), and keep
+   * their slot until they end; attempts the store has on this runner that it
+   * does not hold are requeued (notHeldAtHello). Then the runner joins the
+   * dispatch index.
+   *
+   * Everything the entry is built from is read after the last await: a
+   * change committed meanwhile (an accept timeout, a cancel) ran its effects
+   * before the entry existed, and must not be undone by an older read.
    */
   async onHello(runner: RunnerRecord, hello: Hello): Promise<void> {
     const { store, now } = this.jobs.deps;
     // hello may change the runner's labels and executors, which routing reads.
     this.jobs.routingChanged();
+    // An operator may have drained the runner (or its pool) since the session's own read.
+    const status = (await store.runners.get(this.runnerId))?.status ?? runner.status;
+    // A finished attempt may be the current one with its result still unacknowledged: the resend settles it.
+    const settled = new Set<string>();
+    for (const held of hello.held.filter((h) => h.finished)) {
+      const stored = await store.jobs.get(held.jobId);
+      if (stored && stored.attempt === held.attempt && stored.runnerId === this.runnerId) settled.add(stoppingKey(held.jobId, held.attempt));
+    }
     const inFlight = await store.jobs.inFlight(this.runnerId);
-    const current = new Map(inFlight.map((j) => [j.id, j]));
+
+    // From here to index.add, nothing awaits.
+    const current = new Set(inFlight.map((j) => stoppingKey(j.id, j.attempt)));
     /** Stale attempts still running there: each holds a slot (and its GPUs) until the runner reports it ended. */
     const stopping = new Map<string, readonly string[]>();
     for (const held of hello.held) {
-      const job = current.get(held.jobId);
-      if (job && job.attempt === held.attempt) continue;
-      // A finished attempt may be the current one with its result still unacknowledged: let the resend settle it.
-      const stored = job ?? (held.finished ? await store.jobs.get(held.jobId) : null);
-      if (held.finished && stored && stored.attempt === held.attempt && stored.runnerId === this.runnerId) continue;
-      if (!held.finished) stopping.set(stoppingKey(held.jobId, held.attempt), held.gpus ?? []);
+      const key = stoppingKey(held.jobId, held.attempt);
+      if (current.has(key) || settled.has(key)) continue;
+      if (!held.finished) stopping.set(key, held.gpus ?? []);
       this.send({ type: 'cancel', jobId: held.jobId, attempt: held.attempt, reason: 'stale' });
     }
-    const heldKeys = new Set(hello.held.map((h) => `${h.jobId}:${h.attempt}`));
-    const lost = inFlight.filter((j) => !heldKeys.has(`${j.id}:${j.attempt}`));
-    const t = now();
-    await this.jobs.apply(lost.map((j) => ({ jobId: j.id, decide: runnerGone(this.runnerId, j.attempt, 'runner_lost', t) })));
-
-    const kept = inFlight.filter((j) => heldKeys.has(`${j.id}:${j.attempt}`));
+    const heldKeys = new Set(hello.held.map((h) => stoppingKey(h.jobId, h.attempt)));
     const heldGpus = new Map(hello.held.map((h) => [h.jobId, h.gpus ?? []]));
-    // Read again: an operator may have drained the runner (or its pool) during the awaits above.
-    const status = (await store.runners.get(this.runnerId))?.status ?? runner.status;
+    const kept = inFlight.filter((j) => heldKeys.has(stoppingKey(j.id, j.attempt)));
+    const notHeld = inFlight.filter((j) => !heldKeys.has(stoppingKey(j.id, j.attempt)));
     this.jobs.index.add({
       id: runner.id,
       poolId: runner.poolId,
@@ -71,8 +78,9 @@ export class RunnerJobs {
       airgapped: runner.airgapped,
       maxJobs: hello.capabilities.maxJobs,
       gpus: hello.capabilities.gpus?.usable ? hello.capabilities.gpus.gpus : [],
-      // The GPUs each kept attempt holds, as the runner says: nobody else gets them.
-      inFlight: new Map(kept.map((j) => [j.id, heldGpus.get(j.id) ?? []])),
+      // The GPUs each kept attempt holds, as the runner says: nobody else gets them. The ones it does
+      // not hold are in too, until the requeue below takes them out (its effects release them here).
+      inFlight: new Map<string, readonly string[]>([...kept.map((j) => [j.id, heldGpus.get(j.id) ?? []] as const), ...notHeld.map((j) => [j.id, []] as const)]),
       stopping,
       restingUntil: 0,
       refusals: 0,
@@ -86,6 +94,8 @@ export class RunnerJobs {
       if (j.cancelRequested) this.send({ type: 'cancel', jobId: j.id, attempt: j.attempt, reason: 'cancelled' });
     }
     this.jobs.members?.hello(runner.id);
+    const t = now();
+    await this.jobs.apply(notHeld.map((j) => ({ jobId: j.id, decide: notHeldAtHello(this.runnerId, j.attempt, t) })));
     this.jobs.dispatcher.kick(runner.poolId);
   }
 
@@ -153,6 +163,8 @@ export class RunnerJobs {
   }
 
   async onResult(frame: ResultFrame): Promise<void> {
+    // Before and after: a change that takes the job from this runner may commit while the result's own
+    // write waits for its fsync, and park the attempt in `stopping` only then.
     this.jobs.attemptEnded(this.runnerId, frame.jobId, frame.attempt);
     let accepted = await this.jobs.finishAttempt(this.runnerId, frame);
     if (!accepted) {
@@ -167,5 +179,6 @@ export class RunnerJobs {
       accepted,
       ...(accepted ? {} : { reason: 'stale attempt' }),
     });
+    this.jobs.attemptEnded(this.runnerId, frame.jobId, frame.attempt);
   }
 }
