@@ -99,24 +99,17 @@ export class Proc {
   }
 }
 
-const groups = new Set<ProcessGroup>();
+const spawned: Proc[] = [];
 
-/** Every process still running in this test file (each file has its own module instance), for the failure report in failure-output.ts. */
-export function liveProcesses(): Proc[] {
-  return [...groups].flatMap((g) => g.running());
+/** Every process this test file started, running or not (each file has its own module instance), for failure-output.ts. */
+export function spawnedProcesses(): readonly Proc[] {
+  return spawned;
 }
 
 /** Keeps every process a test starts, so none outlives it. */
 export class ProcessGroup {
   private procs: Proc[] = [];
 
-  constructor() {
-    groups.add(this);
-  }
-
-  running(): Proc[] {
-    return this.procs.filter((p) => p.running);
-  }
 
   spawn(name: string, file: string, args: string[], env: NodeJS.ProcessEnv = {}): Proc {
     const child = spawn(process.execPath, [file, ...args], {
@@ -125,6 +118,7 @@ export class ProcessGroup {
     });
     const proc = new Proc(name, child);
     this.procs.push(proc);
+    spawned.push(proc);
     return proc;
   }
 

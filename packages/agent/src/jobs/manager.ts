@@ -83,10 +83,13 @@ export class JobManager {
     for (const h of this.held.values()) this.watchSpool(h);
   }
 
-  /** hello.held: every attempt in the spool, finished or not. */
+  /**
+   * hello.held: every attempt it holds, finished or not, including one whose
+   * spool is still being written (not yet accepted): it takes a slot here, and
+   * the coordinator must count it, or it offers that slot again at once.
+   */
   heldAttempts(): HeldAttemptFrame[] {
     return [...this.held.values()]
-      .filter((h) => h.spooled)
       .map((h) => ({ jobId: h.jobId, attempt: h.attempt, finished: h.state === 'finished', ...(h.gpus ? { gpus: h.gpus } : {}) }));
   }
 
