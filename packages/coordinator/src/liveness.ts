@@ -15,6 +15,12 @@ export interface LivenessDeps {
   now: () => number;
   /** Called for each runner just marked OFFLINE: its jobs are requeued as runner_lost. */
   onOffline?: (runnerId: string) => Promise<void>;
+  /**
+   * Runners whose onOffline failed (the store refused: a full disk), tried
+   * again on each tick until it succeeds: the OFFLINE mark is committed, so
+   * markOffline will not name them again.
+   */
+  offlineRetries?: Set<string>;
   /** Called after runners were reaped (routing forgets what they could run). */
   onReaped?: () => void;
 }
@@ -37,13 +43,14 @@ export function livenessInterval(offlineAfterMs: number): number {
 export async function livenessTick(deps: LivenessDeps): Promise<LivenessResult> {
   const now = deps.now();
   const markedOffline = await deps.store.runners.markOffline(now - deps.offlineAfterMs);
-  for (const id of markedOffline) {
-    deps.log.info({ runnerId: id }, 'runner offline');
+  for (const id of markedOffline) deps.log.info({ runnerId: id }, 'runner offline');
+  for (const id of [...(deps.offlineRetries ?? []), ...markedOffline]) {
     try {
       await deps.onOffline?.(id);
+      deps.offlineRetries?.delete(id);
     } catch (err) {
-      // The next restart's resume() requeues what is left on OFFLINE runners.
-      deps.log.error({ err: coerceError(err), runnerId: id }, 'requeue of an offline runner\'s jobs failed');
+      deps.offlineRetries?.add(id);
+      deps.log.error({ err: coerceError(err), runnerId: id }, 'requeue of an offline runner\'s jobs failed: trying again next tick');
     }
   }
 
@@ -79,6 +86,7 @@ export async function livenessTick(deps: LivenessDeps): Promise<LivenessResult> 
  */
 export async function runLivenessLoop(deps: LivenessDeps, signal: AbortSignal): Promise<void> {
   const interval = livenessInterval(deps.offlineAfterMs);
+  deps = { offlineRetries: new Set(), ...deps };
   let startedAt = performance.now();
   while (!signal.aborted) {
     await sleep(Math.max(0, startedAt + withJitter(interval * 0.85, 0.05) - performance.now()), signal);

@@ -72,6 +72,26 @@ describe('livenessTick with a fake clock', () => {
     expect(last).toMatchObject({ action: 'runner.reap', actor: 'system', resourceId: 'r1' });
   });
 
+  it('tries a failed requeue of an OFFLINE runner\'s jobs again on each tick until it succeeds', async () => {
+    await store.runners.recordHeartbeat('r1', T0);
+    clock = T0 + 60_000;
+    const calls: string[] = [];
+    let failuresLeft = 2;
+    const offlineRetries = new Set<string>();
+    const onOffline = async (id: string) => {
+      calls.push(id);
+      if (failuresLeft-- > 0) throw new Error('SQLITE_FULL: database or disk is full');
+    };
+    expect((await livenessTick({ ...deps(), onOffline, offlineRetries })).markedOffline).toEqual(['r1']);
+    expect(offlineRetries).toEqual(new Set(['r1']));
+    // Not marked again (it is OFFLINE already), but its requeue is tried again, until it succeeds.
+    expect((await livenessTick({ ...deps(), onOffline, offlineRetries })).markedOffline).toEqual([]);
+    await livenessTick({ ...deps(), onOffline, offlineRetries });
+    await livenessTick({ ...deps(), onOffline, offlineRetries });
+    expect(calls).toEqual(['r1', 'r1', 'r1']);
+    expect(offlineRetries.size).toBe(0);
+  });
+
   it('reaps a runner that registered and never spoke, counting from registration', async () => {
     clock = T0 + 3_600_000;
     expect((await livenessTick(deps())).reaped).toEqual(['r1']);

@@ -139,7 +139,11 @@ export class JobService {
       (done) => {
         if (done.length > 0) this.deps.log.warn({ jobId, attempt, runnerId }, 'no accept in time: requeued');
       },
-      (err: unknown) => this.deps.log.error({ err: coerceError(err), jobId }, 'accept timeout requeue failed'),
+      (err: unknown) => {
+        // Still assigned, and no timer left to take it back: wait once more, then try again.
+        this.deps.log.error({ err: coerceError(err), jobId }, 'accept timeout requeue failed: trying again after another accept timeout');
+        this.acceptTimers.start(jobId, attempt, runnerId);
+      },
     );
   }
 
