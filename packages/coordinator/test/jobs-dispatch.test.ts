@@ -115,6 +115,20 @@ describe('job dispatch', () => {
     expect(await state(id, 'succeeded')).toMatchObject({ runnerId: r.runnerId, attempt: third.attempt });
   });
 
+  it('counts the refusals of one offer as one: a runner refusing both its slots rests 1 s, not 2', async () => {
+    await start();
+    const r = await runner('twice', { maxJobs: 2 });
+    const ids = [await submit('twice'), await submit('twice')];
+    const offered = [await r.next('assign'), await r.next('assign')];
+    expect(offered.map((a) => a.jobId).sort()).toEqual([...ids].sort());
+    const refusedAt = performance.now();
+    for (const a of offered) r.send({ type: 'reject', jobId: a.jobId, attempt: a.attempt, reason: 'cannot write the spool: ENOSPC', retryable: true });
+    await r.next('assign', () => true, 5_000);
+    const rested = performance.now() - refusedAt;
+    expect(rested).toBeGreaterThanOrEqual(900);
+    expect(rested).toBeLessThan(1_800);
+  });
+
   it('an attempt taken from its runner holds the slot there until the runner reports it ended', async () => {
     await start({ acceptTimeoutMs: 300 });
     const r = await runner('ghost', { maxJobs: 1 });

@@ -305,6 +305,11 @@ export class HostedPools implements MemberEvents {
     return this.memberOf(runnerId) !== undefined;
   }
 
+  slotFreed(runnerId: string): void {
+    const m = this.memberOf(runnerId);
+    if (m) this.reconcileSoon(m.poolId);
+  }
+
   released(runnerId: string, job: JobRecord): void {
     const m = this.memberOf(runnerId);
     if (!m) return;

@@ -54,6 +54,8 @@ export interface MemberEvents {
   claimed(runnerId: string, job: JobRecord): void;
   /** The job left the runner (finished, requeued, cancelled). */
   released(runnerId: string, job: JobRecord): void;
+  /** An attempt the runner was told to stop has ended there: its slot is free (the member may be let go now). */
+  slotFreed(runnerId: string): void;
   /** Whether the runner is a hosted pool's member: its slot is not handed on (its pool decides what it does next). */
   isMember(runnerId: string): boolean;
 }
@@ -72,6 +74,8 @@ export class JobService {
   readonly dispatcher: Dispatcher;
   private readonly routing = new RoutingCache();
   private readonly acceptTimers: AcceptTimers;
+  /** Accept-timeout requeues being committed, by job: whether the runner accepted meanwhile (then a failed one is not retried). */
+  private readonly requeuing = new Map<string, { accepted: boolean }>();
   /** Set once at start when hosted pools run on this coordinator. */
   members?: MemberEvents;
 
@@ -135,16 +139,21 @@ export class JobService {
   }
 
   private acceptTimedOut(jobId: string, attempt: number, runnerId: string): void {
+    const requeue = { accepted: false };
+    this.requeuing.set(jobId, requeue);
     this.apply([{ jobId, decide: requeueFree(runnerId, attempt, 'accept_timeout', this.deps.now()), cancelRunner: 'stale' }]).then(
       (done) => {
         if (done.length > 0) this.deps.log.warn({ jobId, attempt, runnerId }, 'no accept in time: requeued');
       },
       (err: unknown) => {
-        // Still assigned, and no timer left to take it back: wait once more, then try again.
-        this.deps.log.error({ err: coerceError(err), jobId }, 'accept timeout requeue failed: trying again after another accept timeout');
-        this.acceptTimers.start(jobId, attempt, runnerId);
+        // Still assigned, with no timer left to take it back: wait once more, then try again, unless the
+        // runner accepted meanwhile.
+        this.deps.log.error({ err: coerceError(err), jobId, retry: !requeue.accepted }, 'accept timeout requeue failed');
+        if (!requeue.accepted) this.acceptTimers.start(jobId, attempt, runnerId);
       },
-    );
+    ).finally(() => {
+      if (this.requeuing.get(jobId) === requeue) this.requeuing.delete(jobId);
+    });
   }
 
   /**
@@ -182,12 +191,16 @@ export class JobService {
    */
   attemptEnded(runnerId: string, jobId: string, attempt: number): void {
     const poolId = this.index.get(runnerId)?.poolId;
-    if (this.index.ended(runnerId, jobId, attempt) && poolId !== undefined) this.dispatcher.kick(poolId);
+    if (!this.index.ended(runnerId, jobId, attempt) || poolId === undefined) return;
+    this.dispatcher.kick(poolId);
+    this.members?.slotFreed(runnerId);
   }
 
   /** The runner took the attempt (accept, started, or held at hello): stop waiting for it. */
   clearAcceptTimer(jobId: string, attempt?: number): void {
     this.acceptTimers.clear(jobId, attempt);
+    const requeue = this.requeuing.get(jobId);
+    if (requeue) requeue.accepted = true;
   }
 
   /**

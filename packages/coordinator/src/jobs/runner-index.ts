@@ -218,6 +218,8 @@ export class RunnerIndex {
   rest(runnerId: string, wake: () => void): number {
     const runner = this.byId.get(runnerId);
     if (!runner) return 0;
+    // Already resting: the other refusals of the same offer (a pass fills every free slot) are one refusal.
+    if (runner.restingUntil !== 0 && runner.restingUntil > performance.now()) return 0;
     runner.refusals++;
     const restMs = Math.min(MAX_REFUSAL_REST_MS, REFUSAL_REST_MS * 2 ** (runner.refusals - 1));
     const until = performance.now() + restMs;

@@ -45,15 +45,15 @@ export class RunnerJobs {
     const { store, now } = this.jobs.deps;
     // hello may change the runner's labels and executors, which routing reads.
     this.jobs.routingChanged();
-    // An operator may have drained the runner (or its pool) since the session's own read.
-    const status = (await store.runners.get(this.runnerId))?.status ?? runner.status;
     // A finished attempt may be the current one with its result still unacknowledged: the resend settles it.
     const settled = new Set<string>();
     for (const held of hello.held.filter((h) => h.finished)) {
       const stored = await store.jobs.get(held.jobId);
       if (stored && stored.attempt === held.attempt && stored.runnerId === this.runnerId) settled.add(stoppingKey(held.jobId, held.attempt));
     }
-    const inFlight = await store.jobs.inFlight(this.runnerId);
+    // The last await. Its status too: an operator may have drained the runner (or its pool) meanwhile.
+    const [inFlight, row] = await Promise.all([store.jobs.inFlight(this.runnerId), store.runners.get(this.runnerId)]);
+    const status = row?.status ?? runner.status;
 
     // From here to index.add, nothing awaits.
     const current = new Set(inFlight.map((j) => stoppingKey(j.id, j.attempt)));
@@ -66,7 +66,7 @@ export class RunnerJobs {
       this.send({ type: 'cancel', jobId: held.jobId, attempt: held.attempt, reason: 'stale' });
     }
     const heldKeys = new Set(hello.held.map((h) => stoppingKey(h.jobId, h.attempt)));
-    const heldGpus = new Map(hello.held.map((h) => [h.jobId, h.gpus ?? []]));
+    const heldGpus = new Map(hello.held.map((h) => [stoppingKey(h.jobId, h.attempt), h.gpus ?? []]));
     const kept = inFlight.filter((j) => heldKeys.has(stoppingKey(j.id, j.attempt)));
     const notHeld = inFlight.filter((j) => !heldKeys.has(stoppingKey(j.id, j.attempt)));
     this.jobs.index.add({
@@ -80,7 +80,7 @@ export class RunnerJobs {
       gpus: hello.capabilities.gpus?.usable ? hello.capabilities.gpus.gpus : [],
       // The GPUs each kept attempt holds, as the runner says: nobody else gets them. The ones it does
       // not hold are in too, until the requeue below takes them out (its effects release them here).
-      inFlight: new Map<string, readonly string[]>([...kept.map((j) => [j.id, heldGpus.get(j.id) ?? []] as const), ...notHeld.map((j) => [j.id, []] as const)]),
+      inFlight: new Map<string, readonly string[]>([...kept.map((j) => [j.id, heldGpus.get(stoppingKey(j.id, j.attempt)) ?? []] as const), ...notHeld.map((j) => [j.id, []] as const)]),
       stopping,
       restingUntil: 0,
       refusals: 0,
@@ -124,11 +124,14 @@ export class RunnerJobs {
    * rests (RunnerIndex.rest), so that a refusal that lasts is not a loop of offers.
    */
   async onReject(frame: Reject): Promise<void> {
+    // Before and after, as for a result: a change taking the job may park the attempt while this commits.
     this.jobs.attemptEnded(this.runnerId, frame.jobId, frame.attempt);
-    const entry = this.jobs.index.get(this.runnerId);
-    const why = entry?.status === 'DRAINING' ? 'runner_draining' : frame.retryable ? 'refused_for_now' : 'rejected';
+    const why = this.jobs.index.get(this.runnerId)?.status === 'DRAINING' ? 'runner_draining' : frame.retryable ? 'refused_for_now' : 'rejected';
     const done = await this.jobs.apply([{ jobId: frame.jobId, decide: requeueFree(this.runnerId, frame.attempt, why, this.jobs.deps.now(), frame.reason) }]);
-    if (done.length > 0 && why === 'refused_for_now' && entry?.owner === this.owner) {
+    this.jobs.attemptEnded(this.runnerId, frame.jobId, frame.attempt);
+    // Rest only after a refusal of work (a cancelled job's reject refused nothing), and only this session's entry.
+    const entry = this.jobs.index.get(this.runnerId);
+    if (why === 'refused_for_now' && done[0]?.after.state === 'queued' && entry?.owner === this.owner) {
       this.jobs.index.rest(this.runnerId, () => this.jobs.dispatcher.kick(entry.poolId));
     }
   }
