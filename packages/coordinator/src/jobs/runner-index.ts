@@ -231,9 +231,9 @@ export class RunnerIndex {
     return restMs;
   }
 
-  /** The runner took an attempt: its next refusal rests it the shortest time again. */
-  took(runnerId: string): void {
+  /** The runner took the job's attempt: its next refusal rests it the shortest time again (a stale attempt's late accept counts not). */
+  took(runnerId: string, jobId: string): void {
     const runner = this.byId.get(runnerId);
-    if (runner) runner.refusals = 0;
+    if (runner?.inFlight.has(jobId)) runner.refusals = 0;
   }
 }

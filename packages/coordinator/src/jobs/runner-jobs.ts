@@ -113,7 +113,7 @@ export class RunnerJobs {
 
   onAccept(frame: Accept): void {
     this.jobs.clearAcceptTimer(frame.jobId, frame.attempt);
-    this.jobs.index.took(this.runnerId);
+    this.jobs.index.took(this.runnerId, frame.jobId);
   }
 
   /**
