@@ -44,7 +44,7 @@ export async function livenessTick(deps: LivenessDeps): Promise<LivenessResult> 
   const now = deps.now();
   const markedOffline = await deps.store.runners.markOffline(now - deps.offlineAfterMs);
   for (const id of markedOffline) deps.log.info({ runnerId: id }, 'runner offline');
-  for (const id of [...(deps.offlineRetries ?? []), ...markedOffline]) {
+  for (const id of new Set([...(deps.offlineRetries ?? []), ...markedOffline])) {
     try {
       await deps.onOffline?.(id);
       deps.offlineRetries?.delete(id);

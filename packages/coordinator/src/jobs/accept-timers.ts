@@ -37,6 +37,8 @@ export class AcceptTimers {
     const now = performance.now();
     for (const [jobId, p] of this.pending) {
       if (p.due > now) {
+        // An expired callback may have armed a timer (start() again, for a later deadline): this one is sooner.
+        if (this.timer) clearTimeout(this.timer);
         this.timer = setTimeout(() => this.expire(), p.due - now);
         return;
       }

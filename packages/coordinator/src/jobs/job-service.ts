@@ -74,8 +74,6 @@ export class JobService {
   readonly dispatcher: Dispatcher;
   private readonly routing = new RoutingCache();
   private readonly acceptTimers: AcceptTimers;
-  /** Accept-timeout requeues being committed, by job: whether the runner accepted meanwhile (then a failed one is not retried). */
-  private readonly requeuing = new Map<string, { accepted: boolean }>();
   /** Set once at start when hosted pools run on this coordinator. */
   members?: MemberEvents;
 
@@ -139,21 +137,16 @@ export class JobService {
   }
 
   private acceptTimedOut(jobId: string, attempt: number, runnerId: string): void {
-    const requeue = { accepted: false };
-    this.requeuing.set(jobId, requeue);
+    // Armed again first, as the backstop of this requeue: the requeue's own effects clear it, and so does an
+    // accept that arrives meanwhile; a requeue the store refused leaves it, and it is tried again then.
+    this.acceptTimers.start(jobId, attempt, runnerId);
     this.apply([{ jobId, decide: requeueFree(runnerId, attempt, 'accept_timeout', this.deps.now()), cancelRunner: 'stale' }]).then(
       (done) => {
         if (done.length > 0) this.deps.log.warn({ jobId, attempt, runnerId }, 'no accept in time: requeued');
+        else this.acceptTimers.clear(jobId, attempt); // it had moved on: nothing to take back
       },
-      (err: unknown) => {
-        // Still assigned, with no timer left to take it back: wait once more, then try again, unless the
-        // runner accepted meanwhile.
-        this.deps.log.error({ err: coerceError(err), jobId, retry: !requeue.accepted }, 'accept timeout requeue failed');
-        if (!requeue.accepted) this.acceptTimers.start(jobId, attempt, runnerId);
-      },
-    ).finally(() => {
-      if (this.requeuing.get(jobId) === requeue) this.requeuing.delete(jobId);
-    });
+      (err: unknown) => this.deps.log.error({ err: coerceError(err), jobId }, 'accept timeout requeue failed: trying again after another accept timeout'),
+    );
   }
 
   /**
@@ -199,8 +192,6 @@ export class JobService {
   /** The runner took the attempt (accept, started, or held at hello): stop waiting for it. */
   clearAcceptTimer(jobId: string, attempt?: number): void {
     this.acceptTimers.clear(jobId, attempt);
-    const requeue = this.requeuing.get(jobId);
-    if (requeue) requeue.accepted = true;
   }
 
   /**

@@ -213,13 +213,13 @@ export class RunnerIndex {
    * The runner refused a job for now: it is offered nothing for a while, 1 s
    * after the first refusal in a row, doubling to at most a minute, so a
    * refusal that lasts (a full disk) costs a few commits a minute rather than
-   * a loop of offers. `wake` runs when it may take work again. Returns the rest (ms).
+   * a loop of offers. `wake` runs when it may take work again.
    */
-  rest(runnerId: string, wake: () => void): number {
+  rest(runnerId: string, wake: () => void): void {
     const runner = this.byId.get(runnerId);
-    if (!runner) return 0;
+    if (!runner) return;
     // Already resting: the other refusals of the same offer (a pass fills every free slot) are one refusal.
-    if (runner.restingUntil !== 0 && runner.restingUntil > performance.now()) return 0;
+    if (runner.restingUntil !== 0 && runner.restingUntil > performance.now()) return;
     runner.refusals++;
     const restMs = Math.min(MAX_REFUSAL_REST_MS, REFUSAL_REST_MS * 2 ** (runner.refusals - 1));
     const until = performance.now() + restMs;
@@ -228,7 +228,6 @@ export class RunnerIndex {
       if (runner.restingUntil === until) runner.restingUntil = 0;
       wake();
     }, restMs).unref();
-    return restMs;
   }
 
   /** The runner took the job's attempt: its next refusal rests it the shortest time again (a stale attempt's late accept counts not). */
