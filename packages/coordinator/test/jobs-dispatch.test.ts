@@ -174,6 +174,30 @@ describe('job dispatch', () => {
     expect(await state(id, 'succeeded')).toMatchObject({ attempt: second.attempt, runnerId: r.runnerId });
   });
 
+  it('keeps waiting for the accept of an attempt held at hello as accepting, and takes it back if none comes', async () => {
+    await start({ acceptTimeoutMs: 600 });
+    const r = await runner('accepting', { maxJobs: 1 });
+    const id = await submit('accepting');
+    const first = await r.next('assign');
+    // Reconnects while its spool is still being written: it holds the slot, its accept is still to come.
+    r.ws.terminate();
+    await r.connect([{ jobId: id, attempt: first.attempt, finished: false, accepting: true }]);
+    // No accept within the timeout set at the assign: the job is taken back, and the runner told to drop it.
+    expect(await r.next('cancel', () => true, 3_000)).toMatchObject({ jobId: id, attempt: first.attempt, reason: 'stale' });
+    expect(await job(id)).toMatchObject({ state: 'queued', reason: 'accept_timeout', attempt: first.attempt });
+
+    // Its end frees the slot; this time it says hello while still writing, then accepts: the job stays.
+    r.send({ type: 'reject', jobId: id, attempt: first.attempt, reason: 'not held: nothing to stop', retryable: true });
+    const second = await r.next('assign', () => true, 3_000);
+    r.ws.terminate();
+    await r.connect([{ jobId: id, attempt: second.attempt, finished: false, accepting: true }]);
+    r.send({ type: 'accept', jobId: id, attempt: second.attempt });
+    await sleep(900);
+    expect(await job(id)).toMatchObject({ state: 'assigned', attempt: second.attempt, runnerId: r.runnerId });
+    await r.complete(second);
+    expect(await state(id, 'succeeded')).toMatchObject({ attempt: second.attempt });
+  });
+
   it('charges a retry for a started attempt its runner does not hold at hello (lost with its spool)', async () => {
     await start();
     const r = await runner('loststarted', { maxJobs: 1 });

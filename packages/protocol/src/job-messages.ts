@@ -112,6 +112,12 @@ export type RunnerJobMessage = z.infer<typeof RunnerJobMessage>;
 export const HeldAttempt = z.object({
   ...JobAttempt,
   finished: z.boolean(),
+  /**
+   * True while the runner writes the attempt's spool: it has taken the slot, and
+   * accepts once the spool is on disk. The coordinator keeps waiting for that
+   * accept, within the accept timeout, instead of counting the attempt accepted.
+   */
+  accepting: z.boolean().optional(),
   /** The GPU uuids a running attempt holds, so a restarted coordinator hands them to no one else. */
   gpus: z.array(z.string().min(1)).max(64).optional(),
 });

@@ -86,11 +86,18 @@ export class JobManager {
   /**
    * hello.held: every attempt it holds, finished or not, including one whose
    * spool is still being written (not yet accepted): it takes a slot here, and
-   * the coordinator must count it, or it offers that slot again at once.
+   * the coordinator must count it, or it offers that slot again at once. That
+   * one is marked accepting: its accept is still to come, and if the spool
+   * never gets written the coordinator's accept timeout takes the job back.
    */
   heldAttempts(): HeldAttemptFrame[] {
-    return [...this.held.values()]
-      .map((h) => ({ jobId: h.jobId, attempt: h.attempt, finished: h.state === 'finished', ...(h.gpus ? { gpus: h.gpus } : {}) }));
+    return [...this.held.values()].map((h) => ({
+      jobId: h.jobId,
+      attempt: h.attempt,
+      finished: h.state === 'finished',
+      ...(h.state !== 'finished' && !h.spooled ? { accepting: true } : {}),
+      ...(h.gpus ? { gpus: h.gpus } : {}),
+    }));
   }
 
   status(): JobStatus[] {

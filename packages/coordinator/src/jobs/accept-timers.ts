@@ -20,6 +20,11 @@ export class AcceptTimers {
     this.timer ??= setTimeout(() => this.expire(), this.timeoutMs);
   }
 
+  /** Waits for the attempt's accept, unless its deadline is set already (that one stands). */
+  keep(jobId: string, attempt: number, runnerId: string): void {
+    if (this.pending.get(jobId)?.attempt !== attempt) this.start(jobId, attempt, runnerId);
+  }
+
   /** Stops waiting for the job's attempt (any attempt when none is named). */
   clear(jobId: string, attempt?: number): void {
     const p = this.pending.get(jobId);

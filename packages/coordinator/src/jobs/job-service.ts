@@ -189,6 +189,15 @@ export class JobService {
     this.members?.slotFreed(runnerId);
   }
 
+  /**
+   * The runner holds the attempt but has not accepted it yet (hello's
+   * accepting): wait for its accept, from the deadline set at the assign, or
+   * from now when that is gone (a restarted coordinator).
+   */
+  awaitAccept(jobId: string, attempt: number, runnerId: string): void {
+    this.acceptTimers.keep(jobId, attempt, runnerId);
+  }
+
   /** The runner took the attempt (accept, started, or held at hello): stop waiting for it. */
   clearAcceptTimer(jobId: string, attempt?: number): void {
     this.acceptTimers.clear(jobId, attempt);

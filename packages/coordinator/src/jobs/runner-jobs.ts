@@ -65,8 +65,9 @@ export class RunnerJobs {
       if (!held.finished) stopping.set(key, held.gpus ?? []);
       this.send({ type: 'cancel', jobId: held.jobId, attempt: held.attempt, reason: 'stale' });
     }
-    const heldKeys = new Set(hello.held.map((h) => stoppingKey(h.jobId, h.attempt)));
-    const heldGpus = new Map(hello.held.map((h) => [stoppingKey(h.jobId, h.attempt), h.gpus ?? []]));
+    const heldByKey = new Map(hello.held.map((h) => [stoppingKey(h.jobId, h.attempt), h]));
+    const heldKeys = new Set(heldByKey.keys());
+    const heldGpus = new Map([...heldByKey].map(([key, h]) => [key, h.gpus ?? []]));
     const kept = inFlight.filter((j) => heldKeys.has(stoppingKey(j.id, j.attempt)));
     const notHeld = inFlight.filter((j) => !heldKeys.has(stoppingKey(j.id, j.attempt)));
     this.jobs.index.add({
@@ -89,8 +90,10 @@ export class RunnerJobs {
       send: this.send,
     });
     for (const j of kept) {
-      // It holds the attempt, so it accepted it; a cancel asked for meanwhile is repeated.
-      this.jobs.clearAcceptTimer(j.id, j.attempt);
+      // It holds the attempt: it accepted it, or its accept follows once the attempt's spool is written
+      // (a spool that is never written is an accept that never comes). A cancel asked for meanwhile is repeated.
+      if (heldByKey.get(stoppingKey(j.id, j.attempt))?.accepting) this.jobs.awaitAccept(j.id, j.attempt, this.runnerId);
+      else this.jobs.clearAcceptTimer(j.id, j.attempt);
       if (j.cancelRequested) this.send({ type: 'cancel', jobId: j.id, attempt: j.attempt, reason: 'cancelled' });
     }
     this.jobs.members?.hello(runner.id);
