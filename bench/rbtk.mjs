@@ -58,17 +58,27 @@ export async function walSyncBuckets(url) {
 }
 
 /**
- * The fdatasyncs between two readings of walSyncBuckets: how many, and the
- * bucket bound (ms) that the median and the 99th percentile fall under.
+ * The fdatasyncs between two readings of walSyncBuckets: how many, the bucket
+ * bound (ms) that the median, the 99th percentile and the slowest fall under,
+ * how many took over `stallMs`, and a floor under the time they took together
+ * (each counted at its bucket's lower bound): the time every dispatch waited
+ * for the disk, whatever the coordinator did.
  */
-export function walSyncsBetween(before, after) {
+export function walSyncsBetween(before, after, stallMs = 5) {
   const bounds = [...after.keys()].sort((a, b) => a - b);
-  const n = after.get(Infinity) - (before.get(Infinity) ?? 0);
-  const under = (p) => {
-    const bound = bounds.find((b) => after.get(b) - (before.get(b) ?? 0) >= (p / 100) * n);
-    return bound * 1000;
-  };
-  return { n, p50Under: under(50), p99Under: under(99) };
+  const count = (bound) => after.get(bound) - (before.get(bound) ?? 0);
+  const n = count(Infinity);
+  const under = (p) => bounds.find((b) => count(b) >= (p / 100) * n) * 1000;
+  let stalls = 0;
+  let stalledMs = 0;
+  bounds.forEach((b, i) => {
+    const lower = (bounds[i - 1] ?? 0) * 1000;
+    if (lower < stallMs) return;
+    const inBucket = count(b) - count(bounds[i - 1]);
+    stalls += inBucket;
+    stalledMs += inBucket * lower;
+  });
+  return { n, p50Under: under(50), p99Under: under(99), slowestUnder: under(100), stallMs, stalls, stalledAtLeastMs: stalledMs };
 }
 
 /**
