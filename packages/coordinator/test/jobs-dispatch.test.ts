@@ -150,6 +150,27 @@ describe('job dispatch', () => {
     expect(await r.next('assign', () => true, 3_000)).toMatchObject({ jobId: id, attempt: second.attempt + 1 });
   });
 
+  it('a result that commits together with the accept timeout taking its job still frees the slot', async () => {
+    await start({ acceptTimeoutMs: 300 });
+    const r = await runner('together', { maxJobs: 1 });
+    const id = await submit('together');
+    const first = await r.next('assign');
+    const assignedAt = performance.now();
+    // The coordinator runs in this process: hold its event loop past the accept deadline, then send the
+    // result (written to the socket at once). On the next turn the expired timer runs before the socket is
+    // read, so the requeue and the result are written in the same group commit, the requeue first: the
+    // result is refused as stale, and only once it commits is the attempt parked in `stopping`.
+    blockFor(assignedAt + 300 + 100 - performance.now());
+    r.send({ type: 'result', jobId: id, attempt: first.attempt, outcome: 'succeeded', exitCode: 0, logBytes: 0 });
+    expect(await r.next('cancel')).toMatchObject({ jobId: id, attempt: first.attempt, reason: 'stale' });
+    expect(await r.next('result_ack')).toMatchObject({ jobId: id, attempt: first.attempt, accepted: false });
+    // The result said the attempt ended: its slot is free, and the job comes back to the only runner.
+    const second = await r.next('assign', () => true, 3_000);
+    expect(second).toMatchObject({ jobId: id, attempt: first.attempt + 1 });
+    await r.complete(second);
+    expect(await state(id, 'succeeded')).toMatchObject({ attempt: second.attempt });
+  });
+
   it('a job whose cancel was asked for while it was on the way is cancelled, not requeued, when its runner rejects it', async () => {
     await start();
     const r = await runner('cxl', { maxJobs: 1 });
@@ -301,3 +322,8 @@ describe('job dispatch', () => {
     await sleep(10);
   });
 });
+
+/** Holds this process's event loop (and so the in-process coordinator's) for `ms`. */
+function blockFor(ms: number): void {
+  if (ms > 0) Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, ms);
+}
