@@ -1,3 +1,4 @@
+import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { Assign, type RunnerMessage } from '@rbtk/protocol';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
@@ -34,6 +35,7 @@ class HoldingExecutor implements Executor {
 
 describe("hello's held attempts", () => {
   let cleanup: () => Promise<void>;
+  let spoolDir: string;
   let spool: SlowSpool;
   let manager: JobManager;
   let sent: RunnerMessage[];
@@ -41,7 +43,8 @@ describe("hello's held attempts", () => {
   beforeEach(async () => {
     let dir: string;
     ({ dir, cleanup } = await tempDir());
-    spool = new SlowSpool(join(dir, 'spool'));
+    spoolDir = join(dir, 'spool');
+    spool = new SlowSpool(spoolDir);
     const executor = new HoldingExecutor();
     sent = [];
     manager = new JobManager({
@@ -63,17 +66,20 @@ describe("hello's held attempts", () => {
     await cleanup();
   });
 
-  it('marks an attempt whose spool is still being written as accepting, and drops the mark once it accepts', async () => {
+  const assign = (jobId: string, acceptWithinMs: number) =>
     manager.handle(
       Assign.parse({
         type: 'assign',
-        jobId: 'slow-disk',
+        jobId,
         attempt: 1,
         timeoutMs: 60_000,
-        acceptWithinMs: 5_000,
+        acceptWithinMs,
         spec: { pool: 'ci', executor: { type: 'shell', command: ['true'] } },
       }),
     );
+
+  it('marks an attempt whose spool is still being written as accepting, and drops the mark once it accepts', async () => {
+    assign('slow-disk', 5_000);
     // The slot is taken at once; the accept waits for the spool.
     expect(manager.heldAttempts()).toEqual([{ jobId: 'slow-disk', attempt: 1, finished: false, accepting: true }]);
     expect(sent.filter((f) => f.type === 'accept')).toHaveLength(0);
@@ -81,6 +87,20 @@ describe("hello's held attempts", () => {
     spool.open();
     await waitUntil(() => sent.some((f) => f.type === 'accept'));
     expect(manager.heldAttempts()).toEqual([{ jobId: 'slow-disk', attempt: 1, finished: false }]);
+    expect(existsSync(join(spoolDir, 'slow-disk-1', 'meta.json'))).toBe(true);
+  });
+
+  it('refuses for now, and runs nothing, when the spool is written only after the accept window', async () => {
+    assign('too-late', 50);
+    await new Promise((r) => setTimeout(r, 150));
+    spool.open();
+    await waitUntil(() => sent.some((f) => f.type === 'reject'));
+    expect(sent).toEqual([
+      { type: 'reject', jobId: 'too-late', attempt: 1, retryable: true, reason: expect.stringMatching(/^too late to accept: writing the spool took \d+ ms of the 50 ms given$/) },
+    ]);
+    expect(manager.heldAttempts()).toEqual([]);
+    // Its spool is removed: a restart has nothing of it to report.
+    await waitUntil(() => !existsSync(join(spoolDir, 'too-late-1')));
   });
 });
 

@@ -146,4 +146,24 @@ describe('jobs when runners go away', () => {
     }
     expect(await until(tc2, queued[1]!, (j) => j.state === 'succeeded')).toMatchObject({ attempt: 1 });
   });
+
+  it('a restarted coordinator waits again for the accept of an attempt held as accepting, and takes it back when none comes', async () => {
+    const dir = tempDir();
+    dirs.push(dir);
+    const tc1 = await start({ dataDir: dir.dir, offlineAfterMs: 60_000, acceptTimeoutMs: 60_000 });
+    const r = await runner(tc1, 'spooling', 'r');
+    const id = await submit(tc1, 'spooling');
+    const a = await r.next('assign');
+    r.terminate();
+    await tc1.stop();
+    coordinators.splice(coordinators.indexOf(tc1), 1);
+
+    // The new process has no timer for the assignment: the hello's accepting mark starts one.
+    const tc2 = await start({ dataDir: dir.dir, offlineAfterMs: 60_000, acceptTimeoutMs: 500 });
+    r.tc = tc2;
+    await r.connect([{ jobId: id, attempt: a.attempt, finished: false, accepting: true }]);
+    expect((await job(tc2, id)).state).toBe('assigned');
+    expect(await r.next('cancel', () => true, 3_000)).toMatchObject({ jobId: id, attempt: a.attempt, reason: 'stale' });
+    expect(await job(tc2, id)).toMatchObject({ state: 'queued', reason: 'accept_timeout' });
+  });
 });

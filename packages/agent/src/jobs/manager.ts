@@ -224,15 +224,24 @@ export class JobManager {
     // The slot is taken now, before any await, so two assignments cannot both get the last one.
     const h = this.adopt(jobId, attempt);
     Object.assign(h, { state: 'starting', acceptSent: false, startedSent: false, gpus });
+    const receivedAt = performance.now();
+    const refuse = (reason: string): void => {
+      this.held.delete(key);
+      this.releaseGpus(h, key);
+      logger.error({ jobId, attempt, reason }, 'job rejected');
+      this.sendFrame({ type: 'reject', jobId, attempt, reason, retryable: true });
+    };
     try {
       h.spooled = await this.deps.spool.create({ jobId, attempt, executor: type, acceptedAt: new Date().toISOString() });
     } catch (err) {
-      this.held.delete(key);
-      this.releaseGpus(h, key);
-      const reason = `cannot write the spool: ${(err as Error).message}`;
-      logger.error({ jobId, attempt, reason }, 'job rejected');
-      this.sendFrame({ type: 'reject', jobId, attempt, reason, retryable: true });
-      return;
+      return refuse(`cannot write the spool: ${(err as Error).message}`);
+    }
+    // Measured from the assign's arrival, after the coordinator armed its timer: past this window the
+    // coordinator has given the job to another runner (or will on the next turn), so do not start it.
+    const tookMs = performance.now() - receivedAt;
+    if (tookMs > message.acceptWithinMs) {
+      void h.spooled.remove().catch(() => undefined); // a leftover is reported failed at the next start, as stale
+      return refuse(`too late to accept: writing the spool took ${Math.round(tookMs)} ms of the ${message.acceptWithinMs} ms given`);
     }
     this.watchSpool(h);
     h.acceptSent = this.sendFrame({ type: 'accept', jobId, attempt });
