@@ -4,6 +4,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { DockerExecutor } from '../src/executors/docker.js';
 import { createExecutors } from '../src/executors/index.js';
 import { containersLabelled, ensureTestImage, removeContainersLabelled, requireDocker, TEST_IMAGE } from './helpers/docker.js';
+import { waitUntil } from './helpers/fixtures.js';
 import { MemorySink } from './helpers/sink.js';
 
 const hasDocker = await requireDocker('air-gapped docker tests');
@@ -92,11 +93,3 @@ describe.skipIf(!hasDocker)('an air-gapped runner\'s docker executor (real Docke
     expect(other.message).toBe('image rbtk-test/elsewhere:1 is not on this air-gapped host; load it with `docker load`');
   });
 });
-
-async function waitUntil(check: () => boolean, timeoutMs = 5_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!check()) {
-    if (Date.now() > deadline) throw new Error('condition not met in time');
-    await new Promise((r) => setTimeout(r, 20));
-  }
-}

@@ -9,7 +9,7 @@ import { parseNvidiaSmiXml } from '../src/inventory/gpu-xml.js';
 import { GpuAllocator } from '../src/jobs/gpu-allocator.js';
 import { JobManager } from '../src/jobs/manager.js';
 import { Spool } from '../src/jobs/spool.js';
-import { memoryLogger, tempDir } from './helpers/fixtures.js';
+import { assignFrame, memoryLogger, tempDir, waitUntil } from './helpers/fixtures.js';
 import { EIGHT_GPUS, NVIDIA_SMI_FIXTURES } from './helpers/nvidia-smi.js';
 
 /** An executor whose attempts run until the test ends them; it records the GPUs each was given. */
@@ -65,17 +65,7 @@ describe('GPU jobs in the job manager (the 8-GPU capture)', () => {
   });
 
   const assign = (jobId: string, gpus: number, extra: Partial<AssignInput> = {}) =>
-    manager.handle(
-      Assign.parse({
-        type: 'assign',
-        jobId,
-        attempt: 1,
-        timeoutMs: 60_000,
-        acceptWithinMs: 5_000,
-        spec: { pool: 'gpu', requires: { gpus }, executor: { type: 'docker', image: 'cuda:12', pull: 'never' } },
-        ...extra,
-      }),
-    );
+    manager.handle(assignFrame(jobId, { pool: 'gpu', requires: { gpus }, executor: { type: 'docker', image: 'cuda:12', pull: 'never' } }, extra));
   const answer = async (jobId: string) => {
     for (let i = 0; i < 200; i++) {
       const frame = sent.find((f) => 'jobId' in f && f.jobId === jobId && (f.type === 'accept' || f.type === 'reject'));
@@ -137,11 +127,3 @@ describe('GPU jobs in the job manager (the 8-GPU capture)', () => {
     expect(noToolkit.claim('x', 1)).toEqual({ ok: false, reason: "the job needs 1 GPU; this runner's GPUs are not usable: no toolkit" });
   });
 });
-
-async function waitUntil(check: () => boolean, timeoutMs = 5_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!check()) {
-    if (Date.now() > deadline) throw new Error('condition not met in time');
-    await new Promise((r) => setTimeout(r, 10));
-  }
-}

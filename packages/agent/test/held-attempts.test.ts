@@ -1,11 +1,11 @@
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
-import { Assign, type RunnerMessage } from '@rbtk/protocol';
+import type { RunnerMessage } from '@rbtk/protocol';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import type { Execution, ExecutionResult, Executor } from '../src/executors/executor.js';
 import { JobManager } from '../src/jobs/manager.js';
 import { Spool, type SpooledAttempt, type SpoolMeta } from '../src/jobs/spool.js';
-import { memoryLogger, tempDir } from './helpers/fixtures.js';
+import { assignFrame, memoryLogger, tempDir, waitUntil } from './helpers/fixtures.js';
 
 /** A real spool on a disk that answers late: each create waits until the test lets it write. */
 class SlowSpool extends Spool {
@@ -67,16 +67,7 @@ describe("hello's held attempts", () => {
   });
 
   const assign = (jobId: string, acceptWithinMs: number) =>
-    manager.handle(
-      Assign.parse({
-        type: 'assign',
-        jobId,
-        attempt: 1,
-        timeoutMs: 60_000,
-        acceptWithinMs,
-        spec: { pool: 'ci', executor: { type: 'shell', command: ['true'] } },
-      }),
-    );
+    manager.handle(assignFrame(jobId, { pool: 'ci', executor: { type: 'shell', command: ['true'] } }, { acceptWithinMs }));
 
   it('marks an attempt whose spool is still being written as accepting, and drops the mark once it accepts', async () => {
     assign('slow-disk', 5_000);
@@ -103,11 +94,3 @@ describe("hello's held attempts", () => {
     await waitUntil(() => !existsSync(join(spoolDir, 'too-late-1')));
   });
 });
-
-async function waitUntil(check: () => boolean, timeoutMs = 5_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!check()) {
-    if (Date.now() > deadline) throw new Error('condition not met in time');
-    await new Promise((r) => setTimeout(r, 10));
-  }
-}

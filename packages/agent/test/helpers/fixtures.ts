@@ -3,7 +3,7 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Writable } from 'node:stream';
-import { formatToken, type HostFacts, type RunnerConfig } from '@rbtk/protocol';
+import { Assign, formatToken, type HostFacts, type RunnerConfig } from '@rbtk/protocol';
 import { createLogger, type Logger } from '../../src/log.js';
 
 export const HOST: HostFacts = { hostname: 'host-a', os: 'Debian GNU/Linux 12', arch: 'x64', cpus: 8, memoryBytes: 16e9 };
@@ -59,4 +59,18 @@ export function memoryLogger(level: 'debug' | 'info' = 'debug'): MemoryLog {
 export async function tempDir(): Promise<{ dir: string; cleanup(): Promise<void> }> {
   const dir = await mkdtemp(join(tmpdir(), 'rbtk-agent-'));
   return { dir, cleanup: () => rm(dir, { recursive: true, force: true }) };
+}
+
+/** An assign frame for attempt 1 of `jobId`, as the coordinator sends it (parsed, defaults filled in). */
+export function assignFrame(jobId: string, spec: import('zod').input<typeof Assign>['spec'], extra: Partial<import('zod').input<typeof Assign>> = {}): Assign {
+  return Assign.parse({ type: 'assign', jobId, attempt: 1, timeoutMs: 60_000, acceptWithinMs: 5_000, spec, ...extra });
+}
+
+/** Polls `check` until it holds; throws after `timeoutMs`. */
+export async function waitUntil(check: () => boolean, timeoutMs = 5_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!check()) {
+    if (Date.now() > deadline) throw new Error('condition not met in time');
+    await new Promise((r) => setTimeout(r, 10));
+  }
 }
