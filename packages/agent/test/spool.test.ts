@@ -1,9 +1,30 @@
 import { existsSync } from 'node:fs';
-import { readFile } from 'node:fs/promises';
+import { mkdir, readdir, readFile, rmdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import type { RunnerMessage } from '@rbtk/protocol';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { Spool } from '../src/jobs/spool.js';
+import type { HeldAttempt } from '../src/jobs/held-attempt.js';
+import { flushAttempt } from '../src/jobs/send-attempt.js';
+import { Spool, type SpooledAttempt } from '../src/jobs/spool.js';
 import { tempDir } from './helpers/fixtures.js';
+
+/** What flushAttempt sends for the attempt on a fresh connection. */
+function sentOnConnect(spooled: SpooledAttempt): RunnerMessage[] {
+  const h: HeldAttempt = {
+    jobId: spooled.meta.jobId,
+    attempt: spooled.meta.attempt,
+    state: spooled.result ? 'finished' : 'running',
+    spooled,
+    hasStarted: true,
+    acceptSent: true,
+    startedSent: true,
+    sentUpTo: spooled.records[0]?.offset ?? spooled.logBytes,
+    resultSent: false,
+  };
+  const sent: RunnerMessage[] = [];
+  flushAttempt(h, (frame) => (sent.push(frame), true));
+  return sent;
+}
 
 describe('Spool', () => {
   let dir: string;
@@ -23,7 +44,7 @@ describe('Spool', () => {
       [0, 'stdout', 7],
       [7, 'stderr', 5],
     ]);
-    expect(a.durableBytes).toBe(12);
+    expect(a.writtenBytes).toBe(12);
 
     const [again] = await new Spool(join(dir, 'spool')).load();
     expect(again!.meta).toMatchObject({ jobId: 'job1', attempt: 1, executor: 'shell' });
@@ -79,6 +100,53 @@ describe('Spool', () => {
     expect(again!.result).toMatchObject({ outcome: 'failed', exitCode: 3, logBytes: 1 });
     await a.remove();
     expect(existsSync(a.dir)).toBe(false);
+    expect(await readdir(join(dir, 'spool'))).toEqual([]);
     expect(await new Spool(join(dir, 'spool')).load()).toEqual([]);
+  });
+
+  it('sends the log from memory when a write fails, says so once, and heals the file at the next trim', async () => {
+    const spool = new Spool(join(dir, 'spool'), { trimEveryBytes: 1 });
+    const a = await spool.create(meta('full-disk'));
+    const errors: string[] = [];
+    a.onWriteError = (err) => errors.push((err as NodeJS.ErrnoException).code ?? err.message);
+    // The log file cannot be written: a directory stands in its place (EISDIR, as real as ENOSPC here).
+    await mkdir(join(a.dir, 'log.jsonl'));
+    a.append([{ stream: 'stdout', data: 'lost on disk\n' }]);
+    a.append([{ stream: 'stderr', data: 'still sent\n' }]);
+    await a.finish({ outcome: 'succeeded', exitCode: 0 });
+    expect(errors).toEqual(['EISDIR']);
+    expect(a.writtenBytes).toBe(24);
+    expect(sentOnConnect(a).map((f) => f.type)).toEqual(['log', 'log', 'result']);
+
+    // Space again: the trim after an ack rewrites the file from the records held, so a restart finds them.
+    await rmdir(join(a.dir, 'log.jsonl'));
+    a.ack(13);
+    await a.idle();
+    const [again] = await new Spool(join(dir, 'spool')).load();
+    expect(again!.records.map((r) => r.data)).toEqual(['still sent\n']);
+    expect(again!.logBytes).toBe(24);
+  });
+
+  it('sends the result after a restart even when a hole in the log file lost its tail', async () => {
+    const attemptDir = join(dir, 'spool', 'holed-1');
+    await mkdir(attemptDir, { recursive: true });
+    await writeFile(join(attemptDir, 'meta.json'), JSON.stringify(meta('holed')));
+    // Bytes 5–9 never reached the disk (a failed append); the record after them did.
+    await writeFile(join(attemptDir, 'log.jsonl'), '{"o":0,"s":"stdout","d":"abcd\\n"}\n{"o":10,"s":"stdout","d":"klmn\\n"}\n');
+    await writeFile(join(attemptDir, 'result.json'), JSON.stringify({ outcome: 'succeeded', exitCode: 0, logBytes: 15, finishedAt: new Date().toISOString() }));
+    const [a] = await new Spool(join(dir, 'spool')).load();
+    expect(a!.logBytes).toBe(5);
+    expect(sentOnConnect(a!)).toEqual([
+      { type: 'log', jobId: 'holed', attempt: 1, offset: 0, stream: 'stdout', data: 'abcd\n' },
+      { type: 'result', jobId: 'holed', attempt: 1, outcome: 'succeeded', exitCode: 0, logBytes: 15 },
+    ]);
+  });
+
+  it('finishes a removal that a kill interrupted, instead of reporting the attempt again', async () => {
+    const doomed = join(dir, 'spool', 'gone-1.removing');
+    await mkdir(doomed, { recursive: true });
+    await writeFile(join(doomed, 'meta.json'), JSON.stringify({ ...meta('gone'), pgid: 999_999 }));
+    expect(await new Spool(join(dir, 'spool')).load()).toEqual([]);
+    expect(existsSync(doomed)).toBe(false);
   });
 });

@@ -327,7 +327,19 @@ export class JobManager {
   /** Log bytes and the result are sent once they are on disk. */
   private watchSpool(h: HeldAttempt): void {
     resetForConnection(h);
-    h.spooled!.onDurable = () => this.flush(h);
+    const spooled = h.spooled!;
+    spooled.onDurable = () => this.flush(h);
+    spooled.onWriteError = (err) =>
+      this.deps.logger.error(
+        { jobId: h.jobId, attempt: h.attempt, err: err.message },
+        'could not write the job log to the spool: sending it from memory (a restart before the coordinator has it loses it)',
+      );
+    if (spooled.result && spooled.result.logBytes > spooled.logBytes) {
+      this.deps.logger.error(
+        { jobId: h.jobId, attempt: h.attempt, logBytes: spooled.result.logBytes, spooled: spooled.logBytes },
+        'the spool lost part of the job log (a disk error): the coordinator gets the result without the bytes it had not acknowledged',
+      );
+    }
   }
 
   private flush(h: HeldAttempt): void {

@@ -15,7 +15,7 @@ export function resetForConnection(h: HeldAttempt): void {
 
 /**
  * Sends what the coordinator has not seen yet, in order: accept, started, the
- * log records on disk from `sentUpTo`, then the result once every log byte
+ * log records written from `sentUpTo`, then the result once every log record
  * before it went out. Stops at the first frame the socket refuses; the next
  * connection starts over from the last acknowledgement.
  */
@@ -33,12 +33,15 @@ export function flushAttempt(h: HeldAttempt, send: (frame: RunnerMessage) => boo
   }
   for (const r of s.records) {
     if (r.offset < h.sentUpTo) continue;
-    if (r.offset >= s.durableBytes) return;
+    if (r.offset >= s.writtenBytes) return;
     if (!send({ type: 'log', jobId, attempt, offset: r.offset, stream: r.stream, data: r.data })) return;
     h.sentUpTo = r.offset + r.bytes;
   }
+  // Every record held went out (the loop returns at the first that cannot). If that is short of the
+  // result's logBytes, the spool lost the rest (a restart could not read past a hole that a disk error
+  // left, see Spool.load): the result goes without them, rather than never.
   const result = s.result;
-  if (!result || h.resultSent || h.sentUpTo < result.logBytes) return;
+  if (!result || h.resultSent) return;
   h.resultSent = send({
     type: 'result',
     jobId,

@@ -1,4 +1,4 @@
-import { mkdir, readdir, readFile, rm, appendFile } from 'node:fs/promises';
+import { appendFile, mkdir, readdir, readFile, rename, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { ExecutorName, LogStream, Outcome } from '@rbtk/protocol/runner';
 import writeFileAtomic from 'write-file-atomic';
@@ -45,6 +45,9 @@ export interface SpoolOptions {
 
 const DEFAULT_TRIM_EVERY_BYTES = 256 * 1024;
 
+/** An attempt directory being removed (renamed first, so a kill midway never leaves a partial attempt). */
+const REMOVING = '.removing';
+
 export class Spool {
   private readonly trimEveryBytes: number;
 
@@ -74,6 +77,10 @@ export class Spool {
     const found: SpooledAttempt[] = [];
     for (const name of names.sort()) {
       const dir = join(this.dir, name);
+      if (name.endsWith(REMOVING)) {
+        await rm(dir, { recursive: true, force: true });
+        continue;
+      }
       const meta = await readJson<SpoolMeta>(join(dir, 'meta.json'));
       if (!meta || typeof meta.jobId !== 'string' || !Number.isInteger(meta.attempt)) {
         await rm(dir, { recursive: true, force: true });
@@ -89,8 +96,11 @@ export class Spool {
 
 /**
  * One attempt's log and result. Memory is updated at once (so order is the
- * order of calls); `durableBytes` says how much of the log is on disk, and
- * only that much is ever sent.
+ * order of calls); `writtenBytes` says how much of the log has been written
+ * to disk, and only that much is ever sent. A write that fails (a full disk)
+ * counts as written: its records are sent from memory, where they stay until
+ * acknowledged, and onWriteError says so. Only a restart before the
+ * acknowledgement loses them.
  */
 export class SpooledAttempt {
   /** Log records not yet acknowledged, in offset order. */
@@ -99,11 +109,14 @@ export class SpooledAttempt {
   logBytes = 0;
   /** Every byte below this is stored by the coordinator. */
   acked = 0;
-  /** Bytes of log on disk. */
-  durableBytes = 0;
+  /** Bytes of log whose write to disk is done: on disk, or sent from memory after a failed write. */
+  writtenBytes = 0;
   result: SpoolResult | undefined;
-  /** Called when more of the log or the result reached the disk. */
+  /** Called when more of the log or the result was written. */
   onDurable: (() => void) | undefined;
+  /** Told when a log write fails, once until one succeeds again. */
+  onWriteError: ((err: Error) => void) | undefined;
+  private failing = false;
   private chain: Promise<void> = Promise.resolve();
   private trimQueued = false;
   /** Where the log file on disk starts (its base), as of the last trim. */
@@ -131,9 +144,17 @@ export class SpooledAttempt {
     this.records.push(...added);
     const end = this.logBytes;
     this.enqueue(async () => {
-      await appendFile(join(this.dir, 'log.jsonl'), added.map(line).join(''));
-      this.durableBytes = end;
-      this.onDurable?.();
+      try {
+        await appendFile(join(this.dir, 'log.jsonl'), added.map(line).join(''));
+        this.failing = false;
+      } catch (err) {
+        if (!this.failing) this.onWriteError?.(err as Error);
+        this.failing = true;
+      } finally {
+        // Not on disk? Still send it: the next trim rewrites the file from memory, which heals the hole.
+        this.writtenBytes = end;
+        this.onDurable?.();
+      }
     });
   }
 
@@ -147,10 +168,10 @@ export class SpooledAttempt {
     this.trimQueued = true;
     this.enqueue(async () => {
       this.trimQueued = false;
-      // Only what is already on disk: later records are still queued as appends.
-      const keep = this.records.filter((r) => r.offset < this.durableBytes);
+      // Only what is already written: later records are still queued as appends.
+      const keep = this.records.filter((r) => r.offset < this.writtenBytes);
       // The base is where the kept records start, so a reload finds them contiguous.
-      const base = keep[0]?.offset ?? Math.min(this.acked, this.durableBytes);
+      const base = keep[0]?.offset ?? Math.min(this.acked, this.writtenBytes);
       this.trimmedTo = base;
       await writeFileAtomic(join(this.dir, 'log.jsonl'), `${JSON.stringify({ base })}\n${keep.map(line).join('')}`);
     });
@@ -177,10 +198,24 @@ export class SpooledAttempt {
     return step.then(() => full);
   }
 
-  /** The result is acknowledged: nothing of this attempt is needed any more. */
+  /**
+   * The result is acknowledged: nothing of this attempt is needed any more.
+   * Renamed first: a kill during the removal must not leave a result without
+   * its log (held for ever) or a log without its result (reported again as
+   * killed, and its process group signalled, long after it ended).
+   */
   remove(): Promise<void> {
     this.removed = true;
-    return this.enqueue(() => rm(this.dir, { recursive: true, force: true }), true);
+    return this.enqueue(async () => {
+      const doomed = `${this.dir}${REMOVING}`;
+      try {
+        await rename(this.dir, doomed);
+      } catch (err) {
+        if ((err as NodeJS.ErrnoException).code === 'ENOENT') return;
+        throw err;
+      }
+      await rm(doomed, { recursive: true, force: true });
+    }, true);
   }
 
   /** Resolves when every write asked for so far is done. */
@@ -193,7 +228,7 @@ export class SpooledAttempt {
     this.acked = log.base;
     this.trimmedTo = log.base;
     this.logBytes = log.records.length > 0 ? log.records.at(-1)!.offset + log.records.at(-1)!.bytes : log.base;
-    this.durableBytes = this.logBytes;
+    this.writtenBytes = this.logBytes;
     this.result = result;
   }
 
