@@ -111,10 +111,14 @@ export function toJob(row: JobRecord): Job {
 
 /**
  * A stored chunk as seen from byte `from`: a chunk that straddles it is cut
- * there, so a reader resuming mid-chunk gets each byte once.
+ * there (at the start of the character it falls in), so a reader resuming mid-chunk gets each byte once.
  */
 export function toLogChunk(row: LogChunkRow, from = 0): LogChunk {
   if (from <= row.offset) return { jobId: row.jobId, offset: row.offset, stream: row.stream, data: row.data };
-  const data = Buffer.from(row.data, 'utf8').subarray(from - row.offset).toString('utf8');
-  return { jobId: row.jobId, offset: from, stream: row.stream, data };
+  const bytes = Buffer.from(row.data, 'utf8');
+  // A cut inside a character moves back to where it starts: the chunk stays valid UTF-8 and its offset
+  // true, so a reader counting bytes of `data` from `offset` stays in step (it drops what it had).
+  let cut = from - row.offset;
+  while (cut > 0 && cut < bytes.length && (bytes[cut]! & 0xc0) === 0x80) cut--;
+  return { jobId: row.jobId, offset: row.offset + cut, stream: row.stream, data: bytes.subarray(cut).toString('utf8') };
 }

@@ -84,6 +84,78 @@ describe('submitter websocket', () => {
     ]);
   });
 
+  /** A finished job's watch: its `job` event first, then its log from the offset, until `bytes` of it came. */
+  async function backlog(s: SubmitterSocket, jobId: string, bytes: number) {
+    const first = await s.next((m) => m.type === 'job' && m.job.id === jobId);
+    let text = '';
+    const offsets: number[] = [];
+    while (Buffer.byteLength(text) < bytes) {
+      const e = await s.next((m) => m.type === 'log' && m.jobId === jobId);
+      if (e.type !== 'log') continue;
+      offsets.push(e.offset);
+      text += e.data;
+    }
+    return { job: first.type === 'job' ? first.job : undefined, text, offsets };
+  }
+
+  it("resumes a watch whose attempt was retried meanwhile from the new attempt's first byte", async () => {
+    const s = await open();
+    const sub = await s.submit(shellJob('w', { retries: 1 }));
+    const jobId = sub.type === 'submitted' ? sub.job.id : '';
+    const a = await runner.take();
+    runner.started(a);
+    await runner.log(a, 0, 'attempt one wrote this\n');
+    await runner.result(a, 'failed', 1, 23);
+    const b = await runner.take();
+    expect(b.attempt).toBe(2);
+    runner.started(b);
+    await runner.log(b, 0, 'two\n');
+    await runner.result(b, 'succeeded', 0, 4);
+    // The watcher was away at byte 23 of attempt 1; attempt 2's whole log is shorter than that.
+    s.request({ type: 'watch', jobId, fromOffset: 23, attempt: 1 });
+    const seen = await backlog(s, jobId, 4);
+    expect(seen.job).toMatchObject({ attempt: 2, state: 'succeeded' });
+    expect(seen.text).toBe('two\n');
+    expect(seen.offsets).toEqual([0]);
+  });
+
+  it('reads a long backlog a page at a time, every chunk once and in order; REST pages it too', async () => {
+    const s = await open();
+    const sub = await s.submit(shellJob('w'));
+    const jobId = sub.type === 'submitted' ? sub.job.id : '';
+    const a = await runner.take();
+    runner.started(a);
+    const lines = Array.from({ length: 300 }, (_, i) => `line ${String(i).padStart(3, '0')}\n`);
+    let offset = 0;
+    for (const l of lines) {
+      await runner.log(a, offset, l);
+      offset += l.length;
+    }
+    await runner.result(a, 'succeeded', 0, offset);
+    s.request({ type: 'watch', jobId, fromOffset: 0 });
+    const seen = await backlog(s, jobId, offset);
+    expect(seen.text).toBe(lines.join(''));
+    expect(seen.offsets).toHaveLength(300);
+    const page = await tc.api('GET', `${ROUTES.jobLogs(jobId)}?offset=0`);
+    expect(page.body).toHaveLength(128);
+    const last = page.body.at(-1);
+    const next = await tc.api('GET', `${ROUTES.jobLogs(jobId)}?offset=${last.offset + last.data.length}`);
+    expect(next.body[0]).toMatchObject({ offset: last.offset + last.data.length, data: lines[128] });
+  });
+
+  it('moves a cut inside a character back to where the character starts', async () => {
+    const s = await open();
+    const sub = await s.submit(shellJob('w'));
+    const jobId = sub.type === 'submitted' ? sub.job.id : '';
+    const a = await runner.take();
+    runner.started(a);
+    await runner.log(a, 0, 'a😀b'); // bytes: a, 4 of the emoji (1–4), b (5)
+    await runner.result(a, 'succeeded', 0, 6);
+    const res = await tc.api('GET', `${ROUTES.jobLogs(jobId)}?offset=2`);
+    expect(res.body).toEqual([{ jobId, offset: 1, stream: 'stdout', data: '😀b' }]);
+    expect((await tc.api('GET', `${ROUTES.jobLogs(jobId)}?offset=0&attempt=2`)).status).toBe(400);
+  });
+
   it('answers request errors with the reqId and keeps the socket open; cancels over the socket', async () => {
     const s = await open();
     const bad = await s.submit(shellJob('missing'));

@@ -42,6 +42,8 @@ export const CloseCode = {
   GoingAway: 1001,
   MessageTooBig: 1009,
   InternalError: 1011,
+  /** A watcher read its socket too slowly for the events it asked for: reconnect and resume from its offset. */
+  TryAgainLater: 1013,
   /** The frame was not JSON, failed its schema, or named an unknown type. */
   BadMessage: 4400,
   /** The runner's token was revoked or is no longer valid: register again. */

@@ -134,6 +134,12 @@ export const WatchRequest = z.object({
   jobId: Id,
   /** Resume the log from this byte offset (default 0: the whole log). */
   fromOffset: z.number().int().nonnegative().default(0),
+  /**
+   * The attempt whose log `fromOffset` counts in. When the job has moved on to
+   * another attempt since (a retry while the watcher was away), the watch reads
+   * the current attempt's log from its first byte instead.
+   */
+  attempt: z.number().int().positive().optional(),
 });
 export const UnwatchRequest = z.object({ type: z.literal('unwatch'), reqId: ReqId, jobId: Id });
 export const CancelRequest = z.object({ type: z.literal('cancel'), reqId: ReqId, jobId: Id });

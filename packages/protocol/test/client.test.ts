@@ -273,9 +273,11 @@ describe('watch', () => {
       return { offset, data: bytes.subarray(offset, end).toString('utf8'), end };
     };
     const fromOffsets: number[] = [];
+    const attempts: (number | undefined)[] = [];
     fake.handler = (c, req, _n) => {
       if (req.type !== 'watch') return;
       fromOffsets.push(req.fromOffset);
+      attempts.push(req.attempt);
       c.send({ type: 'ack', reqId: req.reqId });
       c.send({ type: 'job', job: job('running') });
       const first = fromOffsets.length === 1;
@@ -297,6 +299,8 @@ describe('watch', () => {
     expect(fake.conns).toHaveLength(2);
     expect(fromOffsets[0]).toBe(0);
     expect(fromOffsets[1]).toBeGreaterThan(bytes.length / 2);
+    // The resume names the attempt its offset counts in (a retry meanwhile would start over).
+    expect(attempts).toEqual([undefined, job('running').attempt]);
     expect(text(events)).toBe(log);
     let expected = 0;
     for (const e of logs(events)) {

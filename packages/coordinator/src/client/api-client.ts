@@ -224,9 +224,12 @@ export class ApiClient {
     return apiRequest(this.transport, this.scoped({ method: 'GET', path: ROUTES.job(id) }), Job);
   }
 
-  /** The current attempt's log from byte `offset`; possibly only a part of it: read on from the end of the last chunk. */
-  getJobLogs(id: string, offset = 0): Promise<LogChunk[]> {
-    const call: ApiCall = { method: 'GET', path: ROUTES.jobLogs(id), query: { offset } };
+  /**
+   * The log of `attempt` (default: the current one) from byte `offset`;
+   * possibly only a part of it: read on from the end of the last chunk.
+   */
+  getJobLogs(id: string, offset = 0, attempt?: number): Promise<LogChunk[]> {
+    const call: ApiCall = { method: 'GET', path: ROUTES.jobLogs(id), query: { offset, ...(attempt !== undefined ? { attempt } : {}) } };
     return apiRequest(this.transport, this.scoped(call), arrayOf(LogChunk));
   }
 

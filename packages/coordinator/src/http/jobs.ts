@@ -1,5 +1,6 @@
 import { ErrorCode, JobSpec, JobState, RbtkError, ROUTES } from '@rbtk/protocol';
 import { authenticateApi, resolveProject } from '../auth/api-auth.js';
+import { LOG_PAGE_CHUNKS } from '../jobs/job-watch.js';
 import { toJob, toLogChunk } from '../wire.js';
 import { readJson } from './body.js';
 import type { RouteContext, Route } from './router.js';
@@ -72,8 +73,10 @@ export const jobRoutes: Route[] = [
       const project = await jobScope(rc);
       const job = await rc.ctx.jobs.find(project, rc.params.id!);
       const offset = wholeNumber('offset', rc.url.searchParams.get('offset'), 0, 0, Number.MAX_SAFE_INTEGER);
-      // The visible log is the current attempt's; before the first assignment there is none.
-      const rows = job.attempt === 0 ? [] : await rc.ctx.store.jobs.logs(job.id, job.attempt, offset);
+      // The visible log is the current attempt's (before the first assignment there is none); an earlier
+      // attempt's on request. One page per call: a client reads on from the end of the last chunk.
+      const attempt = job.attempt === 0 ? 0 : wholeNumber('attempt', rc.url.searchParams.get('attempt'), job.attempt, 1, job.attempt);
+      const rows = attempt === 0 ? [] : await rc.ctx.store.jobs.logs(job.id, attempt, offset, LOG_PAGE_CHUNKS);
       return { status: 200, body: rows.map((r) => toLogChunk(r, offset)) };
     },
   },

@@ -4,12 +4,17 @@ import { toJob, toLogChunk } from '../wire.js';
 import type { JobBusEvent } from './job-bus.js';
 import type { JobService } from './job-service.js';
 
+/** Log chunks read from the store at a time (a watch's backlog, a REST page). */
+export const LOG_PAGE_CHUNKS = 128;
+
 /**
  * One watch of one job: the job as it is now, then its (current attempt's)
  * log from `fromOffset`, then live state changes and log chunks, each once
  * and in order; it ends by itself after the terminal state. Live events that
  * arrive while the backlog is read are held back and deduplicated by job
  * version and log offset, so nothing is lost or repeated across the seam.
+ * The backlog is read a page at a time, each after the socket has room for
+ * it (`room`), so a long log is never all in memory at once.
  */
 export class JobWatch {
   private held: JobBusEvent[] | null = [];
@@ -23,8 +28,12 @@ export class JobWatch {
     private readonly jobs: JobService,
     private readonly jobId: string,
     fromOffset: number,
+    /** The attempt `fromOffset` counts in, when the watcher knows it: another attempt's log starts at 0. */
+    private readonly fromAttempt: number | undefined,
     private readonly send: (event: SubmitterEvent) => void,
     private readonly onEnd: () => void,
+    /** Resolves once the watcher's socket can take more (between backlog pages). */
+    private readonly room: () => Promise<void> = async () => {},
   ) {
     this.nextOffset = fromOffset;
   }
@@ -33,12 +42,19 @@ export class JobWatch {
     this.unsubscribe = this.jobs.bus.subscribe(this.jobId, (e) => (this.held ? this.held.push(e) : this.deliver(e)));
     const job = await this.jobs.deps.store.jobs.get(this.jobId);
     if (!job || this.ended) return this.end();
+    // The watcher's offset was in an attempt that is over (it retried meanwhile): this one's log from its start.
+    if (this.fromAttempt !== undefined && this.fromAttempt !== job.attempt) this.nextOffset = 0;
     this.sendJob(job);
-    if (job.attempt > 0) {
-      for (const row of await this.jobs.deps.store.jobs.logs(this.jobId, job.attempt, this.nextOffset)) {
+    for (let from = this.nextOffset; job.attempt > 0; ) {
+      const page = await this.jobs.deps.store.jobs.logs(this.jobId, job.attempt, from, LOG_PAGE_CHUNKS);
+      for (const row of page) {
         if (this.ended) return;
         this.sendLog(row.attempt, row.offset, row.size, row);
       }
+      if (page.length < LOG_PAGE_CHUNKS) break;
+      from = page.at(-1)!.offset + page.at(-1)!.size;
+      await this.room();
+      if (this.ended) return;
     }
     const held = this.held ?? [];
     this.held = null;

@@ -58,6 +58,6 @@ export interface JobStore {
    * Given `runnerId`, only the runner that holds the attempt may append (stale otherwise).
    */
   appendLog(chunk: Omit<LogChunkRow, 'size'>, runnerId?: string): Promise<AppendLogResult>;
-  /** The attempt's log from byte `fromOffset` (a chunk straddling it included). */
-  logs(jobId: string, attempt: number, fromOffset: number): Promise<LogChunkRow[]>;
+  /** The attempt's log from byte `fromOffset` (a chunk straddling it included), at most `limit` chunks. */
+  logs(jobId: string, attempt: number, fromOffset: number, limit?: number): Promise<LogChunkRow[]>;
 }

@@ -17,6 +17,15 @@ import { toJob } from '../wire.js';
 import { corkForTurn } from './cork.js';
 import { rawToString } from './raw.js';
 
+/** Bytes waiting on the socket past which a watch's backlog waits for it to drain before its next page. */
+const BACKLOG_HIGH_WATER = 1024 * 1024;
+/**
+ * Bytes waiting past which the watcher is too slow for its live events: the
+ * socket is closed with 1013, and the client reconnects and resumes from its
+ * offset, instead of the coordinator holding an ever longer queue for it.
+ */
+export const SLOW_WATCHER_BYTES = 32 * 1024 * 1024;
+
 /**
  * One submitter's WebSocket (`/v1/jobs/ws`): submit, watch, unwatch and
  * cancel, each answered with its reqId. Requests are handled concurrently (a
@@ -58,6 +67,27 @@ export class SubmitterSession {
     if (this.closing) return;
     corkForTurn(this.socket);
     this.ws.send(JSON.stringify(event));
+    if (this.ws.bufferedAmount > SLOW_WATCHER_BYTES) {
+      this.log.warn({ bufferedBytes: this.ws.bufferedAmount }, 'submitter reads too slowly for its watches: closing (it resumes where it was)');
+      this.closing = true;
+      for (const watch of [...this.watches.values()]) watch.end();
+      this.ws.close(CloseCode.TryAgainLater, 'reading too slowly: reconnect and resume');
+    }
+  }
+
+  /** Resolves once the socket has drained below the high-water mark (or closed). */
+  private room(): Promise<void> {
+    const socket = this.socket;
+    if (this.closing || socket.writableLength <= BACKLOG_HIGH_WATER) return Promise.resolve();
+    return new Promise((resolve) => {
+      const done = (): void => {
+        socket.off('drain', done);
+        socket.off('close', done);
+        resolve();
+      };
+      socket.on('drain', done);
+      socket.on('close', done);
+    });
   }
 
   /** Says what was wrong, answers the requests taken before the bad frame (a submit may be committed already), then closes. */
@@ -105,12 +135,27 @@ export class SubmitterSession {
       case 'watch': {
         const job = await jobs.find(this.project, request.jobId);
         this.watches.get(job.id)?.end(); // a second watch of the same job replaces the first
-        const watch = new JobWatch(jobs, job.id, request.fromOffset, (e) => this.send(e), () => {
-          if (this.watches.get(job.id) === watch) this.watches.delete(job.id);
-        });
+        const watch = new JobWatch(
+          jobs,
+          job.id,
+          request.fromOffset,
+          request.attempt,
+          (e) => this.send(e),
+          () => {
+            if (this.watches.get(job.id) === watch) this.watches.delete(job.id);
+          },
+          () => this.room(),
+        );
         this.watches.set(job.id, watch);
         this.send({ type: 'ack', reqId: request.reqId });
-        return watch.start();
+        return watch.start().catch((err: unknown) => {
+          // Acked already, so an error frame would name a settled request: close instead, and the client
+          // reconnects and resumes every watch from its offset.
+          watch.end();
+          this.log.error({ err: coerceError(err).message, jobId: job.id }, 'watch failed: closing so the client resumes');
+          this.closing = true;
+          this.ws.close(CloseCode.InternalError, 'watch failed: reconnect and resume');
+        });
       }
       case 'unwatch':
         this.watches.get(request.jobId)?.end();

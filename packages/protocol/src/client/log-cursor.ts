@@ -17,7 +17,8 @@ export type CursorVerdict =
  * starts its log again at 0.
  */
 export class LogCursor {
-  private attempt: number | undefined;
+  /** The attempt whose log `next` counts in, once a `job` event said. */
+  attempt: number | undefined;
   /** The first byte not yet delivered. */
   next: number;
 

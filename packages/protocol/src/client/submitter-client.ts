@@ -143,7 +143,8 @@ export class SubmitterClient {
   /** A refused watch ends with the coordinator's error (not_found, forbidden...). */
   private watchOn(ws: WebSocket, watch: WatchState): void {
     watch.sentOn = ws;
-    this.requestOn(ws, { type: 'watch', jobId: watch.jobId, fromOffset: watch.cursor.next }, true).then(
+    const { next, attempt } = watch.cursor;
+    this.requestOn(ws, { type: 'watch', jobId: watch.jobId, fromOffset: next, ...(attempt !== undefined ? { attempt } : {}) }, true).then(
       () => (watch.resyncing = false),
       (err: RbtkError) => this.endWatch(watch, err),
     );

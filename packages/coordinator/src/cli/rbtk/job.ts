@@ -10,11 +10,17 @@ import { parseName, parsePositiveDuration, parsePositiveInt } from './parse.js';
 
 const encoder = new TextEncoder();
 
-/** The whole current log over REST, page by page: the coordinator may answer part of it per call. */
+/**
+ * The current attempt's log over REST, page by page (the coordinator answers
+ * part of a long log per call), up to its length when asked: a job that keeps
+ * writing does not keep this reading (that is --follow). Every page names the
+ * attempt, so a retry meanwhile cannot splice two attempts' logs.
+ */
 async function readLog(client: ApiClient, id: string, onChunk: (c: LogChunk) => void): Promise<void> {
+  const { logBytes, attempt } = await client.getJob(id);
   let offset = 0;
-  for (;;) {
-    const chunks = await client.getJobLogs(id, offset);
+  while (offset < logBytes) {
+    const chunks = await client.getJobLogs(id, offset, attempt);
     let next = offset;
     for (const c of chunks) {
       const end = c.offset + encoder.encode(c.data).length;

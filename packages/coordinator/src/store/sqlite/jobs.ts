@@ -481,12 +481,12 @@ export class SqliteJobStore implements JobStore {
       });
   }
 
-  async logs(jobId: string, attempt: number, fromOffset: number): Promise<LogChunkRow[]> {
+  async logs(jobId: string, attempt: number, fromOffset: number, limit = -1): Promise<LogChunkRow[]> {
     const rows = stmt(
       this.db,
       `SELECT byte_offset, size, stream, data FROM job_logs
-       WHERE job_id = ? AND attempt = ? AND byte_offset + size > ? ORDER BY byte_offset`,
-    ).all(jobId, attempt, fromOffset) as { byte_offset: number; size: number; stream: string; data: string }[];
+       WHERE job_id = ? AND attempt = ? AND byte_offset + size > ? ORDER BY byte_offset LIMIT ?`,
+    ).all(jobId, attempt, fromOffset, limit) as { byte_offset: number; size: number; stream: string; data: string }[];
     return rows.map((r) => ({ jobId, attempt, offset: r.byte_offset, size: r.size, stream: r.stream as LogStream, data: r.data }));
   }
 }
