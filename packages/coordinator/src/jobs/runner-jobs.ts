@@ -144,7 +144,11 @@ export class RunnerJobs {
     await this.jobs.apply([{ jobId: frame.jobId, decide: started(this.runnerId, frame.attempt, this.jobs.deps.now()) }]);
   }
 
-  /** Appends in order; duplicates are acked and dropped, a gap is acked with the stored length so the runner resends. */
+  /**
+   * Appends in order; duplicates are acked and dropped. A gap (a frame before it was not stored: a store
+   * error, which closes the session) is acked with the stored length; the runner resends from its last
+   * acknowledged byte on its next session.
+   */
   async onLog(frame: LogFrame): Promise<void> {
     const result = await this.jobs.deps.store.jobs.appendLog({
       jobId: frame.jobId,
