@@ -1,4 +1,5 @@
 import { randomBytes } from 'node:crypto';
+import { type AddressInfo, createServer } from 'node:net';
 import Docker from 'dockerode';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { DockerExecutor } from '../src/executors/docker.js';
@@ -92,6 +93,23 @@ describe.skipIf(!hasDocker)('DockerExecutor against the real Docker Engine', () 
     expect(result.outcome).toBe('failed');
     expect(result.exitCode).toBeNull();
     expect(result.message).toMatch(/^could not pull image rbtk-test\/absent:1: \S/);
+  });
+
+  it('stops at once when cancelled during a pull from a registry that never answers', async () => {
+    // A "registry" that takes the connection and says nothing: Docker's pull waits on it.
+    const silent = createServer(() => undefined);
+    await new Promise<void>((resolve) => silent.listen(0, '127.0.0.1', resolve));
+    const port = (silent.address() as AddressInfo).port;
+    try {
+      const execution = new DockerExecutor({ docker }).start(ref(), sh('true', { image: `127.0.0.1:${port}/team/sim:1`, pull: 'always' }), new MemorySink());
+      await new Promise((r) => setTimeout(r, 1_000));
+      const stoppedAt = performance.now();
+      execution.stop({ outcome: 'cancelled', message: 'cancelled' });
+      expect(await execution.wait()).toEqual({ outcome: 'cancelled', exitCode: null, message: 'cancelled' });
+      expect(performance.now() - stoppedAt).toBeLessThan(2_000);
+    } finally {
+      silent.close();
+    }
   });
 
   it('removes the containers a previous run left, by label, and says which attempts they were', async () => {

@@ -7,6 +7,8 @@ export interface ImageRules {
   airgapped: boolean;
   /** The on-prem registry host (registry.local:5000) an air-gapped runner may pull from. */
   registry?: string;
+  /** Aborts a pull in progress (the attempt was cancelled or timed out): a stalled registry must not hold it. */
+  signal?: AbortSignal;
 }
 
 /**
@@ -29,7 +31,7 @@ export async function ensureImage(
   if (!mayPull) return airgappedMissing(image);
   if (policy === 'never') return `image ${image} is not on this host (pull policy never)`;
   try {
-    await pull(docker, image);
+    await pull(docker, image, rules.signal);
     return undefined;
   } catch (err) {
     return `could not pull image ${image}: ${dockerMessage(err)}`;
@@ -58,11 +60,19 @@ export async function hasImage(docker: Docker, image: string): Promise<boolean> 
   }
 }
 
-/** Pulls and waits for the end of the progress stream; an `error` event in it fails the pull. */
-async function pull(docker: Docker, image: string): Promise<void> {
-  const stream = (await docker.pull(image)) as NodeJS.ReadableStream;
+/** Pulls and waits for the end of the progress stream; an `error` event in it fails the pull, and so does `signal`. */
+async function pull(docker: Docker, image: string, signal?: AbortSignal): Promise<void> {
+  signal?.throwIfAborted();
+  const stream = (await docker.pull(image, signal ? { abortSignal: signal } : {})) as NodeJS.ReadableStream & { destroy?(): void };
   await new Promise<void>((resolve, reject) => {
+    const aborted = (): void => {
+      stream.destroy?.();
+      reject(new Error('the pull was stopped'));
+    };
+    if (signal?.aborted) return aborted();
+    signal?.addEventListener('abort', aborted, { once: true });
     docker.modem.followProgress(stream, (err: Error | null, events: { error?: string }[]) => {
+      signal?.removeEventListener('abort', aborted);
       const failed = events?.find((e) => typeof e.error === 'string');
       if (err) reject(err);
       else if (failed) reject(new Error(failed.error));

@@ -53,6 +53,8 @@ export class DockerExecutor implements Executor {
 class DockerExecution implements Execution {
   private stopped: StopReason | undefined;
   private container: Docker.Container | undefined;
+  /** Aborted by stop(): a pull in progress ends at once. */
+  private readonly pulling = new AbortController();
   private readonly done: Promise<ExecutionResult>;
 
   constructor(
@@ -75,7 +77,8 @@ class DockerExecution implements Execution {
   stop(reason: StopReason): void {
     if (this.stopped) return;
     this.stopped = reason;
-    // Before the container runs, run() sees `stopped` at its next step and stops there.
+    // Before the container runs, run() sees `stopped` at its next step and stops there; a pull is cut short.
+    this.pulling.abort();
     if (this.container) this.stopContainer(this.container);
   }
 
@@ -85,12 +88,15 @@ class DockerExecution implements Execution {
       refused = await ensureImage(this.docker, spec.image, spec.pull, {
         airgapped: this.options.airgapped ?? false,
         registry: this.options.registry,
+        signal: this.pulling.signal,
       });
     } catch (err) {
+      if (this.stopped) return resultOf(null, this.stopped);
       return failedBeforeStart(`docker: ${dockerMessage(err)}`);
     }
-    if (refused) return failedBeforeStart(refused);
+    // Stopped during the pull: the pull's failure is the stop's doing, not the image's.
     if (this.stopped) return resultOf(null, this.stopped);
+    if (refused) return failedBeforeStart(refused);
 
     let container: Docker.Container;
     try {
