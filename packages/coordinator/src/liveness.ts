@@ -13,6 +13,15 @@ export interface LivenessDeps {
   reapAfterMs: number;
   /** Epoch milliseconds; tests pass a fake clock. */
   now: () => number;
+  /**
+   * When this coordinator began to hear heartbeats (epoch ms; the loop sets
+   * its start). Silence is counted from here at the earliest: heartbeats sent
+   * while it was down (an upgrade, a reboot) never arrived, and the runners'
+   * reconnects are spread over their backoff. Without it, a restart after a
+   * minute down marked every runner OFFLINE at the first tick and failed
+   * their jobs (runner_lost) while they ran on.
+   */
+  watchingSince?: number;
   /** Called for each runner just marked OFFLINE: its jobs are requeued as runner_lost. */
   onOffline?: (runnerId: string) => Promise<void>;
   /**
@@ -42,7 +51,8 @@ export function livenessInterval(offlineAfterMs: number): number {
  */
 export async function livenessTick(deps: LivenessDeps): Promise<LivenessResult> {
   const now = deps.now();
-  const markedOffline = await deps.store.runners.markOffline(now - deps.offlineAfterMs);
+  const heardFor = deps.watchingSince === undefined ? Infinity : now - deps.watchingSince;
+  const markedOffline = heardFor >= deps.offlineAfterMs ? await deps.store.runners.markOffline(now - deps.offlineAfterMs) : [];
   for (const id of markedOffline) deps.log.info({ runnerId: id }, 'runner offline');
   for (const id of new Set([...(deps.offlineRetries ?? []), ...markedOffline])) {
     try {
@@ -56,7 +66,8 @@ export async function livenessTick(deps: LivenessDeps): Promise<LivenessResult> 
 
   const reaped: string[] = [];
   const before = now - deps.reapAfterMs;
-  for (const runner of await deps.store.runners.listSilent(before)) {
+  // Likewise: a coordinator back after a long outage does not delete every runner that could not reach it.
+  for (const runner of heardFor >= deps.reapAfterMs ? await deps.store.runners.listSilent(before) : []) {
     const silentSince = runner.lastHeartbeatAt ?? runner.registeredAt;
     const audit = auditRow({
       at: now,
@@ -86,7 +97,7 @@ export async function livenessTick(deps: LivenessDeps): Promise<LivenessResult> 
  */
 export async function runLivenessLoop(deps: LivenessDeps, signal: AbortSignal): Promise<void> {
   const interval = livenessInterval(deps.offlineAfterMs);
-  deps = { offlineRetries: new Set(), ...deps };
+  deps = { offlineRetries: new Set(), watchingSince: deps.now(), ...deps };
   let startedAt = performance.now();
   while (!signal.aborted) {
     await sleep(Math.max(0, startedAt + withJitter(interval * 0.85, 0.05) - performance.now()), signal);

@@ -72,6 +72,25 @@ describe('livenessTick with a fake clock', () => {
     expect(last).toMatchObject({ action: 'runner.reap', actor: 'system', resourceId: 'r1' });
   });
 
+  it('counts silence from when this coordinator began to listen: a restart after an outage marks no runner OFFLINE at once', async () => {
+    await store.runners.recordHeartbeat('r1', T0);
+    // Down for ten minutes; back at T0 + 10 min. The runner's last heartbeat is long past the threshold.
+    const back = T0 + 600_000;
+    const restarted = () => ({ ...deps(), watchingSince: back, reapAfterMs: 300_000 });
+    clock = back + 1_000;
+    expect(await livenessTick(restarted())).toEqual({ markedOffline: [], reaped: [] });
+    clock = back + 59_999;
+    expect((await livenessTick(restarted())).markedOffline).toEqual([]);
+    // A full --offline-after since the restart without a word from it: now it is OFFLINE.
+    clock = back + 60_000;
+    expect((await livenessTick(restarted())).markedOffline).toEqual(['r1']);
+    // And reaped only once reapAfter has passed since the restart too.
+    clock = back + 299_999;
+    expect((await livenessTick(restarted())).reaped).toEqual([]);
+    clock = back + 300_000;
+    expect((await livenessTick(restarted())).reaped).toEqual(['r1']);
+  });
+
   it('tries a failed requeue of an OFFLINE runner\'s jobs again on each tick until it succeeds', async () => {
     await store.runners.recordHeartbeat('r1', T0);
     clock = T0 + 60_000;
