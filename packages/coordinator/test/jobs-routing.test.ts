@@ -104,6 +104,20 @@ describe('job routing at submit', () => {
     expect(list.body.filter((j: { spec: { idempotencyKey?: string } }) => j.spec.idempotencyKey === 'nightly-42')).toHaveLength(1);
   });
 
+  it('answers a repeat with its job even when the pool could not take a new one any more', async () => {
+    const only = await SimRunner.start(tc, 'gone', { name: 'g1', executors: ['shell'] });
+    const spec = shellJob('gone', { idempotencyKey: 'deploy-7' });
+    const first = await submit(spec);
+    expect(first.status).toBe(201);
+    // The pool's only runner is revoked: a new job there is refused, the repeat is not.
+    expect((await tc.api('POST', ROUTES.runnerRevoke(only.runnerId))).status).toBe(200);
+    expect((await submit(shellJob('gone'))).status).toBe(400);
+    const again = await submit(spec);
+    expect(again.status, JSON.stringify(again.body)).toBe(200);
+    expect(again.body.id).toBe(first.body.id);
+    only.terminate();
+  });
+
   it('submitter tokens use the job endpoints and get 403 everywhere else', async () => {
     const minted = await tc.api('POST', ROUTES.apiTokens, { body: { role: 'submitter', name: 'ci' } });
     const token = minted.body.token as string;

@@ -208,6 +208,13 @@ export class JobService {
    * assigns it in the same commit (one fsync, no dispatch pass).
    */
   async submit(project: string, spec: JobSpec): Promise<SubmitResult> {
+    // A repeat is answered with its job before any routing: the pool may have changed since (its runners
+    // gone, a hosted pool without a free member), and a repeat must not claim, wake or count a member.
+    // A repeat in the same commit as its first submit is caught by the insert (store.jobs.submit).
+    if (spec.idempotencyKey !== undefined) {
+      const existing = await this.deps.store.jobs.getByIdempotencyKey(project, spec.idempotencyKey);
+      if (existing) return { job: existing, created: false };
+    }
     const pool = await routeJob(this.deps.store, this.routing, project, spec);
     const now = this.deps.now();
     const id = timeOrderedId(now);

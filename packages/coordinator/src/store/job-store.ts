@@ -38,6 +38,8 @@ export interface JobStore {
    */
   submit(job: NewJob, assign?: JobDecision): Promise<SubmitResult>;
   get(id: string): Promise<JobRecord | null>;
+  /** The project's job with this idempotency key, if one was submitted. */
+  getByIdempotencyKey(project: string, key: string): Promise<JobRecord | null>;
   /** Newest first. */
   list(filter: JobListFilter): Promise<JobRecord[]>;
   /** The pool's queued jobs in FIFO order, after `afterSeq`. */

@@ -225,6 +225,11 @@ export class SqliteJobStore implements JobStore {
     return r ? job(r) : null;
   }
 
+  async getByIdempotencyKey(project: string, key: string): Promise<JobRecord | null> {
+    const found = this.byKey(project, key);
+    return found && (this.live.get(found.id) ?? found);
+  }
+
   private byKey(project: string, key: string): JobRecord | null {
     const r = stmt(this.db, `${SELECT_JOBS} WHERE j.project = ? AND j.idempotency_key = ?`).get(project, key) as
       | JobSql
