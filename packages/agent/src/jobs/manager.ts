@@ -65,9 +65,9 @@ export class JobManager {
     const { spool, logger } = this.deps;
     for (const spooled of await spool.load()) {
       if (!spooled.result) {
-        if (spooled.meta.pgid) killGroup(spooled.meta.pgid);
-        // Killed before the process group was on disk: find the job's processes by their environment.
-        else if (spooled.meta.executor === 'shell') findAttemptProcessGroups(spooled.meta).forEach(killGroup);
+        // Its processes are found by their environment, never by the spooled pgid alone: after a reboot
+        // or a long stop that id may belong to another program by now.
+        if (spooled.meta.executor === 'shell') findAttemptProcessGroups(spooled.meta).forEach(killGroup);
         await spooled.finish({ outcome: 'failed', exitCode: null, message: RESTARTED_MESSAGE });
         logger.warn({ jobId: spooled.meta.jobId, attempt: spooled.meta.attempt }, 'job was running when rbtk-runner stopped; reporting it failed');
       }

@@ -30,10 +30,17 @@ export async function runAttempt(deps: RunAttemptDeps, h: HeldAttempt, assign: A
   const startedAt = Date.now();
 
   let result: ExecutionResult;
-  const timer = setTimeout(
-    () => deps.stop({ outcome: 'timed_out', message: `timed out after ${formatDuration(assign.timeoutMs)}` }),
-    Math.min(assign.timeoutMs, MAX_TIMER_MS),
-  );
+  // A timer lasts at most MAX_TIMER_MS (~24.8 days): a longer timeout is armed again until its deadline.
+  const deadline = Date.now() + assign.timeoutMs;
+  let timer: NodeJS.Timeout | undefined;
+  const arm = (): void => {
+    const left = deadline - Date.now();
+    timer = setTimeout(
+      left > MAX_TIMER_MS ? arm : () => deps.stop({ outcome: 'timed_out', message: `timed out after ${formatDuration(assign.timeoutMs)}` }),
+      Math.max(0, Math.min(left, MAX_TIMER_MS)),
+    );
+  };
+  arm();
   try {
     const execution = deps.executor.start({ runnerId: deps.runnerId, ...ids }, assign.spec.executor, {
       started: (detail) => {
