@@ -321,6 +321,19 @@ describe('job dispatch', () => {
     expect(await state(id, 'timed_out')).toMatchObject({ attempt: 1 });
     await sleep(10);
   });
+
+  it('marks an accepted job that never starts timed_out too, 30 s past its timeout from the assignment', async () => {
+    let clock = Date.now();
+    await start({ now: () => clock });
+    const r = await runner('wedged');
+    const id = await submit('wedged', { timeout: '1s' });
+    const a = await r.take(); // accepted, and then nothing: no started, no result
+    await sleep(50);
+    expect((await job(id)).state).toBe('assigned');
+    clock += 31_000 + 1000;
+    expect(await r.next('cancel')).toMatchObject({ jobId: id, attempt: a.attempt, reason: 'timed_out' });
+    expect(await state(id, 'timed_out')).toMatchObject({ attempt: 1, reason: "no result 30s after the job's 1s timeout" });
+  });
 });
 
 /** Holds this process's event loop (and so the in-process coordinator's) for `ms`. */

@@ -113,7 +113,7 @@ export function requestCancel(now: number, atOnce: boolean): JobDecision {
 /** The coordinator's backstop: still running well past its timeout. */
 export function timedOut(attempt: number, graceMs: number, now: number): JobDecision {
   return (j) =>
-    j.state === 'running' && j.attempt === attempt
+    (j.state === 'running' || j.state === 'assigned') && j.attempt === attempt
       ? { state: 'timed_out', reason: `no result ${graceMs / 1000}s after the job's ${j.spec.timeout} timeout`, finishedAt: now }
       : null;
 }

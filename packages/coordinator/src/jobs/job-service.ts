@@ -319,7 +319,7 @@ export class JobService {
     await this.runnerGone(runnerId, 'runner_lost');
   }
 
-  /** The timeout backstop: running jobs silent 30 s past their timeout become timed_out. */
+  /** The timeout backstop: jobs silent 30 s past their timeout (running, or accepted and never started) become timed_out. */
   async expireOverdue(graceMs = TIMEOUT_BACKSTOP_MS): Promise<JobTransition[]> {
     const now = this.deps.now();
     const overdue = await this.deps.store.jobs.overdue(now, graceMs);

@@ -50,7 +50,7 @@ export interface JobStore {
   inFlight(runnerId: string): Promise<JobRecord[]>;
   /** Assigned or running jobs whose runner is gone or OFFLINE (after a restart). */
   orphaned(): Promise<JobRecord[]>;
-  /** Running jobs whose timeout plus grace passed at `now`. */
+  /** Jobs whose timeout plus grace passed at `now`: running ones from their start, accepted ones never started from their assignment. */
   overdue(now: number, graceMs: number): Promise<JobRecord[]>;
   /** Applies each decision to its job, all in one transaction; returns the jobs that changed. */
   transition(items: { jobId: string; decide: JobDecision }[], now: number): Promise<JobTransition[]>;

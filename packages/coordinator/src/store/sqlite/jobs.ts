@@ -352,10 +352,13 @@ export class SqliteJobStore implements JobStore {
   }
 
   async overdue(now: number, graceMs: number): Promise<JobRecord[]> {
+    // Running past its timeout; or accepted and never started for as long (the runner's own timer runs
+    // from its accept: it would have stopped the attempt by then).
     const rows = stmt(
       this.db,
-      `${SELECT_JOBS} WHERE j.state = 'running' AND j.started_at + j.timeout_ms + ? <= ? ORDER BY j.seq`,
-    ).all(graceMs, now) as JobSql[];
+      `${SELECT_JOBS} WHERE (j.state = 'running' AND j.started_at + j.timeout_ms + ? <= ?)
+          OR (j.state = 'assigned' AND j.assigned_at + j.timeout_ms + ? <= ?) ORDER BY j.seq`,
+    ).all(graceMs, now, graceMs, now) as JobSql[];
     return rows.map(job);
   }
 
