@@ -74,6 +74,11 @@ describe('ShellExecutor', () => {
     expect(result.message).toMatch(/^cannot run "\/no\/such\/program": spawn \/no\/such\/program ENOENT/);
   });
 
+  it('says so when the working directory is what does not exist', async () => {
+    const result = await new ShellExecutor().start(ref, { type: 'shell', command: ['true'], env: {}, workdir: '/no/such/dir' }, new MemorySink()).wait();
+    expect(result).toEqual({ outcome: 'failed', exitCode: null, message: 'cannot run "true": the working directory /no/such/dir does not exist on this runner' });
+  });
+
   it('stops the whole process group: SIGTERM, then SIGKILL after the grace period', async () => {
     const sink = new MemorySink();
     // The shell ignores SIGTERM, so only the SIGKILL after the grace ends it; its background child goes too.

@@ -1,5 +1,6 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
+import { statSync } from 'node:fs';
 import { constants, homedir } from 'node:os';
 import type { ExecutorSpec, ShellExecutorSpec } from '@rbtk/protocol/runner';
 import {
@@ -90,7 +91,14 @@ class ShellExecution implements Execution {
     });
     // Later errors (a signal that could not be sent) have nothing to add: the exit says it all.
     child.on('error', () => undefined);
-    if (spawned) return failedBeforeStart(`cannot run ${JSON.stringify(program)}: ${spawned.message}`);
+    if (spawned) {
+      // Node names the program when the working directory is what is missing: say which it was.
+      const code = (spawned as NodeJS.ErrnoException).code;
+      if (code === 'ENOENT' && spec.workdir !== undefined && !isDirectory(spec.workdir)) {
+        return failedBeforeStart(`cannot run ${JSON.stringify(program)}: the working directory ${spec.workdir} does not exist on this runner`);
+      }
+      return failedBeforeStart(`cannot run ${JSON.stringify(program)}: ${spawned.message}`);
+    }
     sink.started({ pgid: child.pid });
     // A stop() that came while spawning found no pid to signal.
     if (this.stopped) this.terminate();
@@ -119,5 +127,13 @@ class ShellExecution implements Execution {
     } catch {
       // ESRCH: the group is gone already.
     }
+  }
+}
+
+function isDirectory(path: string): boolean {
+  try {
+    return statSync(path).isDirectory();
+  } catch {
+    return false;
   }
 }
