@@ -66,10 +66,9 @@ export class RunnerJobs {
       this.send({ type: 'cancel', jobId: held.jobId, attempt: held.attempt, reason: 'stale' });
     }
     const heldByKey = new Map(hello.held.map((h) => [stoppingKey(h.jobId, h.attempt), h]));
-    const heldKeys = new Set(heldByKey.keys());
-    const heldGpus = new Map([...heldByKey].map(([key, h]) => [key, h.gpus ?? []]));
-    const kept = inFlight.filter((j) => heldKeys.has(stoppingKey(j.id, j.attempt)));
-    const notHeld = inFlight.filter((j) => !heldKeys.has(stoppingKey(j.id, j.attempt)));
+    const heldOf = (j: { id: string; attempt: number }) => heldByKey.get(stoppingKey(j.id, j.attempt));
+    const kept = inFlight.filter((j) => heldOf(j));
+    const notHeld = inFlight.filter((j) => !heldOf(j));
     this.jobs.index.add({
       id: runner.id,
       poolId: runner.poolId,
@@ -81,7 +80,7 @@ export class RunnerJobs {
       gpus: hello.capabilities.gpus?.usable ? hello.capabilities.gpus.gpus : [],
       // The GPUs each kept attempt holds, as the runner says: nobody else gets them. The ones it does
       // not hold are in too, until the requeue below takes them out (its effects release them here).
-      inFlight: new Map<string, readonly string[]>([...kept.map((j) => [j.id, heldGpus.get(stoppingKey(j.id, j.attempt)) ?? []] as const), ...notHeld.map((j) => [j.id, []] as const)]),
+      inFlight: new Map<string, readonly string[]>([...kept.map((j) => [j.id, heldOf(j)?.gpus ?? []] as const), ...notHeld.map((j) => [j.id, []] as const)]),
       stopping,
       restingUntil: 0,
       refusals: 0,
@@ -92,7 +91,7 @@ export class RunnerJobs {
     for (const j of kept) {
       // It holds the attempt: it accepted it, or its accept follows once the attempt's spool is written
       // (a spool that is never written is an accept that never comes). A cancel asked for meanwhile is repeated.
-      if (heldByKey.get(stoppingKey(j.id, j.attempt))?.accepting) this.jobs.awaitAccept(j.id, j.attempt, this.runnerId);
+      if (heldOf(j)?.accepting) this.jobs.awaitAccept(j.id, j.attempt, this.runnerId);
       else this.jobs.clearAcceptTimer(j.id, j.attempt);
       if (j.cancelRequested) this.send({ type: 'cancel', jobId: j.id, attempt: j.attempt, reason: 'cancelled' });
     }

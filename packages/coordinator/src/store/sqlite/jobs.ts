@@ -226,6 +226,11 @@ export class SqliteJobStore implements JobStore {
   }
 
   async getByIdempotencyKey(project: string, key: string): Promise<JobRecord | null> {
+    return this.liveByKey(project, key);
+  }
+
+  /** The job with the key as it stands now: its in-memory state while it is live, else its row. */
+  private liveByKey(project: string, key: string): JobRecord | null {
     const found = this.byKey(project, key);
     return found && (this.live.get(found.id) ?? found);
   }
@@ -241,8 +246,8 @@ export class SqliteJobStore implements JobStore {
     const key = n.spec.idempotencyKey ?? null;
     const run = (): SubmitResult => {
       if (key !== null) {
-        const existing = this.byKey(n.project, key);
-        if (existing) return { job: this.live.get(existing.id) ?? existing, created: false };
+        const existing = this.liveByKey(n.project, key);
+        if (existing) return { job: existing, created: false };
       }
       // The row as it will be written (the column defaults spelled out): no read back.
       const queued: JobRecord = {
