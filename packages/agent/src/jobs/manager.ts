@@ -70,6 +70,11 @@ export class JobManager {
         if (spooled.meta.executor === 'shell') findAttemptProcessGroups(spooled.meta).forEach(killGroup);
         await spooled.finish({ outcome: 'failed', exitCode: null, message: RESTARTED_MESSAGE });
         logger.warn({ jobId: spooled.meta.jobId, attempt: spooled.meta.attempt }, 'job was running when rbtk-runner stopped; reporting it failed');
+      } else if (spooled.result.logBytes > spooled.logBytes) {
+        logger.error(
+          { jobId: spooled.meta.jobId, attempt: spooled.meta.attempt, logBytes: spooled.result.logBytes, spooled: spooled.logBytes },
+          'the spool lost part of the job log (a disk error): the coordinator gets the result without the bytes it had not acknowledged',
+        );
       }
       this.adopt(spooled.meta.jobId, spooled.meta.attempt).spooled = spooled;
     }
@@ -324,22 +329,16 @@ export class JobManager {
     return h;
   }
 
-  /** Log bytes and the result are sent once they are on disk. */
+  /** Log bytes and the result are sent once written (on disk, or kept in memory after a failed write). */
   private watchSpool(h: HeldAttempt): void {
     resetForConnection(h);
     const spooled = h.spooled!;
-    spooled.onDurable = () => this.flush(h);
+    spooled.onWritten = () => this.flush(h);
     spooled.onWriteError = (err) =>
       this.deps.logger.error(
         { jobId: h.jobId, attempt: h.attempt, err: err.message },
         'could not write the job log to the spool: sending it from memory (a restart before the coordinator has it loses it)',
       );
-    if (spooled.result && spooled.result.logBytes > spooled.logBytes) {
-      this.deps.logger.error(
-        { jobId: h.jobId, attempt: h.attempt, logBytes: spooled.result.logBytes, spooled: spooled.logBytes },
-        'the spool lost part of the job log (a disk error): the coordinator gets the result without the bytes it had not acknowledged',
-      );
-    }
   }
 
   private flush(h: HeldAttempt): void {

@@ -113,7 +113,7 @@ export class SpooledAttempt {
   writtenBytes = 0;
   result: SpoolResult | undefined;
   /** Called when more of the log or the result was written. */
-  onDurable: (() => void) | undefined;
+  onWritten: (() => void) | undefined;
   /** Told when a log write fails, once until one succeeds again. */
   onWriteError: ((err: Error) => void) | undefined;
   private failing = false;
@@ -153,7 +153,7 @@ export class SpooledAttempt {
       } finally {
         // Not on disk? Still send it: the next trim rewrites the file from memory, which heals the hole.
         this.writtenBytes = end;
-        this.onDurable?.();
+        this.onWritten?.();
       }
     });
   }
@@ -192,7 +192,7 @@ export class SpooledAttempt {
       } finally {
         // Not on disk (disk full)? Still send it: losing it at a restart beats never reporting it.
         this.result = full;
-        this.onDurable?.();
+        this.onWritten?.();
       }
     });
     return step.then(() => full);
