@@ -23,6 +23,15 @@ describe('submitter websocket', () => {
     await tc.stop();
   });
 
+  /** Submits a job to pool w over `s` and has the runner take and start it. */
+  async function running(s: SubmitterSocket, extra: Parameters<typeof shellJob>[1] = {}) {
+    const sub = await s.submit(shellJob('w', extra));
+    const jobId = sub.type === 'submitted' ? sub.job.id : '';
+    const a = await runner.take();
+    runner.started(a);
+    return { jobId, a };
+  }
+
   /** Everything a watch delivers until its terminal `job` event. */
   async function collect(s: SubmitterSocket, jobId: string) {
     const states: string[] = [];
@@ -67,10 +76,7 @@ describe('submitter websocket', () => {
 
   it('watches a finished job from a middle offset: the rest of the log once, then the terminal state', async () => {
     const s = await open();
-    const sub = await s.submit(shellJob('w'));
-    const jobId = sub.type === 'submitted' ? sub.job.id : '';
-    const a = await runner.take();
-    runner.started(a);
+    const { jobId, a } = await running(s);
     await runner.log(a, 0, 'abcdef');
     await runner.log(a, 6, 'ghij');
     await runner.result(a, 'succeeded', 0, 10);
@@ -100,10 +106,7 @@ describe('submitter websocket', () => {
 
   it("resumes a watch whose attempt was retried meanwhile from the new attempt's first byte", async () => {
     const s = await open();
-    const sub = await s.submit(shellJob('w', { retries: 1 }));
-    const jobId = sub.type === 'submitted' ? sub.job.id : '';
-    const a = await runner.take();
-    runner.started(a);
+    const { jobId, a } = await running(s, { retries: 1 });
     await runner.log(a, 0, 'attempt one wrote this\n');
     await runner.result(a, 'failed', 1, 23);
     const b = await runner.take();
@@ -121,10 +124,7 @@ describe('submitter websocket', () => {
 
   it('reads a long backlog a page at a time, every chunk once and in order; REST pages it too', async () => {
     const s = await open();
-    const sub = await s.submit(shellJob('w'));
-    const jobId = sub.type === 'submitted' ? sub.job.id : '';
-    const a = await runner.take();
-    runner.started(a);
+    const { jobId, a } = await running(s);
     const lines = Array.from({ length: 300 }, (_, i) => `line ${String(i).padStart(3, '0')}\n`);
     let offset = 0;
     for (const l of lines) {
@@ -145,10 +145,7 @@ describe('submitter websocket', () => {
 
   it('moves a cut inside a character back to where the character starts', async () => {
     const s = await open();
-    const sub = await s.submit(shellJob('w'));
-    const jobId = sub.type === 'submitted' ? sub.job.id : '';
-    const a = await runner.take();
-    runner.started(a);
+    const { jobId, a } = await running(s);
     await runner.log(a, 0, 'a😀b'); // bytes: a, 4 of the emoji (1–4), b (5)
     await runner.result(a, 'succeeded', 0, 6);
     const res = await tc.api('GET', `${ROUTES.jobLogs(jobId)}?offset=2`);
