@@ -14,8 +14,8 @@ import { existsSync, mkdirSync, readdirSync, symlinkSync } from 'node:fs';
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { fmt, machine, printTable, procStat, progress, ROOT, saveResults, sleep, startProcess, stopProcess, summarize, waitUntil } from './lib.mjs';
-import { COORDINATOR_BIN, registerRunners, SimRunner, Submitter, TRUE_JOB, walSyncBuckets, walSyncsBetween } from './rbtk.mjs';
+import { fmt, machine, printTable, procStat, progress, ROOT, saveResults, startProcess, stopProcess, summarize } from './lib.mjs';
+import { COORDINATOR_BIN, flatOutSubmits, pacedSubmits, registerRunners, SimRunner, Submitter, walSyncBuckets, walSyncsBetween } from './rbtk.mjs';
 
 const arg = (name, fallback) => {
   const i = process.argv.indexOf(`--${name}`);
@@ -73,38 +73,16 @@ async function setUp({ name, bin }) {
 
 /** One round on one side: paced latency, then flat out. */
 async function round(side) {
-  const { submitter } = side;
-  side.assignedAt.clear();
+  const { submitter, assignedAt } = side;
+  assignedAt.clear();
   side.done = 0;
-  const submittedAt = new Map();
   const syncsBefore = await walSyncBuckets(side.url);
-  const start = performance.now();
-  const inflight = [];
-  for (let i = 0; i < PACED; i++) {
-    const wait = start + (i * 1000) / RATE - performance.now();
-    if (wait > 1) await sleep(wait);
-    const t0 = performance.now();
-    inflight.push(submitter.submit(TRUE_JOB).then((job) => submittedAt.set(job.id, t0)));
-  }
-  await Promise.all(inflight);
-  await waitUntil(() => side.done >= PACED, 60_000, () => `${side.done}/${PACED} paced jobs done`);
-  const paced = summarize([...submittedAt].map(([id, t0]) => side.assignedAt.get(id) - t0));
+  const paced = summarize(await pacedSubmits(submitter, { jobs: PACED, rate: RATE, assignedAt, done: () => side.done, timeoutMs: 60_000 }));
   const disk = walSyncsBetween(syncsBefore, await walSyncBuckets(side.url));
 
   side.done = 0;
   const cpuBefore = procStat(side.child.pid).cpuSeconds;
-  const startB = performance.now();
-  const window = new Set();
-  for (let sent = 0; sent < FLAT_OUT; ) {
-    while (window.size < 500 && sent < FLAT_OUT) {
-      const p = submitter.submit(TRUE_JOB).then(() => window.delete(p));
-      window.add(p);
-      sent++;
-    }
-    await Promise.race(window);
-  }
-  await waitUntil(() => side.done >= FLAT_OUT, 120_000, () => `${side.done}/${FLAT_OUT} jobs done`);
-  const perSecond = FLAT_OUT / ((performance.now() - startB) / 1000);
+  const perSecond = FLAT_OUT / (await flatOutSubmits(submitter, { jobs: FLAT_OUT, done: () => side.done }));
   const cpuMicrosPerJob = ((procStat(side.child.pid).cpuSeconds - cpuBefore) * 1e6) / FLAT_OUT;
   return { p50: paced.p50, p99: paced.p99, max: paced.max, perSecond, cpuMicrosPerJob, diskStalledMs: disk.stalledAtLeastMs, diskSlowestMs: disk.slowestUnder };
 }

@@ -14,8 +14,8 @@
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { fmt, machine, measureFloor, printTable, procStat, progress, QUICK, saveResults, sleep, stopProcess, summarize, waitUntil } from './lib.mjs';
-import { api, registerRunners, SimRunner, startAgent, startCoordinator, Submitter, TRUE_JOB, walSyncBuckets, walSyncsBetween } from './rbtk.mjs';
+import { fmt, machine, measureFloor, printTable, procStat, progress, QUICK, saveResults, sleep, stopProcess, summarize } from './lib.mjs';
+import { api, flatOutSubmits, pacedSubmits, registerRunners, SimRunner, startAgent, startCoordinator, Submitter, TRUE_JOB, walSyncBuckets, walSyncsBetween } from './rbtk.mjs';
 
 const SIM_RUNNERS = QUICK ? 50 : 200;
 const RATE = 1_000;
@@ -25,7 +25,6 @@ const REAL_JOBS = QUICK ? 50 : 200;
 
 async function simulated(url, admin, coordinatorPid) {
   const tokens = await registerRunners(url, admin, { count: SIM_RUNNERS });
-  const submittedAt = new Map();
   const assignedAt = new Map();
   let done = 0;
   const runners = [];
@@ -43,56 +42,23 @@ async function simulated(url, admin, coordinatorPid) {
 
   // Warm-up, not measured: one second at the rate. A fresh coordinator runs its first thousand jobs
   // through V8's interpreter and baseline compiler, several times slower than once optimized.
-  const warm = [];
-  const warmStart = performance.now();
-  for (let i = 0; i < RATE; i++) {
-    const wait = warmStart + (i * 1000) / RATE - performance.now();
-    if (wait > 1) await sleep(wait);
-    warm.push(submitter.submit(TRUE_JOB));
-  }
-  await Promise.all(warm);
-  await waitUntil(() => done >= RATE, 30_000, () => `${done}/${RATE} warm-up jobs done`);
+  await pacedSubmits(submitter, { jobs: RATE, rate: RATE, assignedAt, done: () => done });
   done = 0;
 
   // Phase A: a steady 1,000 jobs/s; latency from the submit frame to the assign frame at a runner.
-  // The submit's start time is kept by reqId and moved to the job id when its answer arrives.
   const paced = RATE * RATE_SECONDS;
   assignedAt.clear();
   const syncsBefore = await walSyncBuckets(url);
-  const startA = performance.now();
-  const inflight = [];
-  for (let i = 0; i < paced; i++) {
-    const due = startA + (i * 1000) / RATE;
-    const wait = due - performance.now();
-    if (wait > 1) await sleep(wait);
-    const t0 = performance.now();
-    inflight.push(submitter.submit(TRUE_JOB).then((job) => submittedAt.set(job.id, t0)));
-  }
-  await Promise.all(inflight);
-  progress(`${paced} paced jobs submitted`);
-  await waitUntil(() => done >= paced, 30_000, () => `${done}/${paced} paced jobs done`);
-  // The assign may reach a runner before the submit's answer reaches us: pair them up afterwards.
-  const rateA = summarize([...submittedAt].map(([id, t0]) => assignedAt.get(id) - t0));
+  const rateA = summarize(await pacedSubmits(submitter, { jobs: paced, rate: RATE, assignedAt, done: () => done }));
+  progress(`${paced} paced jobs done`);
   // Every dispatch waits for at least one fdatasync: the disk's own tail is a floor under its p99.
   const walSyncs = walSyncsBetween(syncsBefore, await walSyncBuckets(url));
 
   // Phase B: as fast as it goes, 500 submits in flight; completed = result acknowledged (durable).
   const before = done;
   const cpuBefore = procStat(coordinatorPid).cpuSeconds;
-  const startB = performance.now();
-  let sent = 0;
-  const window = [];
-  while (sent < THROUGHPUT_JOBS) {
-    while (window.length < 500 && sent < THROUGHPUT_JOBS) {
-      const p = submitter.submit(TRUE_JOB).then(() => window.splice(window.indexOf(p), 1));
-      window.push(p);
-      sent++;
-    }
-    await Promise.race(window);
-  }
-  progress(`${THROUGHPUT_JOBS} jobs submitted as fast as possible`);
-  await waitUntil(() => done - before >= THROUGHPUT_JOBS, 120_000, () => `${done - before}/${THROUGHPUT_JOBS} done`);
-  const secondsB = (performance.now() - startB) / 1000;
+  const secondsB = await flatOutSubmits(submitter, { jobs: THROUGHPUT_JOBS, done: () => done - before });
+  progress(`${THROUGHPUT_JOBS} jobs done as fast as possible`);
   // CPU per job (all the coordinator's threads) varies far less than jobs/s when the machine is shared.
   const cpuMicrosPerJob = ((procStat(coordinatorPid).cpuSeconds - cpuBefore) * 1e6) / THROUGHPUT_JOBS;
   for (const r of runners) r.close();

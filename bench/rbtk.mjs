@@ -8,7 +8,7 @@ import { join } from 'node:path';
 import { promisify } from 'node:util';
 import WebSocket from 'ws';
 import { PROTOCOL_VERSION, PROTOCOL_VERSION_HEADER } from '@rbtk/protocol';
-import { ROOT, startProcess } from './lib.mjs';
+import { ROOT, sleep, startProcess, waitUntil } from './lib.mjs';
 
 export const COORDINATOR_BIN = `${ROOT}packages/coordinator/bin/rbtk-coordinator.js`;
 export const AGENT_BIN = `${ROOT}packages/agent/bin/rbtk-runner.js`;
@@ -265,6 +265,48 @@ export class Submitter {
 }
 
 export const TRUE_JOB = { pool: 'bench', executor: { type: 'shell', command: ['true'] } };
+
+/**
+ * Submits `jobs` TRUE_JOBs at `rate` a second, then waits until `done()`
+ * counts them all finished. Resolves with each one's submit → assign latency
+ * (ms), from `assignedAt` (job id → time) that the runners fill in. The
+ * submit's start is kept until its answer names the job: the assign may reach
+ * a runner first, so the two are paired up at the end.
+ */
+export async function pacedSubmits(submitter, { jobs, rate, assignedAt, done, timeoutMs = 30_000 }) {
+  const submittedAt = new Map();
+  const start = performance.now();
+  const inflight = [];
+  for (let i = 0; i < jobs; i++) {
+    const wait = start + (i * 1000) / rate - performance.now();
+    if (wait > 1) await sleep(wait);
+    const t0 = performance.now();
+    inflight.push(submitter.submit(TRUE_JOB).then((job) => submittedAt.set(job.id, t0)));
+  }
+  await Promise.all(inflight);
+  await waitUntil(() => done() >= jobs, timeoutMs, () => `${done()}/${jobs} paced jobs done`);
+  return [...submittedAt].map(([id, t0]) => assignedAt.get(id) - t0);
+}
+
+/**
+ * Submits `jobs` TRUE_JOBs as fast as they are answered, `inFlight` at a
+ * time, then waits until `done()` counts them all finished (durable: their
+ * result acknowledged). Resolves with the seconds from the first submit.
+ */
+export async function flatOutSubmits(submitter, { jobs, done, inFlight = 500, timeoutMs = 120_000 }) {
+  const start = performance.now();
+  const window = new Set();
+  for (let sent = 0; sent < jobs; ) {
+    while (window.size < inFlight && sent < jobs) {
+      const p = submitter.submit(TRUE_JOB).then(() => window.delete(p));
+      window.add(p);
+      sent++;
+    }
+    await Promise.race(window);
+  }
+  await waitUntil(() => done() >= jobs, timeoutMs, () => `${done()}/${jobs} jobs done`);
+  return (performance.now() - start) / 1000;
+}
 
 const execFileP = promisify(execFile);
 
