@@ -122,19 +122,21 @@ const HELLO = {
  * A runner that speaks the real protocol (packages/protocol/src/messages.ts)
  * and completes every job at once: accept, started, result, then result_ack.
  *
- * With `heartbeat: true` it also heartbeats as the agent does, every
+ * It heartbeats as the agent does (unless `heartbeat: false`), every
  * heartbeatIntervalMs of the welcome (the first one at a random point of the
  * first interval, so a fleet's heartbeats spread out), and takes part in token
  * rotation: a rotatedToken in heartbeat_ack becomes its token (in memory; the
  * agent writes runner.yaml first) and is confirmed with token_confirm, which
- * the coordinator answers with token_confirmed.
+ * the coordinator answers with token_confirmed. Without heartbeats the
+ * coordinator marks it OFFLINE after --offline-after (60 s) whatever jobs it
+ * runs, and a benchmark longer than that stalls with its jobs queued.
  *
  * Callbacks: onAssign(assign), onDone(resultAck), onHeartbeatAck(ms from
  * heartbeat sent to heartbeat_ack), onRotated(ms from heartbeat sent to
  * token_confirmed), onClose(code).
  */
 export class SimRunner {
-  constructor({ maxJobs = 1, heartbeat = false, onAssign, onDone, onHeartbeatAck, onRotated, onClose } = {}) {
+  constructor({ maxJobs = 1, heartbeat = true, onAssign, onDone, onHeartbeatAck, onRotated, onClose } = {}) {
     Object.assign(this, { maxJobs, heartbeat, onAssign, onDone, onHeartbeatAck, onRotated, onClose });
     this.seq = 0;
     this.sentAt = new Map();

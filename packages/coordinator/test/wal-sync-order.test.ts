@@ -37,39 +37,44 @@ afterEach(() => {
 const turn = () => new Promise((resolve) => setImmediate(resolve));
 
 it('settles callers in commit order when a later fdatasync returns first', async () => {
-  // Two group commits on one connection, as the job store and the token store are.
-  const logs = new GroupCommit(db);
+  // Two group commits on one connection, as the job store and the runners' heartbeat store are. The
+  // heartbeats' (collectMs) commits while the jobs' fdatasync runs, so two are in flight.
   const jobs = new GroupCommit(db);
+  const heartbeats = new GroupCommit(db, { fsync: true, collectMs: 1 });
   const settled: string[] = [];
-  const log = logs.run(() => db.prepare('INSERT INTO t VALUES (1)').run()).then(() => settled.push('log chunk'));
+  const end = jobs.run(() => db.prepare('INSERT INTO t VALUES (1)').run()).then(() => settled.push('job ended'));
   await turn();
-  const end = jobs.run(() => db.prepare('INSERT INTO t VALUES (2)').run()).then(() => settled.push('job ended'));
-  await turn();
-  expect(held).toHaveLength(2); // both in flight
+  const beat = heartbeats.run(() => db.prepare('INSERT INTO t VALUES (2)').run()).then(() => settled.push('heartbeat'));
+  await vi.waitFor(() => expect(held).toHaveLength(2)); // both in flight
 
   held[1]!.release(); // the later one returns first: it covers the earlier commit too
+  await beat;
+  expect(settled).toEqual(['job ended', 'heartbeat']);
   await end;
-  expect(settled).toEqual(['log chunk', 'job ended']);
-  await log;
 
   held[0]!.release(); // the earlier one returning afterwards settles no one twice
   await new Promise((resolve) => setTimeout(resolve, 20));
-  expect(settled).toEqual(['log chunk', 'job ended']);
+  expect(settled).toEqual(['job ended', 'heartbeat']);
 });
 
-it('a third commit waits for a slot and for its own fdatasync', async () => {
-  const group = new GroupCommit(db);
+it('writes queued while an fdatasync runs commit together as soon as it ends', async () => {
+  let commits = 0;
+  const group = new GroupCommit(db, { fsync: true, settled: () => commits++ });
   const settled: number[] = [];
   for (const x of [1, 2, 3]) {
     void group.run(() => db.prepare('INSERT INTO t VALUES (?)').run(x)).then(() => settled.push(x));
     await turn();
   }
-  expect(held).toHaveLength(2); // two in flight, the third waits
+  // 2 and 3 came in later turns, while the first commit's fdatasync ran: not committed yet.
+  expect(held).toHaveLength(1);
+  expect(commits).toBe(1);
+  expect(db.prepare('SELECT x FROM t ORDER BY x').pluck().all()).toEqual([1]);
+
   held[0]!.release();
   await vi.waitFor(() => expect(settled).toEqual([1]));
-  expect(held).toHaveLength(3); // its own started once a slot was free
+  expect(commits).toBe(2); // both in one transaction, right after the first fdatasync
+  expect(db.prepare('SELECT x FROM t ORDER BY x').pluck().all()).toEqual([1, 2, 3]);
+  expect(held).toHaveLength(2);
   held[1]!.release();
-  await vi.waitFor(() => expect(settled).toEqual([1, 2]));
-  held[2]!.release();
   await vi.waitFor(() => expect(settled).toEqual([1, 2, 3]));
 });

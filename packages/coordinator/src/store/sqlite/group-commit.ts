@@ -15,7 +15,10 @@ interface Pending {
  * Group commit: writes queued during one turn of the event loop run in one
  * transaction, and each caller's promise settles only after that transaction
  * is on disk. One fsync then covers hundreds of job state changes instead of
- * one each. Each write runs in its own savepoint, so one that throws is rolled
+ * one each. While an fdatasync runs, writes keep queuing and commit together
+ * as soon as it ends: under load a commit then carries more jobs, and writes
+ * each page they share (an index's right edge, the events table's last page)
+ * to the WAL once instead of once per turn. Each write runs in its own savepoint, so one that throws is rolled
  * back alone and only its caller sees the error.
  *
  * The transaction commits with synchronous=NORMAL (into the WAL, no fsync on
@@ -75,6 +78,13 @@ export class GroupCommit {
   }
 
   private flush(): void {
+    // An fdatasync is running: what queues meanwhile commits right after it, as one transaction.
+    // Its callers wait for the running fdatasync to end either way (syncs settle in commit order), so
+    // they lose at most the commit's own time; measured (bench:ab), 0.88x the CPU per job.
+    if (!this.options.collectMs && this.wal?.busy) {
+      this.wal.afterNextSync(() => this.flush());
+      return;
+    }
     this.scheduled = false;
     const batch = this.queue;
     this.queue = [];

@@ -2,9 +2,11 @@ import { closeSync, fdatasync, openSync } from 'node:fs';
 import type { Db } from './db.js';
 
 /**
- * fdatasyncs at once. A commit that lands while one runs starts its own rather
- * than waiting for it to end (which would double its wait); more than two
- * only queue in the kernel behind each other.
+ * fdatasyncs at once. A group commit waits for the running one before it
+ * commits (GroupCommit.flush), but one that collects (heartbeats, collectMs)
+ * commits whenever its timer fires, and starts its own fdatasync rather than
+ * wait for the running one to end; more than two only queue in the kernel
+ * behind each other.
  */
 const MAX_IN_FLIGHT = 2;
 
@@ -38,6 +40,8 @@ export class WalSync {
   /** The callers of each fdatasync running, oldest first. */
   private inFlight: Waiter[][] = [];
   private closed = false;
+  /** Called once each, when the next fdatasync ends (GroupCommit's deferred flush). */
+  private afterNext: (() => void)[] = [];
   /** Told how long each fdatasync took (seconds): the disk's share of every answer's latency. */
   observer: ((seconds: number) => void) | null = null;
 
@@ -59,6 +63,16 @@ export class WalSync {
       this.waiting.push({ resolve, reject });
       if (this.running < MAX_IN_FLIGHT) this.start();
     });
+  }
+
+  /** Whether an fdatasync is running now. */
+  get busy(): boolean {
+    return this.running > 0;
+  }
+
+  /** Calls `fn` once, right after the next fdatasync to end (succeeded or failed). */
+  afterNextSync(fn: () => void): void {
+    this.afterNext.push(fn);
   }
 
   /** Closes the connection's syncer, if it has one (after db.close(): no pragma is asked). */
@@ -101,6 +115,7 @@ export class WalSync {
       // Callers that committed before close() are still served: their frames are in the file the fd names.
       if (this.waiting.length > 0) this.start();
       else if (this.closed && this.running === 0) this.release();
+      for (const fn of this.afterNext.splice(0)) fn();
     });
   }
 
