@@ -73,6 +73,20 @@ describe('planReconcile (a fake clock)', () => {
     expect(wait).toMatchObject({ create: 1, createReason: 'target' });
   });
 
+  it('backing off: creates at most the limit, and kept errored members are neither removed nor counted', () => {
+    const big = spec({ target: 10, max: 20 });
+    const failed = Array.from({ length: 8 }, (_, i) => member({ id: `e${i}`, state: 'errored' }));
+    const input = { spec: big, specHash: HASH, members: failed, now: 0, queuedJobs: 0, draining: false };
+    // Waiting: nothing made, the failed ones stay in sight.
+    expect(planReconcile({ ...input, createLimit: 0, keepErrored: true })).toMatchObject({ remove: [], create: 0 });
+    // The next try: the failed ones go, one member is tried.
+    const retry = planReconcile({ ...input, createLimit: 1 });
+    expect(retry.remove.map((r) => r.reason)).toEqual(Array(8).fill('errored'));
+    expect(retry.create).toBe(1);
+    // Not backing off: a batch.
+    expect(planReconcile(input).create).toBe(CREATE_BATCH);
+  });
+
   it('a draining pool removes its idle members and creates nothing', () => {
     const members = [member({ id: 'r' }), member({ id: 'c', state: 'claimed', busy: true })];
     const plan = planReconcile({ spec: spec(), specHash: HASH, members, now: 0, queuedJobs: 3, draining: true });

@@ -19,6 +19,9 @@ import type { JobRecord } from '../store/job-rows.js';
 import type { MemberRow } from '../store/hosted-store.js';
 import type { PoolRecord } from '../store/rows.js';
 import { sleep, withJitter } from '../sleep.js';
+import { createAllowance, CreateBackoffs } from './create-backoff.js';
+import { listOwned, type OwnedLists, providerNamed, providerNames } from './member-providers.js';
+import { PassWork } from './pass-work.js';
 import type { HostedProviderImpl, MemberHandle } from './provider.js';
 import { CREATE_BATCH, planReconcile, type PlanMember } from './reconciler.js';
 import { type AutoscaleState, autoscaleStep, type ClaimSample, type PoolSize, poolSize, pruneSamples, pushSample } from './sizing.js';
@@ -75,8 +78,11 @@ export class HostedPools implements MemberEvents {
   /** When each warming member was created or started: time to ready. */
   private readonly warmingSince = new Map<string, number>();
   private stopped = false;
+  /** Pools whose creates fail: how long each waits before the next try. */
+  private readonly backoffs: CreateBackoffs;
 
   constructor(private readonly deps: HostedPoolsDeps) {
+    this.backoffs = new CreateBackoffs({ log: deps.ctx.log, now: deps.ctx.now, retry: (poolId) => this.reconcileSoon(poolId) });
     deps.ctx.metrics.countPoolMembers(() => this.memberCounts());
   }
 
@@ -248,7 +254,8 @@ export class HostedPools implements MemberEvents {
     const before = m.runnerId ? this.ctx.jobs.index.get(m.runnerId) : undefined;
     try {
       const pending = this.update(m, { state: 'warming', stateChangedAt: now });
-      const handle = await this.providerFor(spec).start(m.id, m.handle ?? {});
+      // The provider that made it: the pool's may have changed since.
+      const handle = await providerNamed(this.deps.providers, m.provider).start(m.id, m.handle ?? {});
       await pending;
       await this.update(m, { handle });
       if (before && this.ctx.jobs.index.get(m.runnerId!) === before) this.ctx.sessions.close(m.runnerId!, CloseCode.Normal, 'hosted member started');
@@ -275,6 +282,8 @@ export class HostedPools implements MemberEvents {
       const labels = this.book(m.poolId).labels;
       if (since !== undefined && labels) this.ctx.metrics.poolMemberReady(labels, now - since, this.woken.has(m.id) ? 'stopped' : 'create');
       void this.update(m, { state: 'ready', stateChangedAt: now }).catch((err: unknown) => this.failed(err, 'member ready'));
+      // A member made by a pass came up: whatever made creates fail is over.
+      if (!this.woken.has(m.id)) this.backoffs.succeeded(m.poolId, this.book(m.poolId).labels);
       // Stopped mode: a pass now stops it, instead of it running idle until the next interval. Not one
       // woken for a claim: its job is on the way (this hello dispatches it).
       if (!this.woken.has(m.id) && this.stopsIdle(m.poolId)) this.reconcileSoon(m.poolId);
@@ -357,12 +366,18 @@ export class HostedPools implements MemberEvents {
     return chain;
   }
 
-  /** Every hosted pool, once (the periodic loop). */
+  /** Every hosted pool, once (the periodic loop); then what every provider runs that no member row owns. */
   async reconcileAll(): Promise<void> {
     const pools = await this.hostedPools();
     // Deleted pools drop out of /metrics.
     for (const id of this.books.keys()) if (!pools.some((p) => p.id === id)) this.books.delete(id);
+    this.backoffs.keepOnly(new Set(pools.map((p) => p.id)));
     await Promise.all(pools.map((p) => this.reconcile(p.id)));
+    // Every provider, not only those pools use now: members left by a provider a pool moved away from are found too.
+    if (this.stopped) return;
+    const leaks = await this.endLeaks(await listOwned(this.deps.providers, providerNames(this.deps.providers)));
+    const failed = (memberId: string) => (err: unknown) => this.ctx.log.warn({ err: coerceError(err), memberId }, 'hosted member remove failed');
+    await Promise.all(leaks.map((l) => l.done.catch(failed(l.memberId))));
   }
 
   private async hostedPools(): Promise<PoolRecord[]> {
@@ -377,20 +392,43 @@ export class HostedPools implements MemberEvents {
     return (await this.hostedPools()).find((p) => p.id === poolId) ?? null;
   }
 
+  /**
+   * One pass of the pool. What it starts (removals, creates, stops, starts)
+   * is waited for as a whole, failures included, even when the pass fails
+   * half-way: nothing it began outlives it, so the next pass never overlaps
+   * it and stop() never closes the store under it.
+   */
   private async pass(poolId: number): Promise<void> {
     const pool = await this.findPool(poolId);
     if (!pool?.hostedSpec) return;
-    const spec = pool.hostedSpec;
+    const work = new PassWork();
+    try {
+      await this.plan(pool, pool.hostedSpec, work);
+    } finally {
+      await work.settled();
+      for (const f of work.failures) {
+        this.ctx.log.warn({ err: f.err, pool: pool.name, project: pool.project, memberId: f.memberId }, `hosted member ${f.what} failed`);
+      }
+    }
+    await this.afterPass(pool, pool.hostedSpec, work);
+  }
+
+  private async plan(pool: PoolRecord, spec: HostedPoolSpec, work: PassWork): Promise<void> {
     this.specs.set(pool.id, spec);
-    const provider = this.providerFor(spec);
     const now = this.ctx.now();
     const book = this.note(pool);
     const act = (action: ReconcileAction['action'], memberId: string, reason: string) => this.act(pool.id, action, memberId, reason);
 
     const busy = await this.ctx.store.hosted.busyRunners(pool.id);
     const mine = [...this.members.values()].filter((m) => m.poolId === pool.id);
-    const owned = new Map((await provider.listOwned()).map((o) => [o.memberId, o]));
-    const removals: Promise<void>[] = [];
+    // Each member as its own provider sees it: the pool's may have changed since it was made.
+    const owned = await listOwned(this.deps.providers, [spec.provider, ...mine.map((m) => m.provider)]);
+    /** A member whose provider cannot answer now is left as it is: only that provider could tear it down. */
+    const remove = async (m: MemberRow, reason: string) => {
+      const down = owned.failed.get(m.provider);
+      if (!down) return work.add('remove', m.id, this.remove(m, reason, act).then(() => void work.removed++));
+      if (m.state !== 'errored' || m.error !== down.message) await this.update(m, { state: 'errored', error: down.message, stateChangedAt: now });
+    };
     const plan: PlanMember[] = [];
     for (const m of mine) {
       const entry = m.runnerId ? this.ctx.jobs.index.get(m.runnerId) : undefined;
@@ -401,17 +439,20 @@ export class HostedPools implements MemberEvents {
           this.released_.delete(m.id);
           await this.update(m, { state: 'ready', jobId: null, stateChangedAt: now });
         } else {
-          removals.push(this.remove(m, provider, released ? 'job_done' : 'job_failed', act));
+          await remove(m, released ? 'job_done' : 'job_failed');
           continue;
         }
       } else if (!isBusy && m.state === 'claimed') {
         // Claimed with no job: its job ended while this coordinator was down. Fresh member instead.
-        removals.push(this.remove(m, provider, 'job_done', act));
+        await remove(m, 'job_done');
         continue;
       }
       // A member whose process or container died is errored; one with a handle the provider no longer has too.
-      const found = owned.get(m.id);
-      if (!isBusy && m.state !== 'errored' && m.handle !== null && (!found || !found.alive)) {
+      const list = owned.lists.get(m.provider);
+      const found = list?.get(m.id);
+      if (list && !isBusy && m.state !== 'errored' && m.handle !== null && (!found || !found.alive)) {
+        // Warming: it never came up, which is a failed create as far as backing off goes.
+        if (m.state === 'warming') work.launchFailed++;
         await this.update(m, { state: 'errored', error: 'its process or container is gone', stateChangedAt: now });
       }
       const wokenAt = this.woken.get(m.id);
@@ -426,12 +467,7 @@ export class HostedPools implements MemberEvents {
         woken: this.woken.has(m.id),
       });
     }
-    // Leaked: the provider runs a member the store does not know (a crash between its create and its row).
-    for (const o of owned.values()) {
-      if (!this.members.has(o.memberId) && (await this.isLeak(o.memberId))) {
-        removals.push(provider.terminate(o.memberId, o.handle).then(() => act('remove', o.memberId, 'leaked')));
-      }
-    }
+    for (const leak of await this.endLeaks(owned, act)) work.add('remove', leak.memberId, leak.done);
 
     const hash = specHash(spec, this.deps.agentMark ?? '');
     this.sampleClaims(pool.id);
@@ -440,6 +476,9 @@ export class HostedPools implements MemberEvents {
     book.size = size;
     await this.persistSizing(pool.id, book);
     const queuedJobs = await this.ctx.store.hosted.queuedJobs(pool.id);
+    const backoff = this.backoffs.of(pool.id, spec);
+    // The pool's provider cannot answer: nothing is made with it this pass (a create would only fail).
+    const allowance = owned.failed.has(spec.provider) ? 0 : createAllowance(backoff, now);
     const decided = planReconcile({
       spec,
       specHash: hash,
@@ -449,23 +488,77 @@ export class HostedPools implements MemberEvents {
       draining: pool.status === 'draining',
       target: size.target,
       hot: size.hot,
+      ...(allowance === undefined ? {} : { createLimit: allowance }),
+      // Waiting out a backoff: the members that failed stay in sight with their error until the next try.
+      keepErrored: backoff.failures > 0 && allowance === 0,
     });
+    work.decided = decided;
     for (const r of decided.remove) {
       const m = this.members.get(r.id);
-      if (m) removals.push(this.remove(m, provider, r.reason, act));
+      if (!m) continue;
+      // Stuck warming: it never came up.
+      if (r.reason === 'warming_timeout') work.launchFailed++;
+      await remove(m, r.reason);
     }
-    const creates = Array.from({ length: decided.create }, () => this.create(pool, spec, hash, provider, decided.createReason, act));
-    const stops = decided.stop.map((id) => this.members.get(id)).filter((m) => m !== undefined).map((m) => this.stopMember(m, spec, provider));
-    const starts = decided.start
-      .map((id) => this.members.get(id))
-      .filter((m) => m !== undefined)
-      .map((m) => this.wake(m, spec, queuedJobs > 0 ? 'queued' : 'hot'));
-    await Promise.all([...removals, ...creates, ...stops, ...starts]);
-    // A job that came while its member was being stopped waits: the next pass starts one for it.
-    if (stops.length > 0 && (await this.ctx.store.hosted.queuedJobs(pool.id)) > 0) this.again.add(pool.id);
-    book.lastReconcileAt = this.ctx.now();
-    // A full batch: more may be missing; removals free room for creates.
-    if (decided.create === CREATE_BATCH || (decided.remove.length > 0 && decided.create === 0)) this.again.add(pool.id);
+    const provider = owned.failed.has(spec.provider) ? null : providerNamed(this.deps.providers, spec.provider);
+    for (let i = 0; provider && i < decided.create; i++) {
+      const made = this.create(pool, spec, hash, provider, decided.createReason, act).then((err) => {
+        if (!err) return void work.launched++;
+        work.launchFailed++;
+        work.lastCreateError = err.message;
+      });
+      work.add('create', null, made);
+    }
+    for (const m of decided.stop.map((id) => this.members.get(id))) {
+      if (m && !owned.failed.has(m.provider)) work.add('stop', m.id, this.stopMember(m, spec));
+    }
+    for (const m of decided.start.map((id) => this.members.get(id))) {
+      if (m && !owned.failed.has(m.provider)) work.add('start', m.id, this.wake(m, spec, queuedJobs > 0 ? 'queued' : 'hot'));
+    }
+    // Said after the work is done (afterPass): a provider that cannot list fails the pass, as it did before it was per member.
+    const down = owned.failed.get(spec.provider);
+    if (down) work.error = down;
+  }
+
+  /** The pool's bookkeeping once its pass's work is done: backoff, the time of the pass, whether another follows at once. */
+  private async afterPass(pool: PoolRecord, spec: HostedPoolSpec, work: PassWork): Promise<void> {
+    const failed = work.launchFailed + work.failures.filter((f) => f.what === 'create').length;
+    this.backoffs.record(pool, spec, failed, work.launched, work.lastCreateError);
+    this.book(pool.id).lastReconcileAt = this.ctx.now();
+    const decided = work.decided;
+    if (decided) {
+      // A job that came while its member was being stopped waits: the next pass starts one for it.
+      if (decided.stop.length > 0 && (await this.ctx.store.hosted.queuedJobs(pool.id)) > 0) this.again.add(pool.id);
+      // A full batch: more may be missing; removals done free room for creates. Not after failed creates or
+      // removals that could not be done: the backoff and the interval pace those, not an immediate pass.
+      if (failed === 0 && (decided.create === CREATE_BATCH || (work.removed > 0 && decided.create === 0))) this.again.add(pool.id);
+    }
+    if (work.error) throw work.error;
+  }
+
+  /**
+   * Leaked: a provider runs a member the store does not know (a crash between
+   * its create and its row, or one left by a provider a pool moved away from).
+   * Starts ending each; the caller waits for them.
+   */
+  private async endLeaks(
+    owned: OwnedLists,
+    act?: (a: ReconcileAction['action'], id: string, why: string) => void,
+  ): Promise<{ memberId: string; done: Promise<void> }[]> {
+    const ends: { memberId: string; done: Promise<void> }[] = [];
+    for (const [name, list] of owned.lists) {
+      for (const o of list.values()) {
+        if (this.members.has(o.memberId) || !(await this.isLeak(o.memberId))) continue;
+        const done = providerNamed(this.deps.providers, name)
+          .terminate(o.memberId, o.handle)
+          .then(() => {
+            if (act) act('remove', o.memberId, 'leaked');
+            else this.ctx.log.info({ memberId: o.memberId, provider: name }, 'hosted member removed: leaked');
+          });
+        ends.push({ memberId: o.memberId, done });
+      }
+    }
+    return ends;
   }
 
   /** Only members of pools of this store are ours to kill: a leak is a folder whose member row is gone. */
@@ -473,12 +566,7 @@ export class HostedPools implements MemberEvents {
     return !(await this.ctx.store.hosted.allMembers()).some((m) => m.id === memberId);
   }
 
-  private providerFor(spec: HostedPoolSpec): HostedProviderImpl {
-    const p = this.deps.providers[spec.provider];
-    if (!p) throw new RbtkError(ErrorCode.Unavailable, `the ${spec.provider} provider is not available on this coordinator`);
-    return p;
-  }
-
+  /** Creates and starts a member; why not (the member errored) when that failed. */
   private async create(
     pool: PoolRecord,
     spec: HostedPoolSpec,
@@ -486,7 +574,7 @@ export class HostedPools implements MemberEvents {
     provider: HostedProviderImpl,
     reason: string,
     act: (a: ReconcileAction['action'], id: string, why: string) => void,
-  ): Promise<void> {
+  ): Promise<Error | null> {
     const now = this.ctx.now();
     const id = `m${randomId(10).toLowerCase()}`;
     const m: MemberRow = {
@@ -535,26 +623,33 @@ export class HostedPools implements MemberEvents {
       await this.update(m, { handle: made });
       const started: MemberHandle = await provider.start(id, made);
       await this.update(m, { handle: started });
+      return null;
     } catch (err) {
       const e = coerceError(err);
       this.ctx.log.warn({ err: e, pool: pool.name, memberId: id }, 'hosted member failed to start');
       await this.update(m, { state: 'errored', error: e.message, stateChangedAt: this.ctx.now() });
+      return e;
     }
   }
 
-  /** Revokes the member's runner (its credentials die first), then has the provider tear it down. */
-  private async remove(
-    m: MemberRow,
-    provider: HostedProviderImpl,
-    reason: string,
-    act: (a: ReconcileAction['action'], id: string, why: string) => void,
-  ): Promise<void> {
+  /**
+   * Revokes the member's runner (its credentials die first), then has the
+   * provider that made it tear it down. When that fails the member stays,
+   * errored, and a later pass tries again.
+   */
+  private async remove(m: MemberRow, reason: string, act: (a: ReconcileAction['action'], id: string, why: string) => void): Promise<void> {
     this.retire(m.runnerId);
     act('remove', m.id, reason);
-    if (m.runnerId) {
-      await revokeRunner(this.ctx, { runnerId: m.runnerId, actor: ACTOR, reason: `hosted member removed: ${reason}`, details: { member: m.id } });
+    try {
+      if (m.runnerId) {
+        await revokeRunner(this.ctx, { runnerId: m.runnerId, actor: ACTOR, reason: `hosted member removed: ${reason}`, details: { member: m.id } });
+      }
+      await providerNamed(this.deps.providers, m.provider).terminate(m.id, m.handle);
+    } catch (err) {
+      const e = coerceError(err);
+      await this.update(m, { state: 'errored', error: e.message, stateChangedAt: this.ctx.now() });
+      throw e;
     }
-    await provider.terminate(m.id, m.handle);
     await this.ctx.store.hosted.deleteMember(m.id);
     this.forget(m);
   }
@@ -572,7 +667,7 @@ export class HostedPools implements MemberEvents {
    * ready and dispatchable, so the queued job lands on it. Its ready TTL
    * recycles it long before the reaper (--reap-after) could delete its runner.
    */
-  private async stopMember(m: MemberRow, spec: HostedPoolSpec, provider: HostedProviderImpl): Promise<void> {
+  private async stopMember(m: MemberRow, spec: HostedPoolSpec): Promise<void> {
     const entry = m.runnerId ? this.ctx.jobs.index.get(m.runnerId) : undefined;
     // Not connected (yet, or any more), or a claim reserved it a moment ago: not now.
     if (!entry || entry.retired || busySlots(entry) > 0 || m.state !== 'ready') return;
@@ -580,7 +675,7 @@ export class HostedPools implements MemberEvents {
     this.stopping.add(m.id);
     this.act(m.poolId, 'stop', m.id, 'stopped_mode');
     try {
-      await provider.stop(m.id, m.handle ?? {});
+      await providerNamed(this.deps.providers, m.provider).stop(m.id, m.handle ?? {});
       await this.update(m, { state: 'stopped', stateChangedAt: this.ctx.now() });
       this.ctx.sessions.close(m.runnerId!, CloseCode.Normal, 'hosted member stopped');
     } catch (err) {
@@ -645,6 +740,7 @@ export class HostedPools implements MemberEvents {
   /** Stops starting passes; waits for the ones running. Members keep running: a restart adopts them. */
   async stop(): Promise<void> {
     this.stopped = true;
+    this.backoffs.stop();
     await Promise.allSettled([...this.passes.values()]);
   }
 

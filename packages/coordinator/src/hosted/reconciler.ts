@@ -27,6 +27,10 @@ export interface PlanInput {
   target?: number;
   /** Of the target, how many run hot; idle members beyond it are stopped. Default: all (hot mode) or none (stopped). */
   hot?: number;
+  /** At most this many creates (a pool backing off after failed ones: none, or one to try). Default: a batch. */
+  createLimit?: number;
+  /** Backing off: errored members stay (`rbtk pool show` says why creates fail), neither removed nor counted. */
+  keepErrored?: boolean;
 }
 
 export type RemoveReason = 'errored' | 'warming_timeout' | 'ready_ttl' | 'outdated' | 'excess' | 'drain';
@@ -43,7 +47,7 @@ export interface ReconcilePlan {
   start: string[];
 }
 
-/** Most members one pass creates; the next pass (at once, since it was cut short) creates more. */
+/** Most members one pass creates; the next pass (at once, since it was cut short, unless creates failed) creates more. */
 export const CREATE_BATCH = 8;
 
 /**
@@ -63,6 +67,7 @@ export function planReconcile(input: PlanInput): ReconcilePlan {
   for (const m of input.members) {
     let reason: RemoveReason | null = null;
     if (m.busy || m.state === 'claimed') reason = null;
+    else if (m.state === 'errored' && input.keepErrored) continue;
     else if (m.state === 'errored') reason = 'errored';
     // Since it was created, or started again after it was stopped.
     else if (m.state === 'warming' && now - Math.max(m.createdAt, m.stateChangedAt) >= warmingTimeout) reason = 'warming_timeout';
@@ -78,7 +83,7 @@ export function planReconcile(input: PlanInput): ReconcilePlan {
   const overflow = spec.onEmpty === 'overflow' && !input.draining ? Math.max(0, input.queuedJobs - idle.length) : 0;
   const wantedIdle = target + overflow;
   const room = Math.max(0, spec.max - total);
-  const create = Math.min(CREATE_BATCH, room, Math.max(0, wantedIdle - idle.length));
+  const create = Math.min(CREATE_BATCH, input.createLimit ?? CREATE_BATCH, room, Math.max(0, wantedIdle - idle.length));
   if (idle.length > wantedIdle) {
     // Oldest idle first: warming members last, they are closest to being useful fresh.
     const excess = [...idle]

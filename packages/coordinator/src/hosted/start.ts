@@ -6,6 +6,7 @@ import type { CoordinatorContext } from '../context.js';
 import { findRunnerBin } from '../dev/runner-process.js';
 import { HostedPools } from './hosted-pools.js';
 import { DockerProvider, type HostAgent } from './docker-provider.js';
+import { LazyProvider } from './lazy-provider.js';
 import { ProcessProvider } from './process-provider.js';
 import type { HostedProviderImpl } from './provider.js';
 
@@ -47,18 +48,29 @@ export async function createHostedPools(
     ctx.log.warn({ err }, 'hosted pools: rbtk-runner not found, the process provider is off');
   }
   if (runnerBin) providers.process = new ProcessProvider({ root: path.join(dataDir, HOSTED_DIR), runnerBin });
-  const docker = new Docker();
   const withHostAgent = options.dockerAgent === 'host';
-  try {
-    await docker.ping();
-    if (withHostAgent && !runnerBin) throw new Error('--hosted-docker-agent host needs rbtk-runner on this host');
-    providers.docker = new DockerProvider({
-      docker,
-      root: path.join(dataDir, HOSTED_DOCKER_DIR),
-      ...(withHostAgent && runnerBin ? { hostAgent: hostAgent(runnerBin) } : {}),
+  if (withHostAgent && !runnerBin) {
+    ctx.log.warn('hosted pools: --hosted-docker-agent host needs rbtk-runner on this host, the docker provider is off');
+  } else {
+    const docker = new Docker();
+    // Made when a Docker Engine first answers, now or on a later pass: dockerd may start after the coordinator.
+    const lazy = new LazyProvider({
+      name: 'docker',
+      down: 'no Docker Engine answers',
+      connect: async () => {
+        await docker.ping();
+        return new DockerProvider({
+          docker,
+          root: path.join(dataDir, HOSTED_DOCKER_DIR),
+          ...(withHostAgent && runnerBin ? { hostAgent: hostAgent(runnerBin) } : {}),
+        });
+      },
+      onUp: () => ctx.log.info('hosted pools: a Docker Engine answers, the docker provider is on'),
     });
-  } catch (err) {
-    ctx.log.info({ err: (err as Error).message }, 'hosted pools: no Docker Engine answers, the docker provider is off');
+    providers.docker = lazy;
+    await lazy.ready().catch((err: unknown) =>
+      ctx.log.info({ err: (err as Error).message }, 'hosted pools: no Docker Engine answers yet; the docker provider comes on when one does'),
+    );
   }
   const hosted = new HostedPools({ ctx, providers: { ...providers, ...options.providers }, url, agentMark: runnerBin });
   await hosted.load();
