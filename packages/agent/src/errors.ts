@@ -17,6 +17,21 @@ export class ConfigError extends Error {
   }
 }
 
+/**
+ * runner.yaml was replaced (the rename happened: the file holds the new config) but
+ * its directory could not be fsynced, so the rename may not survive a power loss.
+ */
+export class ConfigNotDurableError extends Error {
+  override readonly name = 'ConfigNotDurableError';
+  readonly code = 'config_not_durable';
+  constructor(
+    readonly path: string,
+    message: string,
+  ) {
+    super(message);
+  }
+}
+
 /** The coordinator refused the runner token (401) or revoked the runner (close 4401). */
 export class RevokedError extends Error {
   override readonly name = 'RevokedError';
@@ -46,6 +61,12 @@ export class ConnectionError extends Error {
 export class AlreadyRegisteredError extends Error {
   override readonly name = 'AlreadyRegisteredError';
   readonly code = 'already_registered';
+}
+
+/** `register --force` found a daemon answering on the config's control socket: it would rotate the old runner's token back in. */
+export class DaemonRunningError extends Error {
+  override readonly name = 'DaemonRunningError';
+  readonly code = 'daemon_running';
 }
 
 /** Errors after which reconnecting cannot help. */

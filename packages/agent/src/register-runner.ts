@@ -10,8 +10,10 @@ import {
 } from '@rbtk/protocol/runner';
 import { register } from './api/register.js';
 import { loadConfig } from './config/load.js';
+import { controlSocketPath, resolveStateDir } from './config/paths.js';
 import { writeConfig } from './config/write.js';
-import { AlreadyRegisteredError, UsageError } from './errors.js';
+import { fetchDaemonStatus } from './control/client.js';
+import { AlreadyRegisteredError, ConfigNotDurableError, DaemonRunningError, UsageError } from './errors.js';
 import { collectHostFacts } from './inventory/host.js';
 import { agentVersion } from './version.js';
 
@@ -33,6 +35,8 @@ export interface RegisterRunnerOptions {
 export interface RegisterRunnerResult {
   response: RegisterResponse;
   config: RunnerConfig;
+  /** runner.yaml was written, but its directory fsync failed: say so, the registration stands. */
+  warning?: string;
 }
 
 /**
@@ -42,9 +46,13 @@ export interface RegisterRunnerResult {
  */
 export async function registerRunner(options: RegisterRunnerOptions): Promise<RegisterRunnerResult> {
   const { configPath } = options;
-  if (!options.force && (await exists(configPath))) {
-    const id = await loadConfig(configPath).then((c) => ` (runner ${c.runner_id})`, () => '');
-    throw new AlreadyRegisteredError(`${configPath} already holds a registration${id}; pass --force to replace it`);
+  if (await exists(configPath)) {
+    const existing = await loadConfig(configPath).catch(() => undefined);
+    if (!options.force) {
+      const id = existing ? ` (runner ${existing.runner_id})` : '';
+      throw new AlreadyRegisteredError(`${configPath} already holds a registration${id}; pass --force to replace it`);
+    }
+    await refuseWhileDaemonRuns(configPath, existing);
   }
   const dir = dirname(configPath);
   await mkdir(dir, { recursive: true, mode: 0o700 });
@@ -82,6 +90,7 @@ export async function registerRunner(options: RegisterRunnerOptions): Promise<Re
     pool: response.pool,
     project: response.project,
   });
+  let warning: string | undefined;
   await writeConfig(configPath, {
     url: config.url,
     runner_id: config.runner_id,
@@ -93,8 +102,24 @@ export async function registerRunner(options: RegisterRunnerOptions): Promise<Re
     airgapped: config.airgapped,
     max_jobs: config.max_jobs,
     executors: config.executors,
+  }).catch((err: unknown) => {
+    if (!(err instanceof ConfigNotDurableError)) throw err;
+    warning = err.message;
   });
-  return { response, config };
+  return { response, config, ...(warning ? { warning } : {}) };
+}
+
+/**
+ * A daemon still running on the old registration keeps its token in memory and, at its
+ * next rotation, would write it back over the new file: refuse until it is stopped.
+ */
+async function refuseWhileDaemonRuns(configPath: string, existing: RunnerConfig | undefined): Promise<void> {
+  const socket = controlSocketPath(resolveStateDir(existing ?? {}, configPath));
+  const answer = await fetchDaemonStatus(socket);
+  if (!answer.running) return;
+  throw new DaemonRunningError(
+    `rbtk-runner run (pid ${answer.status.pid}) is running on ${configPath}; stop it first (systemctl stop rbtk-runner), then register again`,
+  );
 }
 
 async function exists(path: string): Promise<boolean> {

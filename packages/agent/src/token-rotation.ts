@@ -1,5 +1,7 @@
 import { parseToken, redactToken, type RotatedToken, type RunnerConfig, type TokenConfirm } from '@rbtk/protocol/runner';
+import { loadConfig } from './config/load.js';
 import { writeConfig as defaultWriteConfig } from './config/write.js';
+import { ConfigNotDurableError } from './errors.js';
 import type { Logger } from './log.js';
 
 export interface TokenRotationDeps {
@@ -16,6 +18,8 @@ export interface TokenRotationDeps {
  * runner.yaml -> new token in memory -> token_confirm. A reconnect that reads
  * the token waits for an in-flight write and then uses whatever is in memory;
  * a crash at any point leaves a file whose token the coordinator still accepts.
+ * A rename whose directory fsync failed gets memory but no confirm; a runner.yaml
+ * that now holds another registration is left alone.
  */
 export class TokenRotation {
   private config: RunnerConfig;
@@ -59,10 +63,19 @@ export class TokenRotation {
       logger.warn({ tokenId, token: redactToken(rotated.token) }, 'ignoring a rotated token that is not a runner token');
       return false;
     }
+    if (!(await this.stillOurs(tokenId))) return false;
     const next: RunnerConfig = { ...this.config, token: rotated.token };
     try {
       await (this.deps.writeConfig ?? defaultWriteConfig)(this.deps.configPath, next);
     } catch (err) {
+      if (err instanceof ConfigNotDurableError) {
+        // The file already holds the new token: memory follows it, so a reconnect uses what a restart
+        // would read. No confirm, since the rename may not be on disk: the old token stays valid until
+        // the new one is used.
+        this.config = next;
+        logger.error({ tokenId, path: this.deps.configPath, err: err.message }, 'saved the rotated token without a durable rename; using it, not confirming it');
+        return false;
+      }
       // Without a durable copy the new token could be lost in a crash: keep the old one, send no confirm.
       logger.warn(
         { tokenId, path: this.deps.configPath, err: (err as Error).message },
@@ -74,5 +87,28 @@ export class TokenRotation {
     const sent = confirm({ type: 'token_confirm', tokenId });
     logger.info({ tokenId, confirmSent: sent }, 'token rotated');
     return true;
+  }
+
+  /**
+   * Whether runner.yaml still holds this daemon's registration. `rbtk-runner register --force`
+   * (or a copied file) may have replaced it since the start: rewriting it from the config
+   * loaded then would silently undo that, so the rotation is dropped instead (old token kept).
+   */
+  private async stillOurs(tokenId: string): Promise<boolean> {
+    const { configPath: path, logger } = this.deps;
+    const mine = { runnerId: this.config.runner_id, url: this.config.url };
+    let onDisk: RunnerConfig;
+    try {
+      onDisk = await loadConfig(path);
+    } catch (err) {
+      logger.error({ tokenId, path, ...mine, err: (err as Error).message }, 'cannot re-read runner.yaml before saving the rotated token; not rewriting it, keeping the old token');
+      return false;
+    }
+    if (onDisk.runner_id === mine.runnerId && onDisk.url === mine.url) return true;
+    logger.error(
+      { tokenId, path, ...mine, fileRunnerId: onDisk.runner_id, fileUrl: onDisk.url },
+      'runner.yaml now holds another registration (register --force?); not rewriting it, keeping the old token: restart this daemon to run the new one',
+    );
+    return false;
   }
 }

@@ -1,4 +1,5 @@
-import { readFile, stat, writeFile } from 'node:fs/promises';
+import { execFileSync } from 'node:child_process';
+import { chmod, chown, mkdir, readFile, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { EXIT_REVOKED, type RegisterResponse } from '@rbtk/protocol';
 import { afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
@@ -45,8 +46,8 @@ describe('rbtk-runner CLI', () => {
     await cleanup();
   });
 
-  const start = (args: string[], env: NodeJS.ProcessEnv = {}) => {
-    const d = new Daemon(args, env);
+  const start = (args: string[], env: NodeJS.ProcessEnv = {}, as: { uid?: number; gid?: number } = {}) => {
+    const d = new Daemon(args, env, as);
     daemons.push(d);
     return d;
   };
@@ -95,6 +96,25 @@ describe('rbtk-runner CLI', () => {
     expect(JSON.parse(forced.stdout)).toEqual({ runnerId: 'runner2abcdefgh', name: 'a', pool: 'ci', project: 'default', heartbeatIntervalMs: 50 });
     expect(forced.stdout).not.toContain('rbtk_run_');
     expect((await loadConfig(path)).runner_id).toBe('runner2abcdefgh');
+  });
+
+  it('register --force refuses while the daemon runs on that runner.yaml (exit 2, no token used), then replaces it', async () => {
+    const path = join(dir, 'runner.yaml');
+    await writeConfig(path, runnerConfig(peer.url));
+    const daemon = start(['run', '--config', path]);
+    await daemon.waitForLog('connected');
+    const args = ['register', '--url', peer.url, '--token', REG_TOKEN, '--config', path, '--force'];
+    const refused = await runCli(args);
+    expect(refused.code, refused.stderr).toBe(2);
+    expect(refused.stderr).toMatch(/^error: rbtk-runner run \(pid \d+\) is running on .*runner\.yaml; stop it first/);
+    expect(registrations).toHaveLength(0);
+    expect((await loadConfig(path)).runner_id).toBe('runner0000000001');
+
+    daemon.kill('SIGTERM');
+    expect(await daemon.exited).toBe(0);
+    const replaced = await runCli(args);
+    expect(replaced.code, replaced.stderr).toBe(0);
+    expect((await loadConfig(path)).runner_id).toBe('runner1abcdefgh');
   });
 
   it.each([
@@ -203,5 +223,41 @@ describe('rbtk-runner CLI', () => {
     expect(await readFile(path, 'utf8')).toMatch(/^# rbtk-runner configuration/);
     daemon.kill('SIGTERM');
     expect(await daemon.exited).toBe(0);
+  });
+
+  it('run uses a rotated token whose rename it could not fsync, and does not confirm it', async () => {
+    // A directory without read permission: files can be created and renamed in it, but it
+    // cannot be opened to fsync. Root ignores modes, so a root test runs the daemon as nobody.
+    const confDir = join(dir, 'conf');
+    const path = join(confDir, 'runner.yaml');
+    const rotated = runnerToken();
+    await peer.close();
+    peer = await CoordinatorPeer.start({ heartbeatIntervalMs: 50, ack: (seq, conn) => (conn === 0 && seq === 0 ? { rotatedToken: rotated } : {}) });
+    await mkdir(confDir);
+    const config = runnerConfig(peer.url, { executors: ['shell'] });
+    await writeConfig(path, config);
+    const as = process.getuid?.() === 0 ? { uid: Number(execFileSync('id', ['-u', 'nobody'])), gid: Number(execFileSync('id', ['-g', 'nobody'])) } : {};
+    if (as.uid !== undefined) {
+      await chmod(dir, 0o711);
+      await chown(confDir, as.uid, as.gid!);
+      await chown(path, as.uid, as.gid!);
+    }
+    await chmod(confDir, 0o300);
+
+    const daemon = start(['run', '--config', path], {}, as);
+    const failed = await daemon.waitForLog('saved the rotated token without a durable rename; using it, not confirming it');
+    expect(failed).toMatchObject({ level: 50, tokenId: rotated.id });
+    expect(String(failed.err)).toMatch(/could not fsync its directory .*EACCES/);
+    expect((await loadConfig(path)).token).toBe(rotated.token);
+    await peer.waitFor('more heartbeats', () => peer.messages('heartbeat').length >= 4);
+    expect(peer.messages('token_confirm')).toEqual([]);
+
+    // The next connection presents the token the file holds.
+    peer.closeAll(1001);
+    await peer.waitFor('second upgrade', () => peer.upgrades[1]);
+    expect(peer.upgrades[1]!.authorization).toBe(`Bearer ${rotated.token}`);
+    daemon.kill('SIGTERM');
+    expect(await daemon.exited).toBe(0);
+    await chmod(confDir, 0o700);
   });
 });

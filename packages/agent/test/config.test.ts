@@ -1,4 +1,4 @@
-import { chmod, readFile, readdir, stat, writeFile } from 'node:fs/promises';
+import { chmod, lstat, mkdir, readFile, readdir, realpath, stat, symlink, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { RunnerConfig } from '@rbtk/protocol';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
@@ -6,7 +6,12 @@ import { parse as parseYaml } from 'yaml';
 import { loadConfig } from '../src/config/load.js';
 import { removeStaleTempFiles, writeConfig } from '../src/config/write.js';
 import { ConfigError } from '../src/errors.js';
+import { requireStrace } from '../../../test/helpers/strace.js';
+import { assertBuilt } from './helpers/cli.js';
+import { interruptedWrite, tracedWrite } from './helpers/config-writer.js';
 import { runnerConfig, tempDir } from './helpers/fixtures.js';
+
+const hasStrace = requireStrace('the directory fsync of a symlinked runner.yaml');
 
 describe('runner.yaml', () => {
   let dir: string;
@@ -101,11 +106,64 @@ describe('runner.yaml', () => {
     expect(await readdir(dir)).toEqual(['runner.yaml']);
   });
 
-  it('removes temp files an interrupted write left, and nothing else', async () => {
-    await writeConfig(path, runnerConfig('http://x'));
-    await writeFile(join(dir, 'runner.yaml.3735928559'), 'partial');
-    await writeFile(join(dir, 'runner.yaml.bak'), 'keep');
-    expect(await removeStaleTempFiles(path)).toEqual(['runner.yaml.3735928559']);
-    expect((await readdir(dir)).sort()).toEqual(['runner.yaml', 'runner.yaml.bak']);
+  it('removes the temp file a killed write left, and no backup, even one named like a temp file', async () => {
+    assertBuilt();
+    const cfg = runnerConfig('http://x');
+    await writeConfig(path, cfg);
+    // write-file-atomic's temp names are <file>.<uint32 in decimal>: these have that shape too.
+    const backups = ['runner.yaml.20240601', 'runner.yaml.1', 'runner.yaml.bak'];
+    for (const name of backups) await writeFile(join(dir, name), await readFile(path));
+    const left = await interruptedWrite(path, cfg, dir);
+    // An empty one holds nothing to keep (a kill right after the open leaves it unmarked).
+    await writeFile(join(dir, 'runner.yaml.42'), '');
+    const removed = await removeStaleTempFiles(path);
+    expect(removed).toContain(left);
+    expect(removed).toContain('runner.yaml.42');
+    expect((await readdir(dir)).sort()).toEqual(['runner.yaml', ...backups].sort());
+    await loadConfig(path);
+  });
+
+  describe('a symlinked runner.yaml', () => {
+    let link: string;
+    let realDir: string;
+
+    beforeEach(async () => {
+      realDir = join(dir, 'real');
+      await mkdir(join(dir, 'etc'));
+      await mkdir(realDir);
+      link = join(dir, 'etc', 'runner.yaml');
+      await writeConfig(join(realDir, 'runner.yaml'), runnerConfig('http://x'));
+      await symlink(join(realDir, 'runner.yaml'), link);
+    });
+
+    it('is written through: the link stays, the target gets the new file', async () => {
+      const cfg = runnerConfig('http://x', { token: 'rbtk_run_new' });
+      await writeConfig(link, cfg);
+      expect((await lstat(link)).isSymbolicLink()).toBe(true);
+      expect((await loadConfig(join(realDir, 'runner.yaml'))).token).toBe('rbtk_run_new');
+      expect((await stat(join(realDir, 'runner.yaml'))).mode & 0o777).toBe(0o600);
+      expect(await readdir(realDir)).toEqual(['runner.yaml']);
+    });
+
+    it.skipIf(!hasStrace)("fsyncs the target's directory after the rename, where the rename happened", async () => {
+      assertBuilt();
+      const trace = join(dir, 'trace.txt');
+      await tracedWrite(link, runnerConfig('http://x'), trace);
+      const lines = (await readFile(trace, 'utf8')).split('\n');
+      const target = await realpath(realDir);
+      const renamed = lines.findIndex((l) => /rename/.test(l) && l.includes(`"${join(target, 'runner.yaml')}"`) && / = 0$/.test(l));
+      expect(renamed, lines.join('\n')).toBeGreaterThanOrEqual(0);
+      const synced = lines.slice(renamed + 1).filter((l) => /fsync\(\d+</.test(l)).map((l) => /fsync\(\d+<([^>]*)>/.exec(l)![1]);
+      expect(synced).toContain(target);
+      expect(synced).not.toContain(join(await realpath(dir), 'etc'));
+    });
+
+    it("removes a killed write's temp file from the target's directory", async () => {
+      assertBuilt();
+      const left = await interruptedWrite(link, runnerConfig('http://x'), realDir);
+      expect(await removeStaleTempFiles(link)).toContain(left);
+      expect(await readdir(realDir)).toEqual(['runner.yaml']);
+      expect(await readdir(join(dir, 'etc'))).toEqual(['runner.yaml']);
+    });
   });
 });

@@ -70,6 +70,31 @@ describe('TokenRotation', () => {
     expect(confirms).toEqual([b.id]);
   });
 
+  it.each([
+    ['runner_id', { runner_id: 'runner0000000002' }],
+    ['url', { url: 'http://127.0.0.2:7420' }],
+  ])('does not rewrite runner.yaml once its %s changed under it (register --force), and keeps the old token', async (key, change) => {
+    const log = memoryLogger();
+    const rotation = new TokenRotation({ configPath: path, config, logger: log.logger });
+    const other = { ...runnerConfig('http://127.0.0.1:7420'), ...change };
+    await writeConfig(path, other);
+    const confirms: string[] = [];
+    const a = runnerToken();
+    expect(await rotation.rotate(a, (m) => confirms.push(m.tokenId) > 0)).toBe(false);
+    expect(await loadConfig(path)).toMatchObject({ runner_id: other.runner_id, url: other.url, token: other.token });
+    expect(await rotation.currentToken()).toBe(config.token);
+    expect(confirms).toEqual([]);
+    const line = log.lines.find((l) => String(l.msg).startsWith('runner.yaml now holds another registration'));
+    expect(line, `${key}: ${log.text()}`).toMatchObject({
+      level: 50,
+      tokenId: a.id,
+      runnerId: config.runner_id,
+      url: config.url,
+      fileRunnerId: other.runner_id,
+      fileUrl: other.url,
+    });
+  });
+
   it('ignores something that is not a runner token', async () => {
     const log = memoryLogger();
     const rotation = new TokenRotation({ configPath: path, config, logger: log.logger });

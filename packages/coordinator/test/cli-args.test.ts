@@ -100,6 +100,14 @@ describe('usage errors exit 2 before any request', () => {
     ['unknown option', ['pool', 'list', '--all'], /unknown option/],
     ['bad url', ['pool', 'list', '--url', 'ftp://x'], /http/],
     ['bad project', ['pool', 'list', '--project', 'Bad Name'], /lowercase/],
+    // Checked in the action, not by commander's parser: they must still say why.
+    ['hosted flags on a self-hosted pool', ['pool', 'create', 'x', '--target', '2'], /hosted flags .* need --type hosted/],
+    ['hosted pool without --provider', ['pool', 'create', 'x', '--type', 'hosted', '--target', '2'], /needs --provider process\|docker/],
+    ['hosted pool without --target', ['pool', 'create', 'x', '--type', 'hosted', '--provider', 'process'], /needs --target N/],
+    ['pool update with nothing to change', ['pool', 'update', 'x'], /nothing to change/],
+    // Caught by the API schema on this side: nothing was sent, so 2, not 1.
+    ['docker provider without --image', ['pool', 'create', 'w', '--type', 'hosted', '--provider', 'docker', '--target', '2'], /hosted\.image: the docker provider needs an image/],
+    ['min above target', ['pool', 'create', 'w', '--type', 'hosted', '--provider', 'process', '--target', '2', '--min', '3'], /min \(3\) is above target \(2\)/],
   ];
   it.each(cases)('%s', async (_what, args, message) => {
     const before = seen.length;
@@ -109,6 +117,25 @@ describe('usage errors exit 2 before any request', () => {
     expect(res.stderr).toMatch(message);
     expect(res.stdout).toBe('');
     expect(seen.length).toBe(before);
+  });
+
+  it('a usage error in an action wins over a missing token (2, not 5)', async () => {
+    const before = seen.length;
+    for (const args of [['pool', 'create', 'w', '--type', 'hosted', '--provider', 'docker', '--target', '2'], ['pool', 'update', 'x']]) {
+      const res = await rbtk(args, { env: { RBTK_URL: url } });
+      expect(res.code, res.stderr).toBe(2);
+      expect(res.stderr).not.toMatch(/no API token/);
+    }
+    expect(seen.length).toBe(before);
+  });
+
+  it('help says what --min, --max and --json with --follow do', async () => {
+    const create = await rbtk(['pool', 'create', '--help']);
+    const flat = create.stdout.replace(/\s+/g, ' ');
+    expect(flat).toContain('a matching schedule entry ignores it');
+    expect(flat).toContain('create: default twice the target; update: kept as it is');
+    const submit = await rbtk(['job', 'submit', '--help']);
+    expect(submit.stdout.replace(/\s+/g, ' ')).toContain('with --follow, NDJSON (one watch event per line)');
   });
 
   it('a bad RBTK_URL is a usage error too', async () => {

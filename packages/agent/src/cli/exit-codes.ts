@@ -4,7 +4,7 @@ import { EXIT_REVOKED, EXIT_UPGRADE } from '@rbtk/protocol/runner';
 export const EXIT = {
   OK: 0,
   ERROR: 1,
-  /** Bad flags, or an existing registration without --force. */
+  /** Bad flags, an existing registration without --force, or `register` while the daemon runs on that file. */
   USAGE: 2,
   /** `status`: no daemon answers, or it is not connected to the coordinator; `drain`/`resume`: no daemon answers. */
   NOT_CONNECTED: 3,

@@ -1,7 +1,7 @@
 import { RbtkError, parseToken, type ExecutorName, type Labels } from '@rbtk/protocol/runner';
 import { InvalidArgumentError, Option, type Command } from 'commander';
 import { resolveConfigPath } from '../config/paths.js';
-import { AlreadyRegisteredError, UsageError } from '../errors.js';
+import { AlreadyRegisteredError, DaemonRunningError, UsageError } from '../errors.js';
 import { EXIT } from './exit-codes.js';
 
 interface RegisterFlags {
@@ -29,7 +29,7 @@ export function addRegisterCommand(program: Command): void {
     .option('--max-jobs <n>', 'jobs this runner may run at once (default 1)', parsePositiveInt)
     .option('--executor <docker|shell>', 'an executor this runner offers; repeatable (default docker)', parseExecutor)
     .addOption(new Option('--config <path>', 'where to write runner.yaml (default /etc/rbtk-runner/runner.yaml)').env('RBTK_RUNNER_CONFIG'))
-    .option('--force', 'replace an existing registration in the config file')
+    .option('--force', 'replace an existing registration in the config file (refused, exit 2, while the daemon runs on it)')
     .option('--json', 'print the registration (without the token) as JSON instead of the runner id')
     .action(async (flags: RegisterFlags) => {
       process.exitCode = await register(flags);
@@ -45,7 +45,7 @@ async function register(flags: RegisterFlags): Promise<number> {
   try {
     // undici is loaded by the one command that needs it, not by every rbtk-runner start.
     const { registerRunner } = await import('../register-runner.js');
-    const { response } = await registerRunner({
+    const { response, warning } = await registerRunner({
       url: flags.url,
       registrationToken: flags.token,
       configPath,
@@ -59,9 +59,10 @@ async function register(flags: RegisterFlags): Promise<number> {
     const { token: _secret, ...shown } = response;
     process.stdout.write(flags.json ? `${JSON.stringify(shown, null, 2)}\n` : `${response.runnerId}\n`);
     process.stderr.write(`registered runner ${response.name} (${response.runnerId}) in pool ${response.pool}; wrote ${configPath}\n`);
+    if (warning) process.stderr.write(`warning: ${warning}\n`);
     return EXIT.OK;
   } catch (err) {
-    if (err instanceof AlreadyRegisteredError || err instanceof UsageError) {
+    if (err instanceof AlreadyRegisteredError || err instanceof DaemonRunningError || err instanceof UsageError) {
       process.stderr.write(`error: ${err.message}\n`);
       return EXIT.USAGE;
     }

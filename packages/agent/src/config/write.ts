@@ -1,9 +1,13 @@
-import { open, readdir, rm } from 'node:fs/promises';
-import { basename, dirname, join } from 'node:path';
+import { open } from 'node:fs/promises';
+import { dirname } from 'node:path';
+import { setTimeout as delay } from 'node:timers/promises';
 import { RunnerConfig, type RunnerConfigInput } from '@rbtk/protocol/runner';
 import { stringify } from 'yaml';
 import writeFileAtomic from 'write-file-atomic';
-import { ConfigError } from '../errors.js';
+import { ConfigError, ConfigNotDurableError } from '../errors.js';
+import { markTempFile, unmarkTempFile, writeTarget } from './write-temp.js';
+
+export { removeStaleTempFiles } from './write-temp.js';
 
 const HEADER = `# rbtk-runner configuration, managed by rbtk-runner.
 # The token rotates: rbtk-runner rewrites this file atomically whenever the
@@ -31,11 +35,18 @@ const KEY_ORDER: readonly (keyof RunnerConfig)[] = [
   'log_level',
 ];
 
+/** Pauses between directory fsync attempts: a failure there may pass (EIO under load, EINTR). */
+const DIR_SYNC_RETRY_MS = [20, 100, 500];
+
 /**
  * Writes runner.yaml so that a crash at any instant leaves either the old or the
  * new file: temp file, fsync, rename (write-file-atomic, which also keeps the
  * file's owner), then an fsync of the directory so the rename itself is durable.
  * Refuses to write a config that would not load back.
+ *
+ * Rejects with ConfigNotDurableError when the rename happened (the file holds the
+ * new config) but the directory could not be fsynced, retries included; any other
+ * rejection means the file was not replaced.
  */
 export async function writeConfig(path: string, config: RunnerConfigInput): Promise<void> {
   const checked = RunnerConfig.safeParse(config);
@@ -43,8 +54,33 @@ export async function writeConfig(path: string, config: RunnerConfigInput): Prom
     const issue = checked.error.issues[0]!;
     throw new ConfigError(path, `refusing to write ${path}: ${issue.path.join('.') || 'config'}: ${issue.message}`);
   }
-  await writeFileAtomic(path, formatConfig(config), { fsync: true, mode: 0o600 });
-  await fsyncDir(dirname(path));
+  // Resolved once and handed over resolved, so the rename and the fsync meet in one directory.
+  const target = writeTarget(path);
+  let tmp: string | undefined;
+  const tmpfileCreated = async (name: string) => {
+    tmp = name;
+    await markTempFile(name);
+  };
+  try {
+    await writeFileAtomic(target, formatConfig(config), { fsync: true, mode: 0o600, tmpfileCreated });
+  } finally {
+    if (tmp) await unmarkTempFile(tmp);
+  }
+  await syncDirRetrying(path, dirname(target));
+}
+
+async function syncDirRetrying(path: string, dir: string): Promise<void> {
+  for (let attempt = 0; ; attempt++) {
+    try {
+      return await fsyncDir(dir);
+    } catch (err) {
+      const pause = DIR_SYNC_RETRY_MS[attempt];
+      if (pause === undefined) {
+        throw new ConfigNotDurableError(path, `wrote ${path} but could not fsync its directory ${dir}: ${(err as Error).message}; the new file may not survive a power loss`);
+      }
+      await delay(pause);
+    }
+  }
 }
 
 /** The YAML text of a config: header comment, keys in a fixed order, unset keys left out. */
@@ -63,27 +99,4 @@ async function fsyncDir(dir: string): Promise<void> {
   } finally {
     await handle.close();
   }
-}
-
-/**
- * Removes temp files that a write killed mid-way left next to the config
- * (write-file-atomic names them `<file>.<uint32>`). Call only while no write is
- * in flight, i.e. before the daemon starts.
- */
-export async function removeStaleTempFiles(path: string): Promise<string[]> {
-  const base = basename(path);
-  const pattern = new RegExp(`^${base.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}\\.\\d{1,10}$`);
-  const removed: string[] = [];
-  let entries: string[];
-  try {
-    entries = await readdir(dirname(path));
-  } catch {
-    return removed;
-  }
-  for (const name of entries) {
-    if (!pattern.test(name)) continue;
-    await rm(join(dirname(path), name), { force: true });
-    removed.push(name);
-  }
-  return removed;
 }

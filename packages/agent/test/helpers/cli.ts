@@ -42,8 +42,9 @@ export class Daemon {
   readonly exited: Promise<number | null>;
   private readonly child: ChildProcess;
 
-  constructor(args: string[], env: NodeJS.ProcessEnv = {}) {
-    this.child = spawn(process.execPath, [RUNNER_BIN, ...args], { env: cleanEnv(env), stdio: ['ignore', 'pipe', 'pipe'] });
+  /** `as`: run it as another user (tests running as root drop to one the file modes apply to). */
+  constructor(args: string[], env: NodeJS.ProcessEnv = {}, as: { uid?: number; gid?: number } = {}) {
+    this.child = spawn(process.execPath, [RUNNER_BIN, ...args], { env: cleanEnv(env), stdio: ['ignore', 'pipe', 'pipe'], ...as });
     for (const stream of [this.child.stdout!, this.child.stderr!]) {
       createInterface({ input: stream }).on('line', (line) => {
         this.output.push(line);

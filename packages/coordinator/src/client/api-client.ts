@@ -25,7 +25,8 @@ import {
   type PoolCreateInput,
   type RegistrationTokenCreateInput,
 } from '@rbtk/protocol';
-import { apiExchange, apiRequest, arrayOf, type ApiCall, type ResponseSchema, type Transport } from './api-request.js';
+import { apiExchange, apiRequest, arrayOf, type ApiCall, type Transport } from './api-request.js';
+import { checkBody } from './check-body.js';
 
 export interface ApiClientOptions {
   /** The coordinator's base URL, e.g. http://127.0.0.1:7420. */
@@ -49,15 +50,6 @@ export interface AuditQuery {
   resourceType?: AuditResourceType;
   /** The latest N rows (the coordinator's default is 100). */
   limit?: number;
-}
-
-/** Validates a request body before it leaves, so a bad value fails here with the field's name. */
-function checkBody<T>(schema: ResponseSchema<T>, input: unknown, what: string): T {
-  const r = schema.safeParse(input);
-  if (r.success) return r.data;
-  const issue = r.error.issues[0];
-  const field = issue && issue.path.length > 0 ? `${issue.path.map(String).join('.')}: ` : '';
-  throw new RbtkError(ErrorCode.BadRequest, `invalid ${what}: ${field}${issue?.message ?? 'invalid'}`);
 }
 
 /**
@@ -207,7 +199,10 @@ export class ApiClient {
     return apiRequest(this.transport, this.scoped({ method: 'POST', path: ROUTES.apiTokens, body }), ApiToken);
   }
 
-  /** Submits a job; `created` is false when the idempotency key named an existing job (HTTP 200, not 201). */
+  /**
+   * Submits a job; `created` is false when the idempotency key named an existing job (HTTP 200, not 201).
+   * The key with a different spec is refused: RbtkError idempotency_conflict (409), details.jobId naming that job.
+   */
   async submitJob(input: JobSpecInput): Promise<{ job: Job; created: boolean }> {
     const body = checkBody(JobSpec, input, 'job');
     const { status, data } = await apiExchange(this.transport, this.scoped({ method: 'POST', path: ROUTES.jobs, body }), Job);

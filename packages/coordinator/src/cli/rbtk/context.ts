@@ -39,7 +39,9 @@ export function addGlobalOptions(program: Command): void {
         .env('RBTK_PROJECT')
         .argParser(parseName),
     )
-    .addOption(new Option('--json', "print the API's JSON (pretty-printed, one document) instead of text"));
+    .addOption(
+      new Option('--json', "print the API's JSON instead of text: one pretty-printed document; with --follow, NDJSON (one watch event per line)"),
+    );
 }
 
 export function globalOptions(cmd: Command): GlobalOptions {
@@ -128,7 +130,7 @@ function namingTokenSource(err: unknown, token: ResolvedToken): unknown {
   return err;
 }
 
-/** `--json` output: one pretty-printed document. */
+/** `--json` output: one pretty-printed document (`--follow` streams NDJSON instead: job-follow.ts). */
 export function printJson(io: Io, value: unknown): void {
   io.stdout(`${JSON.stringify(value, null, 2)}\n`);
 }

@@ -1,5 +1,6 @@
 import { CommanderError } from 'commander';
 import { ErrorCode, RbtkError } from '@rbtk/protocol';
+import { InvalidRequestError } from '../../client/check-body.js';
 
 /** rbtk's exit codes; scripts branch on them, so they are part of the CLI's contract. */
 export const ExitCode = {
@@ -47,7 +48,8 @@ export class UsageError extends Error {
 /** The one place an error becomes an exit code. */
 export function exitCodeFor(err: unknown): number {
   if (err instanceof ExitWith) return err.exitCode;
-  if (err instanceof UsageError) return ExitCode.Usage;
+  // The client's own check of a request body refused it before sending: a usage error too.
+  if (err instanceof UsageError || err instanceof InvalidRequestError) return ExitCode.Usage;
   if (err instanceof CommanderError) {
     // Help and --version asked for exit 0 in commander too; help shown for a missing subcommand does not.
     return err.exitCode === 0 ? ExitCode.Ok : ExitCode.Usage;

@@ -8,11 +8,14 @@ import {
   type HostedPoolCreateInput,
   type HostedPoolStatus,
   type HostedPoolUpdate,
+  HostedPoolUpdate as HostedPoolUpdateSchema,
   HostedSchedule,
   type Labels,
   parseDuration,
 } from '@rbtk/protocol';
+import { checkBody } from '../../client/check-body.js';
 import { printJson, withClient, type Io } from './context.js';
+import { UsageError } from './exit-codes.js';
 import { formatKeyValues, formatLabels, formatTable, formatTime } from './format.js';
 import { parseLabel, parsePositiveDuration } from './parse.js';
 
@@ -78,8 +81,12 @@ export function addHostedOptions(cmd: Command): Command {
     .addOption(new Option('--provider <provider>', 'hosted: where members run').choices(['process', 'docker']))
     .option('--image <image>', 'hosted (docker provider): the runner image')
     .option('--target <n>', 'hosted: members kept ready', parseCount)
-    .option('--min <n>', 'hosted: the target never goes below this (default 0)', parseCount)
-    .option('--max <n>', 'hosted: most members at once, claimed and overflow included (default: twice the target)', parseCount)
+    .option('--min <n>', 'hosted: the least --target may be and autoscale sizes to; a matching schedule entry ignores it (default 0)', parseCount)
+    .option(
+      '--max <n>',
+      'hosted: most members at once, claimed and overflow included; caps autoscale and schedule entries (create: default twice the target; update: kept as it is)',
+      parseCount,
+    )
     .addOption(new Option('--mode <mode>', 'hosted: ready members run (hot) or are stopped until claimed').choices(['hot', 'stopped']))
     .addOption(new Option('--on-empty <what>', 'hosted: a job with no ready member waits, cold-starts one, or is refused').choices(['wait', 'overflow', 'fail']))
     .option('--warming-timeout <duration>', 'hosted: recycle a member not ready after this (default 10m)', parsePositiveDuration)
@@ -92,12 +99,18 @@ export function addHostedOptions(cmd: Command): Command {
     .option('--schedule <file>', 'hosted: YAML schedule entries overriding the target while they match ("none" clears it)', parseScheduleFile);
 }
 
-/** The `hosted` object of a create; undefined when no hosted flag was given. */
-export function hostedCreate(o: HostedFlags): HostedPoolCreateInput | undefined {
+/**
+ * The `hosted` object of a create (undefined for a self-hosted pool). UsageError, not
+ * commander's InvalidArgumentError: this runs in the action, where commander prints nothing.
+ */
+export function hostedCreate(o: HostedFlags, type: 'self-hosted' | 'hosted'): HostedPoolCreateInput | undefined {
   const change = hostedUpdate(o);
-  if (Object.keys(change).length === 0) return undefined;
-  if (!o.provider) throw new InvalidArgumentError('a hosted pool needs --provider process|docker');
-  if (o.target === undefined) throw new InvalidArgumentError('a hosted pool needs --target N');
+  if (type !== 'hosted') {
+    if (Object.keys(change).length > 0) throw new UsageError('hosted flags (--provider, --target, ...) need --type hosted');
+    return undefined;
+  }
+  if (!o.provider) throw new UsageError('a hosted pool needs --provider process|docker');
+  if (o.target === undefined) throw new UsageError('a hosted pool needs --target N');
   return { ...change, provider: o.provider, target: o.target };
 }
 
@@ -145,14 +158,17 @@ export function formatHosted(h: HostedPoolStatus): string {
 /** `rbtk pool update|reconcile|size`. */
 export function registerHostedPoolCommands(pool: Command, io: Io): void {
   addHostedOptions(pool.command('update').description("change a hosted pool's spec (a reconcile pass follows at once)").argument('<name>', 'pool name')).action(
-    (name: string, o: HostedFlags, cmd: Command) =>
-      withClient(cmd, io, async (client, opts) => {
-        const change = hostedUpdate(o);
-        if (Object.keys(change).length === 0) throw new InvalidArgumentError('nothing to change: give at least one hosted flag');
+    (name: string, o: HostedFlags, cmd: Command) => {
+      // Checked before the token is looked up, so a usage error exits 2 whatever the token.
+      const change = hostedUpdate(o);
+      if (Object.keys(change).length === 0) throw new UsageError('nothing to change: give at least one hosted flag');
+      checkBody(HostedPoolUpdateSchema, change, 'hosted pool update');
+      return withClient(cmd, io, async (client, opts) => {
         const after = await client.updateHostedPool(name, change);
         if (opts.json) printJson(io, after);
         else io.stdout(formatHosted(after));
-      }),
+      });
+    },
   );
 
   pool

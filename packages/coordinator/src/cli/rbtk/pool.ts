@@ -1,6 +1,7 @@
 import type { Command } from 'commander';
 import { Option } from 'commander';
-import { ErrorCode, RbtkError, type Labels, type Pool } from '@rbtk/protocol';
+import { ErrorCode, PoolCreate, RbtkError, type Labels, type Pool, type PoolCreateInput } from '@rbtk/protocol';
+import { checkBody } from '../../client/check-body.js';
 import { printJson, withClient, type Io } from './context.js';
 import { formatKeyValues, formatLabels, formatTable, formatTime } from './format.js';
 import { parseName, parsePositiveDuration, parsePositiveInt, parseTag } from './parse.js';
@@ -40,6 +41,24 @@ export function formatPool(p: Pool): string {
   ]);
 }
 
+/**
+ * The body of `pool create`, checked against the API's schema here: a bad combination
+ * (docker without --image, min above target) exits 2 before the token is even looked up.
+ */
+function poolCreateBody(name: string, o: CreateOptions): PoolCreateInput {
+  const body: PoolCreateInput = {
+    name,
+    type: o.type,
+    tags: o.tag ?? {},
+    airgapped: o.airgapped ?? false,
+    allowNonAirgappedJobs: o.allowNonAirgappedJobs ?? false,
+    dockerNetwork: o.dockerNetwork ?? null,
+    hosted: hostedCreate(o, o.type),
+  };
+  checkBody(PoolCreate, body, 'pool');
+  return body;
+}
+
 /** `rbtk pool create|list|show|delete|token`. */
 export function registerPoolCommands(program: Command, io: Io): void {
   const pool = program.command('pool').description('manage pools and mint registration tokens');
@@ -53,21 +72,14 @@ export function registerPoolCommands(program: Command, io: Io): void {
     .option('--airgapped', 'only runners registered with --airgapped may join, and only jobs that require airgapped land')
     .option('--allow-non-airgapped-jobs', 'an air-gapped pool that also takes jobs without requires.airgapped')
     .option('--docker-network <name>', 'an internal Docker network job containers may join (default: none, no network)'))
-    .action((name: string, o: CreateOptions, cmd: Command) =>
-      withClient(cmd, io, async (client, opts) => {
-        const created = await client.createPool({
-          name,
-          type: o.type,
-          tags: o.tag ?? {},
-          airgapped: o.airgapped ?? false,
-          allowNonAirgappedJobs: o.allowNonAirgappedJobs ?? false,
-          dockerNetwork: o.dockerNetwork ?? null,
-          hosted: hostedCreate(o),
-        });
+    .action((name: string, o: CreateOptions, cmd: Command) => {
+      const body = poolCreateBody(name, o);
+      return withClient(cmd, io, async (client, opts) => {
+        const created = await client.createPool(body);
         if (opts.json) printJson(io, created);
         else io.stdout(`created pool ${created.name} (${created.type}${created.airgapped ? ', air-gapped' : ''}) in project ${created.project}\n`);
-      }),
-    );
+      });
+    });
 
   pool
     .command('list')

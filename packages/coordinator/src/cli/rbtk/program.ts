@@ -1,5 +1,5 @@
 import { createRequire } from 'node:module';
-import { Command, CommanderError } from 'commander';
+import { Command, CommanderError, InvalidArgumentError } from 'commander';
 import { registerAuditCommand } from './audit.js';
 import { addGlobalOptions, DEFAULT_TOKEN_FILE, type Io } from './context.js';
 import { EXIT_CODES_HELP, ExitWith, exitCodeFor } from './exit-codes.js';
@@ -59,9 +59,12 @@ export async function runRbtk(args: readonly string[], io: Io): Promise<number> 
     return 0;
   } catch (err) {
     const code = exitCodeFor(err);
-    // Commander has already printed its own errors (and help) through configureOutput.
-    // ExitWith carries a job's exit status, which the command has already explained.
-    if (!(err instanceof CommanderError) && !(err instanceof ExitWith)) io.stderr(`rbtk: ${err instanceof Error ? err.message : String(err)}\n`);
+    // Commander has already printed its own errors (and help) through configureOutput, and turns
+    // an InvalidArgumentError from a flag's parser into a fresh CommanderError when it does: one
+    // that reaches here was thrown by an action and is still unsaid. ExitWith carries a job's
+    // exit status, which the command has already explained.
+    const said = (err instanceof CommanderError && !(err instanceof InvalidArgumentError)) || err instanceof ExitWith;
+    if (!said) io.stderr(`rbtk: ${err instanceof Error ? err.message : String(err)}\n`);
     return code;
   }
 }
