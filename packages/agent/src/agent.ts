@@ -47,7 +47,7 @@ export async function runAgent(options: AgentOptions, signal: AbortSignal): Prom
 
   const version = options.agentVersion ?? agentVersion();
   const state = new DaemonState(config, version);
-  const executors = options.executors ?? (await createExecutors(config, options.executorOptions));
+  const executors = options.executors ?? (await createExecutors(config, { logger, ...options.executorOptions }));
   const gpus = await inventoryGpus(options, executors);
   const allocator = new GpuAllocator(gpus);
   state.trackGpus(gpus, () => allocator.free());
@@ -101,7 +101,7 @@ async function inventoryGpus(options: AgentOptions, executors: Partial<Record<Ex
   return inventory;
 }
 
-/** Containers of this runner that a previous run left behind; their attempts are reported failed. */
+/** Containers of this runner that a previous run left behind; the attempts they ran are reported failed. */
 async function removeLeftoverContainers(
   executors: Partial<Record<ExecutorName, Executor>>,
   runnerId: string,
@@ -110,9 +110,13 @@ async function removeLeftoverContainers(
   const docker = dockerExecutorOf(executors);
   if (!docker) return [];
   try {
-    const removed = await cleanupLeftovers(docker.docker, runnerId);
-    for (const c of removed) logger.warn({ container: c.name, jobId: c.jobId, attempt: c.attempt }, 'removed a job container left by a previous run');
-    return removed;
+    const swept = await cleanupLeftovers(docker.docker, runnerId);
+    for (const c of swept) {
+      const fields = { container: c.name, jobId: c.jobId, attempt: c.attempt, running: c.running };
+      if (c.error) logger.error({ ...fields, err: c.error }, 'cannot remove a job container left by a previous run; the next start tries again');
+      else logger.warn(fields, 'removed a job container left by a previous run');
+    }
+    return swept;
   } catch (err) {
     // Docker down is not fatal: docker jobs will fail with Docker's own message.
     logger.warn({ err: (err as Error).message }, 'cannot list job containers left by a previous run');

@@ -8,6 +8,7 @@ export * from './version.js';
 export * from './agent-version.js';
 export * from './constants.js';
 export * from './duration.js';
+export * from './memory.js';
 export * from './errors.js';
 export * from './tokens.js';
 export * from './frame.js';

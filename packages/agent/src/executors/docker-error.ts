@@ -10,3 +10,14 @@ export function dockerMessage(err: unknown): string {
 export function hasStatus(err: unknown, status: number): boolean {
   return (err as { statusCode?: unknown } | null)?.statusCode === status;
 }
+
+/**
+ * Worth trying again: the Engine is not there (dockerd down or restarting: the socket refuses, is
+ * missing, or drops the connection; a try that timed out), answers 5xx, or says 409 (a removal
+ * already in progress). Any other answer (400) will not change by itself.
+ */
+export function isTransientDockerError(err: unknown): boolean {
+  const status = (err as { statusCode?: unknown } | null)?.statusCode;
+  if (typeof status !== 'number') return true;
+  return status === 409 || status >= 500;
+}

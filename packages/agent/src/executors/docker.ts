@@ -1,9 +1,13 @@
 import { Writable } from 'node:stream';
 import Docker from 'dockerode';
-import type { DockerExecutorSpec, ExecutorSpec, LogStream } from '@rbtk/protocol/runner';
+import { parseMemory, type DockerExecutorSpec, type ExecutorSpec, type LogStream } from '@rbtk/protocol/runner';
+import type { Logger } from '../log.js';
 import { LABELS } from './container-labels.js';
 import { dockerMessage } from './docker-error.js';
 import { ensureImage } from './docker-image.js';
+import { inspectEnd, oomMessage, possibleOomMessage } from './docker-oom.js';
+import { removeOnce, retryRemoval, type RemovalOptions } from './docker-removal.js';
+import { waitFailedMessage, waitForExit } from './docker-wait.js';
 import {
   containerName,
   failedBeforeStart,
@@ -29,6 +33,10 @@ export interface DockerExecutorOptions {
   airgapped?: boolean;
   /** runner.yaml registry: the on-prem registry an air-gapped runner may pull from. */
   registry?: string;
+  /** Where a container that cannot be removed at once (dockerd down) is reported. */
+  logger?: Logger;
+  /** How long and how often such a removal is tried again. */
+  removal?: Omit<RemovalOptions, 'logger'>;
 }
 
 export { LABELS } from './container-labels.js';
@@ -56,6 +64,10 @@ class DockerExecution implements Execution {
   /** Aborted by stop(): a pull in progress ends at once. */
   private readonly pulling = new AbortController();
   private readonly done: Promise<ExecutionResult>;
+  /** Set when the first removal failed: retries in progress, true once the container is gone. */
+  private removal: Promise<boolean> | undefined;
+  /** Aborted through cleanup()'s signal: the retries stop and leave the container to the next start. */
+  private readonly giveUp = new AbortController();
 
   constructor(
     private readonly docker: Docker,
@@ -72,6 +84,19 @@ class DockerExecution implements Execution {
 
   wait(): Promise<ExecutionResult> {
     return this.done;
+  }
+
+  async cleanup(signal: AbortSignal): Promise<boolean> {
+    await this.done;
+    if (!this.removal) return true;
+    const onAbort = () => this.giveUp.abort();
+    signal.addEventListener('abort', onAbort, { once: true });
+    if (signal.aborted) onAbort();
+    try {
+      return await this.removal;
+    } finally {
+      signal.removeEventListener('abort', onAbort);
+    }
   }
 
   stop(reason: StopReason): void {
@@ -107,9 +132,20 @@ class DockerExecution implements Execution {
     try {
       return await this.runContainer(container, sink);
     } finally {
-      // A container that cannot be removed now is found by its labels at the next start.
-      await container.remove({ force: true }).catch(() => undefined);
+      await this.remove(container);
     }
+  }
+
+  /**
+   * One try before the result, so in the common case the container is gone when
+   * wait() resolves. If dockerd is down, the result goes out anyway and the
+   * retries go on behind it (cleanup() waits for them).
+   */
+  private async remove(container: Docker.Container): Promise<void> {
+    const first = await removeOnce(container, this.options.removal);
+    if (first.gone) return;
+    const fields = { container: containerName(this.ref), jobId: this.ref.jobId, attempt: this.ref.attempt };
+    this.removal = retryRemoval(container, first, fields, this.giveUp.signal, { ...this.options.removal, logger: this.options.logger });
   }
 
   private async runContainer(container: Docker.Container, sink: ExecutionSink): Promise<ExecutionResult> {
@@ -138,15 +174,19 @@ class DockerExecution implements Execution {
     sink.started();
     if (this.stopped) this.stopContainer(container);
 
-    let exitCode: number | null;
-    try {
-      const waited = (await container.wait()) as { StatusCode?: number };
-      exitCode = typeof waited.StatusCode === 'number' ? waited.StatusCode : null;
-    } catch (err) {
+    const waited = await waitForExit(container, ended);
+    if ('error' in waited) {
       const stopped = this.stopped as StopReason | undefined; // set by stop() meanwhile
-      return { outcome: stopped?.outcome ?? 'failed', exitCode: null, message: `docker: ${dockerMessage(err)}` };
+      return { outcome: stopped?.outcome ?? 'failed', exitCode: null, message: waitFailedMessage(waited) };
     }
+    const { exitCode } = waited;
     await Promise.race([ended, new Promise((r) => setTimeout(r, STREAM_DRAIN_MS).unref())]);
+    if (!this.stopped && exitCode !== 0) {
+      // The OOM killer's SIGKILL reads as a plain exit 137: only the Engine can tell.
+      const end = await inspectEnd(container);
+      if (end?.oomKilled) return { outcome: 'failed', exitCode, message: oomMessage(end.memoryBytes), oomKilled: true };
+      if (end && exitCode === 137 && end.memoryBytes > 0) return { outcome: 'failed', exitCode, message: possibleOomMessage(end.memoryBytes) };
+    }
     return resultOf(exitCode, this.stopped);
   }
 
@@ -156,6 +196,8 @@ class DockerExecution implements Execution {
   }
 
   private createOptions(spec: DockerExecutorSpec): Docker.ContainerCreateOptions {
+    // MemorySwap equal to Memory: no swap on top (Docker's default adds as much again), so the limit holds.
+    const memory = spec.memory === undefined ? undefined : parseMemory(spec.memory);
     return {
       name: containerName(this.ref),
       Image: spec.image,
@@ -171,7 +213,11 @@ class DockerExecution implements Execution {
       AttachStderr: true,
       Tty: false,
       OpenStdin: false,
-      HostConfig: { NetworkMode: this.resources.network ?? this.options.network ?? 'none', DeviceRequests: deviceRequests(this.resources.gpuIds) },
+      HostConfig: {
+        NetworkMode: this.resources.network ?? this.options.network ?? 'none',
+        DeviceRequests: deviceRequests(this.resources.gpuIds),
+        ...(memory !== undefined ? { Memory: memory, MemorySwap: memory } : {}),
+      },
     };
   }
 }

@@ -34,12 +34,22 @@ export interface ExecutionResult {
   exitCode: number | null;
   /** Why, for anything but success. */
   message?: string;
+  /** Docker: the kernel's OOM killer ended the container (the message says so too); for the log line. */
+  oomKilled?: boolean;
 }
 
 /** One running attempt. stop() may be called at any time and more than once; the first reason wins. */
 export interface Execution {
   wait(): Promise<ExecutionResult>;
   stop(reason: StopReason): void;
+  /**
+   * After wait(): resolves true once nothing of the attempt is left outside
+   * this process (docker: its container is removed, retried while dockerd is
+   * down), false when that could not be confirmed (gave up, or `signal`
+   * aborted as the daemon stops). What the attempt holds (its GPUs) is kept
+   * until then. Absent: nothing outlives wait() (shell).
+   */
+  cleanup?(signal: AbortSignal): Promise<boolean>;
 }
 
 /**

@@ -1,6 +1,8 @@
 import type Docker from 'dockerode';
 import type { ExecutorName, RunnerConfig } from '@rbtk/protocol/runner';
+import type { Logger } from '../log.js';
 import type { DockerExecutor } from './docker.js';
+import type { RemovalOptions } from './docker-removal.js';
 import type { Executor } from './executor.js';
 import { ShellExecutor } from './shell.js';
 
@@ -10,6 +12,10 @@ export interface ExecutorOptions {
   dockerStopTimeoutS?: number;
   /** Shell jobs: SIGTERM to SIGKILL (default 10 s). */
   shellGraceMs?: number;
+  /** Docker: how a container that cannot be removed at once (dockerd down) is tried again (default: for 3 min). */
+  dockerRemoval?: Omit<RemovalOptions, 'logger'>;
+  /** Where the executors report what happens outside a job's own log (a container left behind). */
+  logger?: Logger;
 }
 
 /**
@@ -30,6 +36,8 @@ export async function createExecutors(
       stopTimeoutS: options.dockerStopTimeoutS,
       airgapped: config.airgapped,
       registry: config.registry,
+      logger: options.logger,
+      removal: options.dockerRemoval,
     });
   }
   if (config.executors.includes('shell')) executors.shell = new ShellExecutor({ graceMs: options.shellGraceMs });

@@ -53,6 +53,10 @@ export class JobManager {
   /** The pool's container network, from the session's welcome. */
   private poolNetwork: string | undefined;
   private stopping: Promise<void> | undefined;
+  /** Aborted as the daemon stops: cleanups still retrying (a container dockerd could not remove) give up. */
+  private readonly cleanupAbort = new AbortController();
+  /** Cleanups of ended attempts still in progress, so a stop waits for them to give up. */
+  private readonly cleanups = new Set<Promise<void>>();
 
   constructor(private readonly deps: JobManagerDeps) {}
 
@@ -79,7 +83,10 @@ export class JobManager {
       this.adopt(spooled.meta.jobId, spooled.meta.attempt).spooled = spooled;
     }
     for (const c of leftovers) {
-      if (!c.jobId || !c.attempt || this.held.has(attemptKey(c.jobId, c.attempt))) continue;
+      // An exited container the spool does not know had its result acknowledged already (its removal
+      // failed, dockerd down): nothing to report. Any attempt the coordinator still counts on here, it
+      // takes back when hello does not list it.
+      if (!c.running || !c.jobId || !c.attempt || this.held.has(attemptKey(c.jobId, c.attempt))) continue;
       const spooled = await spool.create({ jobId: c.jobId, attempt: c.attempt, executor: 'docker', acceptedAt: new Date().toISOString() });
       await spooled.finish({ outcome: 'failed', exitCode: null, message: RESTARTED_MESSAGE });
       this.adopt(c.jobId, c.attempt).spooled = spooled;
@@ -156,6 +163,8 @@ export class JobManager {
         await this.idle();
       }
       await this.settle(ackWaitMs);
+      this.cleanupAbort.abort();
+      await Promise.all(this.cleanups);
     })();
     return this.stopping;
   }
@@ -263,9 +272,33 @@ export class JobManager {
       h,
       message,
     ).finally(() => {
-      this.releaseGpus(h, key);
+      this.releaseAfterCleanup(h, key);
       if (h.spooled?.result) this.deps.metrics?.jobFinished(h.spooled.result.outcome);
     });
+  }
+
+  /**
+   * The attempt ended: its GPUs are free once nothing of it is left (its
+   * container removed, which may wait for dockerd to come back). Until then,
+   * and for good when that cannot be confirmed, they stay held: two jobs must
+   * never share a GPU; the next start's sweep removes the container.
+   */
+  private releaseAfterCleanup(h: HeldAttempt, key: string): void {
+    const cleanup = h.execution?.cleanup?.(this.cleanupAbort.signal);
+    if (!cleanup) return this.releaseGpus(h, key);
+    const pending: Promise<void> = cleanup
+      .catch(() => false)
+      .then((gone) => {
+        if (gone) this.releaseGpus(h, key);
+        else if (h.gpus) {
+          this.deps.logger.error(
+            { jobId: h.jobId, attempt: h.attempt, gpus: h.gpus },
+            'the job container could not be removed: its GPUs stay reserved until rbtk-runner restarts',
+          );
+        }
+      })
+      .finally(() => this.cleanups.delete(pending));
+    this.cleanups.add(pending);
   }
 
   /** The attempt ended (or never started): its GPUs are free for the next one. */

@@ -65,11 +65,20 @@ export async function runAttempt(deps: RunAttemptDeps, h: HeldAttempt, assign: A
   h.state = 'finished';
   const level = result.outcome === 'succeeded' ? 'info' : 'warn';
   logger[level](
-    { ...ids, outcome: result.outcome, exitCode: result.exitCode, message: result.message, logBytes: spooled.logBytes, durationMs: Date.now() - startedAt },
-    'job finished',
+    {
+      ...ids,
+      outcome: result.outcome,
+      exitCode: result.exitCode,
+      message: result.message,
+      ...(result.oomKilled ? { oomKilled: true } : {}),
+      logBytes: spooled.logBytes,
+      durationMs: Date.now() - startedAt,
+    },
+    'job finished', // one message for every end, so a log query finds them all; oomKilled and message say why
   );
   try {
-    await spooled.finish(result);
+    const { outcome, exitCode, message } = result;
+    await spooled.finish({ outcome, exitCode, ...(message !== undefined ? { message } : {}) });
   } catch (err) {
     logger.error({ ...ids, err: (err as Error).message }, 'could not write the job result to the spool');
   }

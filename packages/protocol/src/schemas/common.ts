@@ -1,5 +1,6 @@
 import { z } from 'zod';
 import { isDuration, parseDuration } from '../duration.js';
+import { formatMemory, MAX_MEMORY_BYTES, MIN_MEMORY_BYTES, parseMemory } from '../memory.js';
 
 /** Names of projects and pools: what a person types on a command line. */
 export const Name = z
@@ -36,6 +37,22 @@ export const PositiveDuration = Duration.superRefine((text, ctx) => {
   }
   if (ms <= 0) ctx.addIssue({ code: 'custom', message: 'must be longer than 0s' });
   else if (ms > MAX_DURATION_MS) ctx.addIssue({ code: 'custom', message: 'at most 3650d (ten years)' });
+});
+
+/**
+ * A container memory limit: `512m`, `2g` (binary units, as Docker's `--memory`) or a number of
+ * bytes; kept as given, parsed where it is used (parseMemory). At least Docker's minimum, 6m.
+ */
+export const MemoryLimit = z.union([z.string(), z.number()]).superRefine((value, ctx) => {
+  let bytes: number;
+  try {
+    bytes = parseMemory(value);
+  } catch (err) {
+    ctx.addIssue({ code: 'custom', message: (err as Error).message });
+    return;
+  }
+  if (bytes < MIN_MEMORY_BYTES) ctx.addIssue({ code: 'custom', message: `at least 6m (Docker's smallest memory limit); got ${formatMemory(bytes)}` });
+  else if (bytes > MAX_MEMORY_BYTES) ctx.addIssue({ code: 'custom', message: 'at most 1p' });
 });
 
 /** ISO-8601 timestamps on the wire. */

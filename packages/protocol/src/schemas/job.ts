@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { Id, Labels, Name, PositiveDuration, Timestamp } from './common.js';
+import { Id, Labels, MemoryLimit, Name, PositiveDuration, Timestamp } from './common.js';
 
 export const JobState = z.enum(['queued', 'assigned', 'running', 'succeeded', 'failed', 'cancelled', 'timed_out']);
 export type JobState = z.infer<typeof JobState>;
@@ -20,6 +20,11 @@ export const DockerExecutorSpec = z
     env: Env.default({}),
     workdir: z.string().optional(),
     pull: PullPolicy.default('if-not-present'),
+    /**
+     * The container's memory limit (HostConfig.Memory, with no swap beyond it): `512m`, `2g` or bytes.
+     * Past it the kernel's OOM killer stops the job, and the result says so. Absent: no limit.
+     */
+    memory: MemoryLimit.optional(),
   })
   .strict();
 export type DockerExecutorSpec = z.infer<typeof DockerExecutorSpec>;

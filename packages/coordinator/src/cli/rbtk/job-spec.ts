@@ -1,5 +1,5 @@
 import { InvalidArgumentError } from 'commander';
-import { JobSpec, LabelKey, type JobSpecInput, type Labels, type PullPolicy } from '@rbtk/protocol';
+import { JobSpec, LabelKey, MemoryLimit, type JobSpecInput, type Labels, type PullPolicy } from '@rbtk/protocol';
 import { UsageError } from './exit-codes.js';
 
 /** What `rbtk job submit` was given on its command line. */
@@ -8,6 +8,7 @@ export interface SubmitFlags {
   selector?: Labels;
   image?: string;
   pull?: PullPolicy;
+  memory?: string;
   shell?: boolean;
   require?: Labels;
   airgapped?: boolean;
@@ -53,6 +54,13 @@ export function parseCount(value: string): number {
   return n;
 }
 
+/** `--memory 512m`: the protocol's MemoryLimit (Docker's units, at least 6m), kept as typed. */
+export function parseMemoryFlag(value: string): string {
+  const r = MemoryLimit.safeParse(value);
+  if (!r.success) throw new InvalidArgumentError(r.error.issues[0]?.message ?? 'invalid memory size');
+  return value;
+}
+
 /**
  * Builds the JobSpec from the flags and checks it against the protocol, so a mistake is
  * a usage error (exit 2) before anything is sent. --image means the docker executor,
@@ -64,12 +72,21 @@ export function buildJobSpec(flags: SubmitFlags, command: readonly string[]): Jo
   }
   if (flags.image !== undefined && flags.shell) throw new UsageError('--image runs the job in docker, --shell as a process: choose one');
   if (flags.pull !== undefined && flags.image === undefined) throw new UsageError('--pull applies to docker jobs: add --image IMAGE');
+  if (flags.memory !== undefined && flags.image === undefined) throw new UsageError('--memory applies to docker jobs: add --image IMAGE');
   if (flags.image === undefined && command.length === 0) {
     throw new UsageError('a shell job needs a command: rbtk job submit --pool NAME -- CMD ARGS...');
   }
   const env = flags.env ?? {};
   const executor: JobSpecInput['executor'] = flags.image !== undefined
-    ? { type: 'docker', image: flags.image, command: command.length > 0 ? [...command] : undefined, env, workdir: flags.workdir, pull: flags.pull }
+    ? {
+        type: 'docker',
+        image: flags.image,
+        command: command.length > 0 ? [...command] : undefined,
+        env,
+        workdir: flags.workdir,
+        pull: flags.pull,
+        ...(flags.memory !== undefined ? { memory: flags.memory } : {}),
+      }
     : { type: 'shell', command: [...command], env, workdir: flags.workdir };
   const spec: JobSpecInput = {
     pool: flags.pool,

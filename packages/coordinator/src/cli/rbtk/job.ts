@@ -4,7 +4,7 @@ import type { ApiClient } from '../../client/api-client.js';
 import { printJson, withClient, withSubmitterClient, type Io } from './context.js';
 import { followJob } from './job-follow.js';
 import { formatJob, JOB_TABLE_HEADERS, jobRow } from './job-format.js';
-import { buildJobSpec, labelFlag, parseCount, parseEnv, type SubmitFlags } from './job-spec.js';
+import { buildJobSpec, labelFlag, parseCount, parseEnv, parseMemoryFlag, type SubmitFlags } from './job-spec.js';
 import { formatTable } from './format.js';
 import { parseName, parsePositiveDuration, parsePositiveInt } from './parse.js';
 
@@ -46,6 +46,7 @@ export function registerJobCommands(program: Command, io: Io): void {
     .option('--selector <key=value>', 'pick the one pool with these tags, repeatable', labelFlag('--selector', 'env=prod'))
     .option('--image <image>', 'run in a docker container of this image (the command is optional then)')
     .addOption(new Option('--pull <policy>', 'docker pull policy (default: if-not-present)').choices(PullPolicy.options))
+    .option('--memory <size>', 'docker memory limit, e.g. 512m or 2g (at least 6m, no swap beyond it); past it the OOM killer ends the job', parseMemoryFlag)
     .option('--shell', 'run the command as a process on the runner (the default without --image)')
     .option('--require <key=value>', 'only on runners with this label, repeatable', labelFlag('--require', 'gpu=a100'))
     .option('--airgapped', 'only on an air-gapped pool and runner')
@@ -56,7 +57,7 @@ export function registerJobCommands(program: Command, io: Io): void {
     .option('--workdir <dir>', 'working directory of the command')
     .option('--timeout <duration>', 'stop the job after this long (default: 1h)', parsePositiveDuration)
     .option('--retries <n>', 'run again this many times when it fails (default: 0)', parseCount)
-    .option('--idempotency-key <key>', 'submitting the same key again returns the existing job')
+    .option('--idempotency-key <key>', 'submitting the same key again returns the existing job; with a different spec it is refused')
     .option('--follow', "stream the log until the job ends and exit with the job's exit code")
     .action((command: string[], o: SubmitFlags, cmd: Command) => {
       const spec = buildJobSpec(o, command);
