@@ -1,47 +1,15 @@
-import { execFile } from 'node:child_process';
-import { mkdir, mkdtemp, open, rm, rmdir } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { mkdir, rm } from 'node:fs/promises';
 import { join } from 'node:path';
-import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ErrorCode, type Job, type Pool } from '@rbtk/protocol';
 import { Fleet } from '../helpers/fleet.js';
 import { Jobs, shell } from '../helpers/jobs.js';
 import { waitFor } from '../helpers/processes.js';
+import { fillDisk, mountTmpfs, requireTmpfs, unmount } from '../helpers/tmpfs.js';
 
-const run = promisify(execFile);
 const TMPFS_SIZE = '4m';
 
-/** Whether this process may mount a tmpfs (root, and a kernel that lets it); says why not otherwise. */
-async function canMountTmpfs(): Promise<string | undefined> {
-  const dir = await mkdtemp(join(tmpdir(), 'rbtk-tmpfs-probe-'));
-  try {
-    await run('mount', ['-t', 'tmpfs', '-o', 'size=1m', 'tmpfs', dir]);
-    await run('umount', [dir]);
-    return undefined;
-  } catch (err) {
-    return `cannot mount a tmpfs here (${(err as Error).message.split('\n')[0]})`;
-  } finally {
-    await rmdir(dir).catch(() => undefined);
-  }
-}
-
-const noMount = await canMountTmpfs();
-if (noMount && process.env.CI) throw new Error(`disk-full fault test: ${noMount}; it is required under CI (run as root)`);
-if (noMount) console.warn(`SKIPPING disk-full fault test: ${noMount}`);
-
-/** Writes zeros until the file system says ENOSPC. */
-async function fillDisk(file: string): Promise<void> {
-  const fh = await open(file, 'w');
-  const block = Buffer.alloc(64 * 1024);
-  try {
-    for (;;) await fh.write(block);
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code !== 'ENOSPC') throw err;
-  } finally {
-    await fh.close();
-  }
-}
+const noMount = await requireTmpfs('disk-full fault test');
 
 /*
  * The coordinator's data directory on a 4 MiB tmpfs, filled up while jobs are
@@ -57,7 +25,7 @@ describe.skipIf(noMount !== undefined)('the disk under the coordinator database 
   beforeAll(async () => {
     fleet = await Fleet.create();
     await mkdir(fleet.dataDir, { recursive: true });
-    await run('mount', ['-t', 'tmpfs', '-o', `size=${TMPFS_SIZE},mode=0700`, 'tmpfs', fleet.dataDir]);
+    await mountTmpfs(fleet.dataDir, TMPFS_SIZE);
     await fleet.startCoordinator({ offlineAfter: '20s', heartbeatInterval: '200ms' });
     jobs = new Jobs(fleet);
     expect((await fleet.rbtk(['pool', 'create', 'build'])).code).toBe(0);
@@ -69,7 +37,7 @@ describe.skipIf(noMount !== undefined)('the disk under the coordinator database 
   afterAll(async () => {
     if (!fleet) return;
     const leftover = await fleet.procs.stopAll();
-    await run('umount', [fleet.dataDir]).catch(() => undefined);
+    await unmount(fleet.dataDir);
     expect([...leftover, ...(await fleet.close())]).toEqual([]);
   });
 

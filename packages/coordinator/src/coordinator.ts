@@ -60,7 +60,7 @@ export async function startCoordinator(options: CoordinatorOptions): Promise<Coo
       providers: options.hostedProviders,
     });
     const sockets = createRunnerSocketServer(ctx);
-    const submitters = createSubmitterSocketServer(ctx);
+    const submitters = createSubmitterSocketServer(ctx, { slowWatcherBytes: options.slowWatcherBytes });
     server = createServer(createRequestListener(ctx));
     server.on('clientError', answerClientError);
     server.on('upgrade', routeUpgrades({ [ROUTES.jobsSocket]: submitters }, sockets));

@@ -34,6 +34,11 @@ export interface CoordinatorOptions {
   hostedDockerAgent?: 'image' | 'host';
   /** Providers to use instead of this host's (an embedder's own, e.g. a cloud one, or a test's instrumented one). */
   hostedProviders?: Partial<Record<HostedProvider, HostedProviderImpl>>;
+  /**
+   * Bytes waiting on a submitter socket past which it is closed with 1013 (reading too slowly for its
+   * watches); default SLOW_WATCHER_BYTES (32 MiB). Tests lower it to reach it with little data.
+   */
+  slowWatcherBytes?: number;
   /** WebSocket ping interval for finding dead TCP peers; default from the heartbeat interval. */
   pingIntervalMs?: number;
   /** A ready logger; else one is made with logLevel (default info). */

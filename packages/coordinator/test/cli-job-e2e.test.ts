@@ -187,6 +187,24 @@ describe('submit → show → logs → list', () => {
     expect(b.stderr).toMatch(/already exists/);
   });
 
+  it('refuses the same idempotency key with another command: exit 1, naming the job it belongs to', async () => {
+    const a = await run(['job', 'submit', '--pool', 'build', '--idempotency-key', 'deploy-43', '--', 'out:x']);
+    expect(a.code, a.stderr).toBe(0);
+    const id = a.stdout.trim();
+    const refusal =
+      `rbtk: idempotency key "deploy-43" was already used for job ${id} with a different spec: ` +
+      'submit that same spec to get the job back, or use a new key for a new job\n';
+    const b = await run(['job', 'submit', '--pool', 'build', '--idempotency-key', 'deploy-43', '--', 'out:y']);
+    expect(b).toEqual({ code: 1, stdout: '', stderr: refusal });
+    // --follow submits over the WebSocket: the same refusal and exit code.
+    const followed = await run(['job', 'submit', '--pool', 'build', '--idempotency-key', 'deploy-43', '--follow', '--', 'out:y']);
+    expect(followed).toEqual({ code: 1, stdout: '', stderr: refusal });
+    // The same spec still answers with the job, and nothing else was submitted under the key.
+    expect((await run(['job', 'submit', '--pool', 'build', '--idempotency-key', 'deploy-43', '--', 'out:x'])).stdout).toBe(a.stdout);
+    const keyed = (await json<Job[]>(['job', 'list', '--pool', 'build'])).filter((j) => j.spec.idempotencyKey === 'deploy-43');
+    expect(keyed.map((j) => [j.id, j.spec.executor.command])).toEqual([[id, ['out:x']]]);
+  });
+
   it('exits 4 for an unknown job or pool, with the coordinator\'s message', async () => {
     const show = await run(['job', 'show', 'no-such-job']);
     expect(show.code).toBe(4);

@@ -30,6 +30,8 @@ export const ErrorCode = {
   Unsatisfiable: 'unsatisfiable',
   /** Cancel of a job that already reached a terminal state. */
   JobFinished: 'job_finished',
+  /** A submit repeated an idempotency key with a different spec: the key names another job. */
+  IdempotencyConflict: 'idempotency_conflict',
 } as const;
 export type ErrorCode = (typeof ErrorCode)[keyof typeof ErrorCode];
 
@@ -69,6 +71,7 @@ const STATUS: Partial<Record<ErrorCode, number>> = {
   pool_not_found: 404,
   conflict: 409,
   job_finished: 409,
+  idempotency_conflict: 409,
   protocol_mismatch: 426,
   unavailable: 503,
   disk_full: 507,

@@ -19,6 +19,7 @@ import type { Store } from '../store/store.js';
 import { AcceptTimers } from './accept-timers.js';
 import { assignTo, finish, isInFlight, requestCancel, requeueFree, runnerGone, timedOut } from './decisions.js';
 import { Dispatcher } from './dispatcher.js';
+import { repeatOf } from './idempotency.js';
 import { JobBus } from './job-bus.js';
 import { RoutingCache, routeJob } from './routing.js';
 import { type IndexedRunner, RunnerIndex } from './runner-index.js';
@@ -74,8 +75,14 @@ export class JobService {
   readonly dispatcher: Dispatcher;
   private readonly routing = new RoutingCache();
   private readonly acceptTimers: AcceptTimers;
+  private readonly stopping = new AbortController();
   /** Set once at start when hosted pools run on this coordinator. */
   members?: MemberEvents;
+
+  /** Aborted by stop(): ends the retries of writes the store refused (revoke.ts). */
+  get stopped(): AbortSignal {
+    return this.stopping.signal;
+  }
 
   constructor(readonly deps: JobServiceDeps) {
     this.acceptTimers = new AcceptTimers(deps.acceptTimeoutMs, (jobId, attempt, runnerId) =>
@@ -211,9 +218,10 @@ export class JobService {
     // A repeat is answered with its job before any routing: the pool may have changed since (its runners
     // gone, a hosted pool without a free member), and a repeat must not claim, wake or count a member.
     // A repeat in the same commit as its first submit is caught by the insert (store.jobs.submit).
+    // Either way a repeat with another spec is refused (repeatOf: 409 idempotency_conflict).
     if (spec.idempotencyKey !== undefined) {
       const existing = await this.deps.store.jobs.getByIdempotencyKey(project, spec.idempotencyKey);
-      if (existing) return { job: existing, created: false };
+      if (existing) return { job: repeatOf(existing, spec), created: false };
     }
     const pool = await routeJob(this.deps.store, this.routing, project, spec);
     const now = this.deps.now();
@@ -236,7 +244,8 @@ export class JobService {
       return result;
     }
     if (runner) this.giveBack(runner, id);
-    if (result.created) this.dispatcher.queued(pool.id);
+    if (!result.created) return { job: repeatOf(result.job, spec), created: false };
+    this.dispatcher.queued(pool.id);
     return result;
   }
 
@@ -342,6 +351,7 @@ export class JobService {
   }
 
   stop(): void {
+    this.stopping.abort();
     this.dispatcher.stop();
     this.acceptTimers.stop();
   }

@@ -50,6 +50,8 @@ export class SubmitterSession {
     tokenId: string,
     /** The socket under `ws`, to batch a turn's writes. */
     private readonly socket: Duplex,
+    /** Bytes waiting past which the socket is closed with 1013. */
+    private readonly slowWatcherBytes = SLOW_WATCHER_BYTES,
   ) {
     this.log = ctx.log.child({ submitter: tokenId, project });
   }
@@ -67,7 +69,7 @@ export class SubmitterSession {
     if (this.closing) return;
     corkForTurn(this.socket);
     this.ws.send(JSON.stringify(event));
-    if (this.ws.bufferedAmount > SLOW_WATCHER_BYTES) {
+    if (this.ws.bufferedAmount > this.slowWatcherBytes) {
       this.log.warn({ bufferedBytes: this.ws.bufferedAmount }, 'submitter reads too slowly for its watches: closing (it resumes where it was)');
       this.closing = true;
       for (const watch of [...this.watches.values()]) watch.end();

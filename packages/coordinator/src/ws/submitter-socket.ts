@@ -15,7 +15,7 @@ import type { CoordinatorContext } from '../context.js';
 import { runPingLoop, trackPongs } from './ping.js';
 import { rejectUpgrade } from './reject.js';
 import type { SocketEndpoint } from './upgrade.js';
-import { SubmitterSession } from './submitter-session.js';
+import { SLOW_WATCHER_BYTES, SubmitterSession } from './submitter-session.js';
 
 const CLOSE_GRACE_MS = 2000;
 
@@ -24,7 +24,13 @@ const CLOSE_GRACE_MS = 2000;
  * in Authorization; the protocol version header is optional, but a mismatch
  * is refused as on the runner socket. `?project=` picks the project.
  */
-export function createSubmitterSocketServer(ctx: CoordinatorContext): SocketEndpoint {
+export function createSubmitterSocketServer(
+  ctx: CoordinatorContext,
+  { slowWatcherBytes = SLOW_WATCHER_BYTES }: { slowWatcherBytes?: number } = {},
+): SocketEndpoint {
+  if (!Number.isInteger(slowWatcherBytes) || slowWatcherBytes < 1) {
+    throw new RangeError(`slowWatcherBytes must be a whole number of bytes >= 1, got ${slowWatcherBytes}`);
+  }
   const wss = new WebSocketServer({ noServer: true, maxPayload: MAX_WS_FRAME_BYTES, clientTracking: true });
   let closing = false;
   ctx.metrics.countSubmitterSockets(() => wss.clients.size);
@@ -57,7 +63,7 @@ export function createSubmitterSocketServer(ctx: CoordinatorContext): SocketEndp
     wss.handleUpgrade(req, socket, head, (ws) => {
       trackPongs(ws);
       if (closing) return ws.close(CloseCode.GoingAway, 'coordinator shutting down');
-      new SubmitterSession(ctx, ws, project, tokenId, socket).start();
+      new SubmitterSession(ctx, ws, project, tokenId, socket, slowWatcherBytes).start();
     });
   }
 

@@ -72,7 +72,7 @@ export class SubmitterClient {
     return client;
   }
 
-  /** Submits a job; answers the new job, or the existing one for a known idempotency key. */
+  /** Submits a job; answers the new job, or the existing one for a known idempotency key (another spec with it: RbtkError idempotency_conflict). */
   async submit(spec: JobSpecInput): Promise<SubmitResult> {
     const answer = await this.request({ type: 'submit', spec });
     if (answer.type !== 'submitted') throw new RbtkError(ErrorCode.Internal, `the coordinator answered submit with "${answer.type}"`);
