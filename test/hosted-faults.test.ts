@@ -43,19 +43,27 @@ function createFailures(fleet: Fleet, pool: string, from: number): number {
   return fleet.coordinator.lines.slice(from).filter((l) => l.msg === 'hosted member failed to start' && l.pool === pool).length;
 }
 
-describe('hosted pools: creates that fail at once', () => {
-  let fleet: Fleet;
-
+/**
+ * A fleet with a coordinator on FLAGS for the describe block it is called in;
+ * its members are killed and nothing may be left at the end.
+ */
+function processFleet(): Fleet {
+  const box = {} as { fleet?: Fleet };
   beforeAll(async () => {
-    fleet = await Fleet.create();
-    await fleet.startCoordinator(FLAGS);
+    box.fleet = await Fleet.create();
+    await box.fleet.startCoordinator(FLAGS);
   });
-
   afterAll(async () => {
-    if (!fleet) return;
-    killMembers(fleet.dataDir);
-    expect(await fleet.close()).toEqual([]);
+    if (!box.fleet) return;
+    killMembers(box.fleet.dataDir);
+    expect(await box.fleet.close()).toEqual([]);
   });
+  // The fleet exists only once beforeAll ran: the tests reach it through this proxy.
+  return new Proxy({} as Fleet, { get: (_t, key) => Reflect.get(box.fleet!, key, box.fleet) });
+}
+
+describe('hosted pools: creates that fail at once', () => {
+  const fleet = processFleet();
 
   it('back off (a bounded number of tries, logged once a step) while another pool keeps reconciling; a spec change tries again at once', async () => {
     await rbtkOk(fleet, ['pool', 'create', 'ok', '--type', 'hosted', '--provider', 'process', '--target', '1']);
@@ -95,18 +103,7 @@ describe('hosted pools: creates that fail at once', () => {
 });
 
 describe('hosted pools: a removal that fails', () => {
-  let fleet: Fleet;
-
-  beforeAll(async () => {
-    fleet = await Fleet.create();
-    await fleet.startCoordinator(FLAGS);
-  });
-
-  afterAll(async () => {
-    if (!fleet) return;
-    killMembers(fleet.dataDir);
-    expect(await fleet.close()).toEqual([]);
-  });
+  const fleet = processFleet();
 
   it('leaves the member errored with why, the passes complete all the same, and a later pass removes it', async () => {
     await rbtkOk(fleet, ['pool', 'create', 'stuck', '--type', 'hosted', '--provider', 'process', '--target', '1']);
