@@ -207,9 +207,13 @@ describe('pending upgrade: drain, finish the jobs, exit 75', () => {
     expect(runner.lines).toContainEqual(expect.objectContaining({ msg: 'drained for an upgrade: exiting to be restarted', exitCode: 75 }));
   });
 
-  it('the coordinator asks for a newer runner (--min-runner-version): the held job finishes, then exit 75', async () => {
+  it('the coordinator asks for a newer runner (--min-runner-version) that is installed: the held job finishes, then exit 75', async () => {
     const id = await fleet.registerRunner('build', 'up2', '--executor', 'shell');
-    const runner = fleet.startRunner('up2');
+    // The newer agent is on disk already (a restart runs it); test/min-runner-version.test.ts has the case where it is not.
+    const installed = join(fleet.dir, 'installed-up2.json');
+    const pkg = JSON.parse(await readFile(AGENT_PACKAGE_JSON, 'utf8')) as { version: string };
+    await writeFile(installed, JSON.stringify({ ...pkg, version: '99.0.0' }));
+    const runner = fleet.startRunner('up2', { RBTK_RUNNER_PACKAGE_JSON: installed });
     await waitFor('runner ONLINE', async () => (await fleet.runnerStatus(id)) === 'ONLINE');
     // Longer than the runner's reconnects can take (full-jitter backoff from 0.5 s: up to 7.5 s over four
     // attempts), so that it is still running when the runner comes back; with 3 s a full run once saw the

@@ -15,6 +15,8 @@ interface Pair {
  * - stall: stop reading on both sides but keep the sockets open — a partition
  *   TCP does not notice: nothing arrives, nothing errors, and when it heals
  *   what was sent meanwhile is delivered, as TCP retransmission would;
+ * - stall connections: stall only the connections open now and let new ones
+ *   through, as a NAT or firewall that dropped a flow's state does (half-open);
  * - delay: hold every chunk for a while before forwarding it (order kept).
  */
 export class TcpProxy {
@@ -63,6 +65,11 @@ export class TcpProxy {
   /** Stops forwarding in both directions, keeping every socket open, until heal(). */
   stall(): void {
     this.mode = 'stalled';
+    this.stallConnections();
+  }
+
+  /** Stalls the connections open now, keeping their sockets open; new connections are forwarded. heal() resumes them. */
+  stallConnections(): void {
     for (const { client, upstream } of this.pairs) {
       client.pause();
       upstream.pause();

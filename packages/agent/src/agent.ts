@@ -8,9 +8,11 @@ import { startControlServer } from './control/server.js';
 import { runDaemon, type DaemonDeps, type DaemonResult } from './daemon.js';
 import { DaemonState } from './daemon-state.js';
 import { DrainControl } from './drain.js';
+import { HostDrainFile } from './drain-file.js';
 import { cleanupLeftovers, type LeftoverContainer } from './executors/docker-leftovers.js';
 import type { Executor } from './executors/executor.js';
 import { createExecutors, dockerExecutorOf, type ExecutorOptions } from './executors/index.js';
+import { lockInstance } from './instance-lock.js';
 import { collectGpuInventory, type GpuInventoryOptions } from './inventory/gpu-inventory.js';
 import { GpuAllocator } from './jobs/gpu-allocator.js';
 import { JobManager } from './jobs/manager.js';
@@ -34,14 +36,27 @@ export interface AgentOptions extends Partial<Omit<DaemonDeps, 'config' | 'confi
 }
 
 /**
- * What `rbtk-runner run` does: prepare the state directory, recover the
- * spool (and containers a previous run left), open the control socket, run
- * the connect loop until the signal aborts, and clean up.
+ * What `rbtk-runner run` does: take the state directory and runner.yaml for
+ * itself, recover the spool (and containers a previous run left), open the
+ * control socket, run the connect loop until the signal aborts, and clean up.
+ * Throws AlreadyRunningError, having touched nothing, while another daemon
+ * holds either.
  */
 export async function runAgent(options: AgentOptions, signal: AbortSignal): Promise<DaemonResult> {
-  const { config, configPath, logger } = options;
-  const stateDir = resolveStateDir(config, configPath, options.env);
+  const stateDir = resolveStateDir(options.config, options.configPath, options.env);
   await mkdir(stateDir, { recursive: true, mode: 0o750 });
+  // First of all: what follows treats every unfinished attempt, labelled container and temp
+  // file as a dead run's leftover, and would kill a live daemon's jobs.
+  const lock = await lockInstance(stateDir, options.configPath);
+  try {
+    return await runLocked(options, stateDir, signal);
+  } finally {
+    await lock.release();
+  }
+}
+
+async function runLocked(options: AgentOptions, stateDir: string, signal: AbortSignal): Promise<DaemonResult> {
+  const { config, configPath, logger } = options;
   const removed = await removeStaleTempFiles(configPath);
   if (removed.length > 0) logger.info({ files: removed }, 'removed temp files left by an interrupted config write');
 
@@ -53,7 +68,9 @@ export async function runAgent(options: AgentOptions, signal: AbortSignal): Prom
   state.trackGpus(gpus, () => allocator.free());
   // prom-client is loaded only where metrics are served: an idle daemon stays small.
   const metrics = config.metrics_listen ? new (await import('./metrics/agent-metrics.js')).AgentMetrics(state) : undefined;
-  const drain = new DrainControl();
+  const keptDrain = new HostDrainFile(stateDir);
+  const drain = new DrainControl(await keptDrain.read());
+  if (drain.localDrain) logger.warn({ reason: drain.localDrain.reason, since: drain.localDrain.since, file: keptDrain.path }, 'still drained on the host: taking no jobs until rbtk-runner resume');
   const jobs = new JobManager({
     refusal: () => drain.refusal(),
     runnerId: config.runner_id,
@@ -66,7 +83,7 @@ export async function runAgent(options: AgentOptions, signal: AbortSignal): Prom
   });
   await jobs.recover(await removeLeftoverContainers(executors, config.runner_id, logger));
   state.trackJobs(() => jobs.status());
-  const control = await startControlServer(controlSocketPath(stateDir), daemonControlHandlers(state, drain, logger), logger);
+  const control = await startControlServer(controlSocketPath(stateDir), daemonControlHandlers(state, drain, logger, keptDrain), logger);
   logger.info(
     { configPath, stateDir, controlSocket: control.path, runnerId: config.runner_id, url: config.url, agentVersion: version },
     'starting',

@@ -2,7 +2,7 @@ import { CloseCode } from '@rbtk/protocol/runner';
 import type { DaemonState } from './daemon-state.js';
 import type { DrainControl, DrainInfo } from './drain.js';
 import type { JobManager } from './jobs/manager.js';
-import { runHeartbeatLoop, type HeartbeatLoopEnd } from './heartbeat.js';
+import { runHeartbeatLoop, staleAfter, type HeartbeatLoopEnd } from './heartbeat.js';
 import type { Logger } from './log.js';
 import type { AgentMetrics } from './metrics/agent-metrics.js';
 import type { CloseInfo, Session } from './session.js';
@@ -107,7 +107,8 @@ export async function runConnectedSession(deps: ConnectedDeps, signal: AbortSign
         send: (frame) => session.send(frame),
         intervalMs: () => intervalMs,
         lastAckAt: () => lastAckAt,
-        staleAfterMs: Math.max(welcome.offlineAfterMs, 2 * welcome.heartbeatIntervalMs),
+        // Well before the coordinator's offlineAfter: a runner that reconnects in time loses no job.
+        staleAfterMs: () => staleAfter(intervalMs, welcome.offlineAfterMs),
         onSent: () => state.heartbeatSent(),
         onFailed: (reason) => deps.metrics?.heartbeatFailed(reason),
         random: deps.random,

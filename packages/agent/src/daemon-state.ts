@@ -2,6 +2,7 @@ import type { GpuInventory, HeartbeatAck, RunnerConfig, RunnerStatus, Welcome } 
 import type { ExitGoal } from './daemon-exit.js';
 import type { DrainControl, DrainInfo } from './drain.js';
 import type { JobStatus } from './jobs/held-attempt.js';
+import type { UpgradeRequired } from './minimum-version.js';
 
 /** What `GET /status` on the control socket answers. */
 export interface DaemonStatus {
@@ -35,16 +36,19 @@ export interface DaemonStatus {
   draining: DrainInfo[];
   /** It exits once its jobs are done: stopped (exit 0) or for an upgrade (exit 75); null: it stays. */
   exiting: ExitGoal | null;
+  /** The coordinator wants a newer agent than the one installed: it takes no jobs until one is; null: it does not. */
+  upgradeRequired: UpgradeRequired | null;
 }
 
 /** The daemon's live state, updated by the connect loop and read by the control server. */
 export class DaemonState {
-  private readonly s: Omit<DaemonStatus, 'jobs' | 'gpus' | 'freeGpus' | 'draining' | 'exiting'>;
+  private readonly s: Omit<DaemonStatus, 'jobs' | 'gpus' | 'freeGpus' | 'draining' | 'exiting' | 'upgradeRequired'>;
   private jobSource: (() => JobStatus[]) | undefined;
   private gpus: GpuInventory | null = null;
   private freeGpus: () => string[] = () => [];
   private drain: DrainControl | undefined;
   private exiting: () => ExitGoal | null = () => null;
+  private upgradeRequired: () => UpgradeRequired | null = () => null;
 
   constructor(config: RunnerConfig, agentVersion: string, now = new Date()) {
     this.s = {
@@ -126,6 +130,11 @@ export class DaemonState {
     this.exiting = exiting;
   }
 
+  /** Where snapshot() reads whether it waits for a newer agent to be installed (the daemon). */
+  trackUpgradeRequired(source: () => UpgradeRequired | null): void {
+    this.upgradeRequired = source;
+  }
+
   rotated(): void {
     this.s.rotations++;
   }
@@ -142,6 +151,7 @@ export class DaemonState {
       freeGpus: this.freeGpus(),
       draining: this.drain?.list() ?? [],
       exiting: this.exiting(),
+      upgradeRequired: this.upgradeRequired(),
     };
   }
 }

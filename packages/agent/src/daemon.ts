@@ -1,6 +1,5 @@
 import {
   CloseCode,
-  isBelowVersion,
   parseDuration,
   type GpuInventory,
   type HostFacts,
@@ -17,14 +16,17 @@ import { collectHostFacts } from './inventory/host.js';
 import type { JobManager } from './jobs/manager.js';
 import type { Logger } from './log.js';
 import type { AgentMetrics } from './metrics/agent-metrics.js';
+import { MinimumVersionGate } from './minimum-version.js';
 import { openSession } from './session.js';
 import { sleep } from './sleep.js';
 import { TokenRotation } from './token-rotation.js';
-import { runUpgradeWatchLoop, type UpgradeWatchDeps } from './upgrade.js';
+import { readInstalledVersion, runUpgradeWatchLoop, type UpgradeWatchDeps } from './upgrade.js';
 import { agentVersion } from './version.js';
 
-/** This soon after a SIGCONT a lost connection is retried at once. */
+/** This soon after a SIGCONT a lost connection is retried quickly, whatever the backoff had grown to. */
 const RESUMED_RECONNECT_MS = 5000;
+/** ...but 250-500 ms apart after the first: a coordinator that refuses fast would get a storm of tries. */
+const RESUMED_RETRY_MS = 250;
 
 export interface DaemonDeps {
   config: RunnerConfig;
@@ -48,7 +50,7 @@ export interface DaemonDeps {
   drain?: DrainControl;
   /** Aborting it stops the running jobs now (a second SIGTERM); a string reason ends up in their results. */
   forceStop?: AbortSignal;
-  /** Watch the installed agent's version; absent: no watch (tests of the connection alone). */
+  /** Watch the installed agent's version; absent: no watch, and no installed version to restart into (tests of the connection alone). */
   upgradeWatch?: Pick<UpgradeWatchDeps, 'packageJson' | 'intervalMs' | 'wakeup'>;
 }
 
@@ -99,11 +101,16 @@ export async function runDaemon(deps: DaemonDeps, outer: AbortSignal): Promise<D
   if (outer.aborted) onStop();
   else outer.addEventListener('abort', onStop, { once: true });
   deps.forceStop?.addEventListener('abort', onForce, { once: true });
-  const checkMinimum = (minimum: string | undefined) => {
-    if (minimum !== undefined && isBelowVersion(version, minimum)) {
-      exit.upgrade(`the coordinator requires rbtk-runner ${minimum} or later; this is ${version}`);
-    }
-  };
+  const packageJson = deps.upgradeWatch?.packageJson;
+  const minimum = new MinimumVersionGate({
+    runningVersion: version,
+    installedVersion: async () => (packageJson ? readInstalledVersion(packageJson) : null),
+    drain,
+    logger,
+    upgrade: (reason) => exit.upgrade(reason),
+  });
+  state.trackUpgradeRequired(() => minimum.upgradeRequired);
+  const checkMinimum = (required: string | undefined) => minimum.check(required);
   const stopWatch = new AbortController();
   const watch = deps.upgradeWatch
     ? runUpgradeWatchLoop(
@@ -123,9 +130,20 @@ export async function runDaemon(deps: DaemonDeps, outer: AbortSignal): Promise<D
   // their sessions; the SIGCONT that starts one means a job waits for it: reconnect now, no backoff.
   let resumedAt = Number.NEGATIVE_INFINITY;
   let cutBackoff: AbortController | null = null;
+  // The first try after a SIGCONT goes at once: the backoff sleep it cuts, or the next one when connected.
+  let reconnectNow = false;
   const onResume = () => {
     resumedAt = Date.now();
-    cutBackoff?.abort();
+    if (cutBackoff) cutBackoff.abort();
+    else reconnectNow = true;
+  };
+  const random = deps.backoff?.random ?? Math.random;
+  const reconnectDelay = (): number => {
+    const resumed = Date.now() - resumedAt < RESUMED_RECONNECT_MS;
+    const now = reconnectNow && resumed;
+    reconnectNow = false;
+    if (now) return 0;
+    return resumed ? RESUMED_RETRY_MS + Math.floor(random() * RESUMED_RETRY_MS) : backoff.next();
   };
   process.on('SIGCONT', onResume);
 
@@ -188,7 +206,7 @@ export async function runDaemon(deps: DaemonDeps, outer: AbortSignal): Promise<D
         reason = (err as Error).message;
         state.failed(reason);
       }
-      const delayMs = Date.now() - resumedAt < RESUMED_RECONNECT_MS ? 0 : backoff.next();
+      const delayMs = reconnectDelay();
       state.reconnecting();
       logger.info({ attempt: backoff.attempt, delayMs, reason }, 'reconnecting');
       cutBackoff = new AbortController();
@@ -203,6 +221,7 @@ export async function runDaemon(deps: DaemonDeps, outer: AbortSignal): Promise<D
     stopWatch.abort();
     // Never leave with a rotation half done: the confirm must follow the write.
     await rotation.idle();
+    await minimum.idle();
     await watch;
   }
   return { reason: exit.goal ?? 'stopped', connections };

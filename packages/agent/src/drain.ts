@@ -11,6 +11,9 @@ export interface DrainInfo {
   since: string;
 }
 
+/** Why `rbtk-runner drain` stops the runner taking jobs. */
+export const HOST_DRAIN_REASON = 'drained on the host (rbtk-runner drain)';
+
 /** A stop outranks an upgrade, which outranks a drain asked for on the host. */
 const RANK: Record<DrainSource, number> = { host: 0, upgrade: 1, stop: 2 };
 
@@ -22,9 +25,14 @@ export type ResumeResult = { ok: true; changed: boolean } | { ok: false; reason:
  * coordinator (hello carries it on a reconnect).
  */
 export class DrainControl {
-  private local: DrainInfo | null = null;
+  private local: DrainInfo | null;
   private coordinator: DrainInfo | null = null;
   private readonly listeners = new Set<(local: DrainInfo | null) => void>();
+
+  /** `kept`: the host drain a previous run left on disk (drain.json); hello carries it. */
+  constructor(kept: DrainInfo | null = null) {
+    this.local = kept;
+  }
 
   /** Drains for `source`; a weaker source never replaces a stronger one. True when the local drain changed. */
   drain(source: DrainSource, reason: string, now = new Date()): boolean {

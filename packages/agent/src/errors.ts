@@ -69,6 +69,12 @@ export class DaemonRunningError extends Error {
   readonly code = 'daemon_running';
 }
 
+/** `run` found another rbtk-runner holding this state directory or runner.yaml; nothing was touched. */
+export class AlreadyRunningError extends Error {
+  override readonly name = 'AlreadyRunningError';
+  readonly code = 'already_running';
+}
+
 /** Errors after which reconnecting cannot help. */
 export function isUnrecoverable(err: unknown): err is RevokedError | ProtocolMismatchError {
   return err instanceof RevokedError || err instanceof ProtocolMismatchError;

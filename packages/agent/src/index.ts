@@ -1,6 +1,7 @@
 export * from './config/index.js';
 export {
   AlreadyRegisteredError,
+  AlreadyRunningError,
   ConnectionError,
   ProtocolMismatchError,
   RevokedError,
@@ -15,9 +16,11 @@ export { openSession, Session, type CloseInfo, type SessionOptions } from './ses
 export { runHeartbeatLoop, heartbeatDelay, type HeartbeatDeps } from './heartbeat.js';
 export { TokenRotation, type TokenRotationDeps } from './token-rotation.js';
 export { startControlServer, type ControlHandlers, type ControlServer } from './control/server.js';
-export { askDaemon, fetchDaemonStatus, waitForIdle, type ControlActionAnswer, type ControlAnswer, type IdleAnswer } from './control/client.js';
+export { askDaemon, fetchDaemonStatus, NOT_RUNNING, waitForIdle, type ControlActionAnswer, type ControlAnswer, type IdleAnswer } from './control/client.js';
 export { daemonControlHandlers, HOST_DRAIN_REASON } from './control/handlers.js';
 export { DrainControl, type DrainInfo, type DrainSource } from './drain.js';
+export { DRAIN_FILE, HostDrainFile } from './drain-file.js';
+export { lockInstance, type InstanceLock } from './instance-lock.js';
 export { DaemonExit, type ExitGoal } from './daemon-exit.js';
 export { installedPackageJson, PACKAGE_JSON_ENV, readInstalledVersion, runUpgradeWatchLoop, Wakeup, type UpgradeWatchDeps } from './upgrade.js';
 export { register } from './api/register.js';

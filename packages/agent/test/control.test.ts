@@ -1,7 +1,7 @@
-import { stat, writeFile } from 'node:fs/promises';
+import { mkdir, readFile, stat, writeFile } from 'node:fs/promises';
 import { spawn } from 'node:child_process';
 import { once } from 'node:events';
-import { request } from 'node:http';
+import { createServer, request, type ServerResponse } from 'node:http';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { askDaemon, fetchDaemonStatus, waitForIdle } from '../src/control/client.js';
@@ -9,6 +9,7 @@ import { daemonControlHandlers, HOST_DRAIN_REASON } from '../src/control/handler
 import { startControlServer } from '../src/control/server.js';
 import { DaemonState } from '../src/daemon-state.js';
 import { DrainControl } from '../src/drain.js';
+import { HostDrainFile } from '../src/drain-file.js';
 import type { JobStatus } from '../src/jobs/held-attempt.js';
 import { memoryLogger, runnerConfig, tempDir } from './helpers/fixtures.js';
 
@@ -133,5 +134,113 @@ describe('drain and resume over the control socket', () => {
     // A daemon that stopped runs nothing.
     expect(await waitForIdle(socket, 1_000, 20)).toEqual({ idle: true, status: null });
     expect(await askDaemon(socket, 'drain')).toEqual({ running: false, reason: 'not running' });
+  });
+});
+
+describe('drain --wait against a daemon that stalls', () => {
+  let dir: string;
+  let cleanup: () => Promise<void>;
+  let socket: string;
+  let close: (() => Promise<void>) | undefined;
+
+  beforeEach(async () => {
+    ({ dir, cleanup } = await tempDir());
+    socket = join(dir, 'control.sock');
+  });
+  afterEach(async () => {
+    await close?.();
+    close = undefined;
+    await cleanup();
+  });
+
+  /** A real HTTP server on the socket path; `answer` decides, per request, what it says and when. */
+  async function serve(answer: (res: ServerResponse, n: number) => void): Promise<void> {
+    let n = 0;
+    const server = createServer((_req, res) => answer(res, n++));
+    await new Promise<void>((resolve) => server.listen(socket, resolve));
+    close = () =>
+      new Promise<void>((resolve) => {
+        server.closeAllConnections();
+        server.close(() => resolve());
+      });
+  }
+  const snapshot = (state: string) => {
+    const s = new DaemonState(runnerConfig('http://x'), '0.1.0');
+    s.trackJobs(() => [{ jobId: 'job1', attempt: 1, state: state as JobStatus['state'] }]);
+    return JSON.stringify(s.snapshot());
+  };
+
+  it('a socket that accepts and never answers is not idle: retried until the deadline, then said so', async () => {
+    await serve(() => undefined);
+    const started = Date.now();
+    const waited = await waitForIdle(socket, 1_000, 20, 300);
+    expect(Date.now() - started).toBeGreaterThanOrEqual(1_000);
+    expect(waited).toEqual({ idle: false, status: null, running: [], unreachable: `control socket ${socket}: no answer within 300 ms` });
+  });
+
+  it('a stalled poll in the middle is retried: idle only once the job really finished', async () => {
+    // Polls 0-1 answer "running", 2 stalls past any poll timeout (an event loop busy for 2.5 s), then "finished".
+    await serve((res, n) => {
+      if (n === 2) return void setTimeout(() => res.end(snapshot('running')), 2_500).unref();
+      res.writeHead(200, { 'content-type': 'application/json' }).end(snapshot(n < 2 ? 'running' : 'finished'));
+    });
+    const waited = await waitForIdle(socket, 10_000, 20, 300);
+    expect(waited).toMatchObject({ idle: true, status: { jobs: [{ jobId: 'job1', state: 'finished' }] } });
+  });
+
+  it('an error answer (HTTP 503, not JSON) is not idle either', async () => {
+    await serve((res) => res.writeHead(503).end('busy'));
+    expect(await waitForIdle(socket, 300, 20, 300)).toMatchObject({ idle: false, unreachable: 'control socket answered HTTP 503' });
+  });
+});
+
+describe('a host drain kept on disk (drain.json)', () => {
+  let dir: string;
+  let cleanup: () => Promise<void>;
+  let socket: string;
+  let drain: DrainControl;
+  let close: () => Promise<void>;
+
+  beforeEach(async () => {
+    ({ dir, cleanup } = await tempDir());
+    socket = join(dir, 'control.sock');
+    drain = new DrainControl();
+    const state = new DaemonState(runnerConfig('http://127.0.0.1:7420'), '0.1.0');
+    state.trackDrain(drain, () => null);
+    close = (await startControlServer(socket, daemonControlHandlers(state, drain, memoryLogger().logger, new HostDrainFile(dir)), memoryLogger().logger)).close;
+  });
+  afterEach(async () => {
+    await close();
+    await cleanup();
+  });
+
+  it('drain writes it (0640) before answering, resume removes it; a new DrainControl starts from it', async () => {
+    await askDaemon(socket, 'drain');
+    expect((await stat(join(dir, 'drain.json'))).mode & 0o777).toBe(0o640);
+    const kept = await new HostDrainFile(dir).read();
+    expect(kept).toEqual({ source: 'host', reason: HOST_DRAIN_REASON, since: drain.localDrain!.since });
+    expect(new DrainControl(kept).refusal()).toBe(`rbtk-runner is draining: ${HOST_DRAIN_REASON}`);
+
+    // Under a stop, which outranks it in memory, the host's drain is still kept for the next start.
+    await askDaemon(socket, 'resume');
+    await expect(stat(join(dir, 'drain.json'))).rejects.toThrow(/ENOENT/);
+    drain.drain('stop', 'rbtk-runner is stopping (SIGTERM)');
+    await askDaemon(socket, 'drain');
+    expect(JSON.parse(await readFile(join(dir, 'drain.json'), 'utf8'))).toMatchObject({ reason: HOST_DRAIN_REASON });
+    expect(await askDaemon(socket, 'resume')).toMatchObject({ refused: 'cannot resume: rbtk-runner is stopping (SIGTERM)' });
+    expect(await new HostDrainFile(dir).read()).toMatchObject({ reason: HOST_DRAIN_REASON });
+  });
+
+  it('says so when the drain cannot be kept on disk, and drains all the same', async () => {
+    // A directory where drain.json goes: the rename onto it fails, as a disk error would.
+    await mkdir(join(dir, 'drain.json', 'x'), { recursive: true });
+    const answer = await askDaemon(socket, 'drain');
+    expect(answer).toEqual({ running: true, refused: expect.stringMatching(/^drained, but only until rbtk-runner restarts: cannot write .*drain\.json: /) });
+    expect(drain.refusal()).toBe(`rbtk-runner is draining: ${HOST_DRAIN_REASON}`);
+  });
+
+  it('an unreadable drain.json still drains: someone asked for it', async () => {
+    await writeFile(join(dir, 'drain.json'), '{"reas');
+    expect(await new HostDrainFile(dir).read()).toEqual({ source: 'host', reason: HOST_DRAIN_REASON, since: expect.any(String) });
   });
 });

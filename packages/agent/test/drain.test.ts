@@ -125,18 +125,25 @@ describe('draining against a real WebSocket peer', () => {
     expect(peer.messages('hello')[1]).not.toHaveProperty('drainReason');
   });
 
-  it("drains and leaves for an upgrade when the coordinator's minimum is newer (welcome)", async () => {
-    await start({ welcomeWith: { minRunnerVersion: '1.10.0' } });
+  /** A package.json of the installed agent: what a restart would run. */
+  const installed = async (version: string) => {
+    const packageJson = join(dir, 'package.json');
+    await writeFile(packageJson, JSON.stringify({ name: '@rbtk/agent', version }));
+    return { upgradeWatch: { packageJson, intervalMs: 60_000 } };
+  };
+
+  it("drains and leaves for an upgrade when the coordinator's minimum is newer (welcome) and so is the installed agent", async () => {
+    await start({ welcomeWith: { minRunnerVersion: '1.10.0' } }, await installed('1.10.0'));
     expect(await running).toEqual({ reason: 'upgrade', connections: 1 });
     expect(peer.messages('drain')).toEqual([
-      { type: 'drain', draining: true, reason: 'the coordinator requires rbtk-runner 1.10.0 or later; this is 1.2.0' },
+      { type: 'drain', draining: true, reason: 'the coordinator requires rbtk-runner 1.10.0 or later; this is 1.2.0; 1.10.0 is installed' },
     ]);
     expect(peer.closes[0]).toMatchObject({ code: 1000 });
   });
 
   it('leaves for an upgrade when a heartbeat_ack raises the minimum, and not for an older one', async () => {
     let minimum = '1.1.9';
-    await start({ ack: () => ({ minRunnerVersion: minimum }) });
+    await start({ ack: () => ({ minRunnerVersion: minimum }) }, await installed('2.0.0'));
     await peer.waitFor('3 heartbeats', () => peer.messages('heartbeat').length >= 3);
     expect(drain.draining).toBe(false);
     minimum = '2.0.0-rc.1';
@@ -232,7 +239,9 @@ describe('jobs while draining (runAgent)', () => {
   });
 
   it('an upgrade waits for the running job, however long shutdown_timeout is, then leaves', async () => {
-    await start({}, {}, { shutdown_timeout: '100ms' });
+    const packageJson = join(dir, 'package.json');
+    await writeFile(packageJson, JSON.stringify({ name: '@rbtk/agent', version: '1.3.0' }));
+    await start({}, { upgradeWatch: { packageJson, intervalMs: 60_000 } }, { shutdown_timeout: '100ms' });
     peer.assign('job-long', sh('sleep 0.6; echo finished'));
     await peer.waitFor('started', () => peer.messages('started')[0]);
     peer.options.ack = () => ({ minRunnerVersion: '1.3.0' });

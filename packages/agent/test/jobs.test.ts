@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import { existsSync } from 'node:fs';
-import { readdir } from 'node:fs/promises';
+import { mkdir, readdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import Docker from 'dockerode';
 import type { RunnerConfig } from '@rbtk/protocol';
@@ -192,6 +192,20 @@ describe('jobs through the runner daemon and a real WebSocket peer', () => {
     expect(peer.messages('accept')).toHaveLength(2);
     expect(peer.messages('started')).toHaveLength(1);
     expect(peer.logText('job-twice')).toBe('once\n');
+  });
+
+  it('survives a spool removal that fails after the result_ack (a .removing left in the way): logs it, keeps running', async () => {
+    await start();
+    // An earlier rm that failed midway leaves `<attempt>.removing` non-empty: the rename onto it gets ENOTEMPTY.
+    await mkdir(join(stateDir(), 'spool', 'job-stuck-1.removing', 'leftover'), { recursive: true });
+    peer.assign('job-stuck', sh('echo hi'));
+    expect(await peer.waitForResult('job-stuck')).toMatchObject({ outcome: 'succeeded' });
+    const failed = await peer.waitFor('logged', () => logged('cannot remove an acknowledged attempt from the spool')[0]);
+    expect(failed).toMatchObject({ level: 50, jobId: 'job-stuck', attempt: 1, err: expect.stringContaining('ENOTEMPTY') });
+    // The daemon lives on and takes the next job; the attempt stays on disk for the next start to resend.
+    peer.assign('job-after', sh('echo after'));
+    expect(await peer.waitForResult('job-after')).toMatchObject({ outcome: 'succeeded' });
+    expect(await spoolDirs()).toContain('job-stuck-1');
   });
 
   it('on stop, lets a job finish within shutdown_timeout and sends its result before closing', async () => {

@@ -139,7 +139,7 @@ describe('heartbeat failures', () => {
     const seen: string[] = [];
     const loop = (send: () => boolean, lastAckAt: number) =>
       runHeartbeatLoop(
-        { send, intervalMs: () => 5, lastAckAt: () => lastAckAt, staleAfterMs: 1000, onFailed: (r) => seen.push(r) },
+        { send, intervalMs: () => 5, lastAckAt: () => lastAckAt, staleAfterMs: () => 1000, onFailed: (r) => seen.push(r) },
         new AbortController().signal,
       );
     expect(await loop(() => true, Date.now() - 10_000)).toBe('stale');

@@ -2,7 +2,7 @@ import { formatDuration, parseDuration, type RunnerConfig } from '@rbtk/protocol
 import { InvalidArgumentError, type Command } from 'commander';
 import { loadConfig } from '../config/load.js';
 import { controlSocketPath, resolveConfigPath, resolveStateDir } from '../config/paths.js';
-import { askDaemon, waitForIdle, type ControlActionAnswer } from '../control/client.js';
+import { askDaemon, NOT_RUNNING, waitForIdle, type ControlActionAnswer } from '../control/client.js';
 import type { DaemonStatus } from '../daemon-state.js';
 import { ConfigError } from '../errors.js';
 import type { JobStatus } from '../jobs/held-attempt.js';
@@ -31,7 +31,7 @@ export function addDrainCommands(program: Command): void {
     .command('drain')
     .description('take no new jobs (the coordinator hears at once) and let the running ones finish; --wait: until they have')
     .option('--config <path>', CONFIG_HELP)
-    .option('--wait', 'return once no job runs (exit 124 if some still run at the timeout)')
+    .option('--wait', 'return once no job runs (exit 124 if some still run at the timeout, or the daemon stopped answering)')
     .option('--timeout <duration>', 'with --wait: how long to wait (default: shutdown_timeout from runner.yaml)', durationArg)
     .option('--json', 'print the outcome as JSON')
     .action(async (flags: DrainFlags) => {
@@ -57,7 +57,7 @@ async function controlSocket(flag: string | undefined): Promise<{ socket: string
 /** Exit code for an answer without a status: no daemon (3) or a refusal (1); undefined when it has one. */
 function failed(answer: ControlActionAnswer): number | undefined {
   if (!answer.running) {
-    process.stderr.write(`error: rbtk-runner is ${answer.reason === 'not running' ? 'not running' : `unreachable: ${answer.reason}`}\n`);
+    process.stderr.write(`error: rbtk-runner is ${answer.reason === NOT_RUNNING ? 'not running' : `unreachable: ${answer.reason}`}\n`);
     return EXIT.NOT_CONNECTED;
   }
   if ('refused' in answer) {
@@ -97,9 +97,17 @@ function drain(flags: DrainFlags): Promise<number> {
       print(flags, { idle: true, running: [], daemon: waited.status }, text);
       return EXIT.OK;
     }
-    const list = waited.running.map(describeJob).join(', ');
-    if (flags.json) print(flags, { idle: false, running: waited.running, daemon: waited.status }, '');
-    process.stderr.write(`error: still running after ${formatDuration(timeoutMs)}: ${list}\n`);
+    // Not knowing is not idle (a `drain --wait && reboot` must not reboot under running jobs): say what it last said.
+    const last = waited.status ?? status;
+    const running = waited.status ? waited.running : busy(status.jobs);
+    const list = running.map(describeJob).join(', ');
+    if (flags.json) print(flags, { idle: false, running, daemon: last, ...(waited.unreachable ? { unreachable: waited.unreachable } : {}) }, '');
+    if (waited.unreachable) {
+      const said = `when it last answered: ${list || 'no job running'}`;
+      process.stderr.write(`error: cannot tell whether jobs still run: the daemon did not answer until the timeout (${formatDuration(timeoutMs)}): ${waited.unreachable}; ${said}\n`);
+    } else {
+      process.stderr.write(`error: still running after ${formatDuration(timeoutMs)}: ${list}\n`);
+    }
     return EXIT.TIMEOUT;
   });
 }

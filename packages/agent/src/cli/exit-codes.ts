@@ -4,13 +4,16 @@ import { EXIT_REVOKED, EXIT_UPGRADE } from '@rbtk/protocol/runner';
 export const EXIT = {
   OK: 0,
   ERROR: 1,
-  /** Bad flags, an existing registration without --force, or `register` while the daemon runs on that file. */
+  /**
+   * Bad flags, an existing registration without --force, `register` while the daemon runs on that file,
+   * or `run` while another daemon holds its state directory or runner.yaml.
+   */
   USAGE: 2,
   /** `status`: no daemon answers, or it is not connected to the coordinator; `drain`/`resume`: no daemon answers. */
   NOT_CONNECTED: 3,
   /** `run`: drained for a pending upgrade (newer agent on disk, or the coordinator's minimum); restart it. */
   UPGRADE: EXIT_UPGRADE,
-  /** `drain --wait`: jobs still running at the timeout (like timeout(1)). */
+  /** `drain --wait`: jobs still running at the timeout, or the daemon no longer answering (like timeout(1)). */
   TIMEOUT: 124,
   /** The runner token was revoked or is invalid: register again. */
   REVOKED: EXIT_REVOKED,

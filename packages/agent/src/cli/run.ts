@@ -2,7 +2,8 @@ import type { Command } from 'commander';
 import { loadConfig } from '../config/load.js';
 import { resolveConfigPath } from '../config/paths.js';
 import { runAgent } from '../agent.js';
-import { ConfigError, ProtocolMismatchError, RevokedError } from '../errors.js';
+import { AlreadyRunningError, ConfigError, ProtocolMismatchError, RevokedError } from '../errors.js';
+import { checkAirgappedNetwork } from '../executors/docker-network.js';
 import { createLogger } from '../log.js';
 import { installedPackageJson, Wakeup } from '../upgrade.js';
 import { EXIT, REVOKED_MESSAGE } from './exit-codes.js';
@@ -33,6 +34,14 @@ async function run(flag: string | undefined): Promise<number> {
     return EXIT.CONFIG;
   }
   const logger = createLogger({ level: config.log_level, pretty });
+  try {
+    const warning = await checkAirgappedNetwork(config, configPath);
+    if (warning) logger.warn({ key: 'docker_network', network: config.docker_network }, warning);
+  } catch (err) {
+    if (!(err instanceof ConfigError)) throw err;
+    logger.fatal({ path: err.path, key: err.key, code: err.code }, `invalid config: ${err.message}`);
+    return EXIT.CONFIG;
+  }
 
   // First signal: drain, let the jobs finish within shutdown_timeout, exit 0. Second: stop the jobs now,
   // report them cancelled, exit. Third: exit at once. SIGHUP: look for an installed upgrade now.
@@ -74,6 +83,10 @@ async function run(flag: string | undefined): Promise<number> {
     if (err instanceof RevokedError) {
       logger.error({ code: err.reason, reason: err.message }, REVOKED_MESSAGE);
       return EXIT.REVOKED;
+    }
+    if (err instanceof AlreadyRunningError) {
+      logger.fatal({ code: err.code }, err.message);
+      return EXIT.USAGE;
     }
     if (err instanceof ProtocolMismatchError) {
       logger.fatal({ code: err.code, reason: err.message }, `protocol mismatch: ${err.message}; upgrade rbtk-runner or the coordinator`);

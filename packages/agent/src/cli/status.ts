@@ -43,10 +43,16 @@ function formatReport(r: RunnerStatusReport): string {
     lines.push(['status', d.status ?? '-'], ['heartbeat', `${d.lastHeartbeatAt ?? 'none yet'} (${d.heartbeatsSent} sent)`]);
   }
   if (d && d.draining.length > 0) lines.push(['draining', d.draining.map((x) => `${x.reason} (since ${x.since})`).join('; ')]);
+  if (d?.upgradeRequired) lines.push(['upgrade', describeUpgrade(d.upgradeRequired)]);
   if (d?.exiting) lines.push(['exiting', d.exiting === 'upgrade' ? 'once idle, for an upgrade (exit 75)' : 'once idle (stopping)']);
   if (d) lines.push(['jobs', describeJobs(r)]);
   if (d?.gpus && d.gpus.gpus.length > 0) lines.push(['gpus', describeGpus(d.gpus, d.freeGpus)]);
   return lines.map(([k, v]) => `${`${k}:`.padEnd(11)}${v}\n`).join('');
+}
+
+function describeUpgrade(u: NonNullable<DaemonStatus['upgradeRequired']>): string {
+  const installed = u.installed ?? 'unreadable';
+  return `required: the coordinator takes rbtk-runner ${u.minimum} or later; running ${u.running}, installed ${installed}; no jobs until a newer one is installed (since ${u.since})`;
 }
 
 function describeJobs(r: RunnerStatusReport): string {

@@ -2,6 +2,9 @@ import { request } from 'node:http';
 import type { DaemonStatus } from '../daemon-state.js';
 import type { JobStatus } from '../jobs/held-attempt.js';
 
+/** The reason of an answer when nobody listens on the socket (or it is gone): the daemon is not running. */
+export const NOT_RUNNING = 'not running';
+
 export type ControlAnswer = { running: true; status: DaemonStatus } | { running: false; reason: string };
 
 /** drain / resume: the status after, or the daemon's refusal (a resume while it stops). */
@@ -29,6 +32,9 @@ function call(socketPath: string, method: string, path: string, timeoutMs: numbe
       res.on('data', (chunk: string) => (text += chunk));
       res.on('end', () => {
         if (res.statusCode === 409) return resolve({ running: true, refused: errorMessage(text) ?? 'refused' });
+        // The daemon's own error (a drain it could not keep on disk): it runs, and says what failed.
+        const message = res.statusCode === 500 ? errorMessage(text) : undefined;
+        if (message) return resolve({ running: true, refused: message });
         if (res.statusCode !== 200) return resolve({ running: false, reason: `control socket answered HTTP ${res.statusCode}` });
         try {
           const status = JSON.parse(text) as DaemonStatus;
@@ -41,7 +47,8 @@ function call(socketPath: string, method: string, path: string, timeoutMs: numbe
     });
     req.on('timeout', () => req.destroy(new Error(`no answer within ${timeoutMs} ms`)));
     req.on('error', (err: NodeJS.ErrnoException) => {
-      if (err.code === 'ENOENT' || err.code === 'ECONNREFUSED') resolve({ running: false, reason: 'not running' });
+      // Only these two mean nobody is there: a timeout or another error may be a daemon that stalls.
+      if (err.code === 'ENOENT' || err.code === 'ECONNREFUSED') resolve({ running: false, reason: NOT_RUNNING });
       else if (err.code === 'EACCES') resolve({ running: false, reason: `cannot open ${socketPath}: permission denied` });
       else resolve({ running: false, reason: `control socket ${socketPath}: ${err.message}` });
     });
@@ -60,20 +67,37 @@ function errorMessage(text: string): string | undefined {
 
 export type IdleAnswer =
   | { idle: true; status: DaemonStatus | null }
-  | { idle: false; status: DaemonStatus; running: JobStatus[] };
+  /**
+   * Not idle at the deadline. `unreachable`: the last polls got no answer (a
+   * timeout, an error), so whether jobs still run is not known; `status` and
+   * `running` are then the last the daemon said (null and none if it never did).
+   */
+  | { idle: false; status: DaemonStatus | null; running: JobStatus[]; unreachable?: string };
 
 /**
  * Polls the daemon until no job runs on it, or timeoutMs passed. A daemon
- * that went away meanwhile (it stopped) runs nothing: idle, status null.
+ * that went away meanwhile (socket gone, nobody listening: it stopped) runs
+ * nothing: idle, status null. A poll that times out or fails otherwise proves
+ * nothing (an event loop stalled for 2 s, the host swapping): it is retried
+ * until the deadline, never taken for idle.
  */
-export async function waitForIdle(socketPath: string, timeoutMs: number, pollMs = 200): Promise<IdleAnswer> {
+export async function waitForIdle(socketPath: string, timeoutMs: number, pollMs = 200, pollTimeoutMs = 2_000): Promise<IdleAnswer> {
   const deadline = Date.now() + timeoutMs;
+  let status: DaemonStatus | null = null;
+  let running: JobStatus[] = [];
   for (;;) {
-    const answer = await fetchDaemonStatus(socketPath);
-    if (!answer.running) return { idle: true, status: null };
-    const running = answer.status.jobs.filter((j) => j.state !== 'finished');
-    if (running.length === 0) return { idle: true, status: answer.status };
-    if (Date.now() >= deadline) return { idle: false, status: answer.status, running };
+    const answer = await fetchDaemonStatus(socketPath, pollTimeoutMs);
+    let unreachable: string | undefined;
+    if (answer.running) {
+      status = answer.status;
+      running = answer.status.jobs.filter((j) => j.state !== 'finished');
+      if (running.length === 0) return { idle: true, status };
+    } else if (answer.reason === NOT_RUNNING) {
+      return { idle: true, status: null };
+    } else {
+      unreachable = answer.reason;
+    }
+    if (Date.now() >= deadline) return { idle: false, status, running, ...(unreachable ? { unreachable } : {}) };
     await new Promise((r) => setTimeout(r, Math.min(pollMs, Math.max(1, deadline - Date.now()))));
   }
 }

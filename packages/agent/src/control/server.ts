@@ -8,9 +8,9 @@ import type { Logger } from '../log.js';
 export interface ControlHandlers {
   status(): DaemonStatus;
   /** Takes no new jobs (the coordinator hears at once); running ones finish. Answers the status after. */
-  drain(): DaemonStatus;
+  drain(): DaemonStatus | Promise<DaemonStatus>;
   /** Lifts a drain asked for on the host; throws ControlError 409 while the daemon stops or upgrades. */
-  resume(): DaemonStatus;
+  resume(): DaemonStatus | Promise<DaemonStatus>;
 }
 
 /** A refusal with its HTTP status and error code, answered as `{error: {code, message}}`. */

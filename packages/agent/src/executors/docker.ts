@@ -5,6 +5,7 @@ import type { Logger } from '../log.js';
 import { LABELS } from './container-labels.js';
 import { dockerMessage } from './docker-error.js';
 import { ensureImage } from './docker-image.js';
+import { InternalNetworkCheck } from './docker-network.js';
 import { inspectEnd, oomMessage, possibleOomMessage } from './docker-oom.js';
 import { removeOnce, retryRemoval, type RemovalOptions } from './docker-removal.js';
 import { waitFailedMessage, waitForExit } from './docker-wait.js';
@@ -47,14 +48,17 @@ const STREAM_DRAIN_MS = 5_000;
 /** One container per attempt, named rbtk-<jobId>-<attempt>, removed whatever happens. */
 export class DockerExecutor implements Executor {
   readonly docker: Docker;
+  /** An air-gapped runner's: job containers join `none` or an internal network only. */
+  private readonly networks: InternalNetworkCheck | undefined;
 
   constructor(private readonly options: DockerExecutorOptions = {}) {
     this.docker = options.docker ?? new Docker();
+    this.networks = options.airgapped ? new InternalNetworkCheck(this.docker) : undefined;
   }
 
   start(attempt: AttemptRef, spec: ExecutorSpec, sink: ExecutionSink, signal?: AbortSignal, resources: AttemptResources = {}): Execution {
     if (spec.type !== 'docker') throw new TypeError(`the docker executor cannot run a ${spec.type} job`);
-    return new DockerExecution(this.docker, this.options, attempt, resources, spec, sink, signal);
+    return new DockerExecution(this.docker, this.options, this.networks, attempt, resources, spec, sink, signal);
   }
 }
 
@@ -72,6 +76,7 @@ class DockerExecution implements Execution {
   constructor(
     private readonly docker: Docker,
     private readonly options: DockerExecutorOptions,
+    private readonly networks: InternalNetworkCheck | undefined,
     private readonly ref: AttemptRef,
     private readonly resources: AttemptResources,
     spec: DockerExecutorSpec,
@@ -107,7 +112,16 @@ class DockerExecution implements Execution {
     if (this.container) this.stopContainer(this.container);
   }
 
+  /** The pool's network (welcome), else runner.yaml's docker_network, else none. */
+  private get network(): string {
+    return this.resources.network ?? this.options.network ?? 'none';
+  }
+
   private async run(spec: DockerExecutorSpec, sink: ExecutionSink): Promise<ExecutionResult> {
+    // Before the image: an air-gapped job that could reach out never starts, nor pulls from the registry.
+    const unsafe = await this.networks?.refusal(this.network);
+    if (this.stopped) return resultOf(null, this.stopped);
+    if (unsafe) return failedBeforeStart(unsafe);
     let refused: string | undefined;
     try {
       refused = await ensureImage(this.docker, spec.image, spec.pull, {
@@ -214,7 +228,7 @@ class DockerExecution implements Execution {
       Tty: false,
       OpenStdin: false,
       HostConfig: {
-        NetworkMode: this.resources.network ?? this.options.network ?? 'none',
+        NetworkMode: this.network,
         DeviceRequests: deviceRequests(this.resources.gpuIds),
         ...(memory !== undefined ? { Memory: memory, MemorySwap: memory } : {}),
       },

@@ -344,7 +344,11 @@ export class JobManager {
     if (!accepted) this.deps.logger.warn({ jobId, attempt, reason }, 'the coordinator refused the result');
     else this.deps.logger.debug({ jobId, attempt }, 'result acknowledged');
     this.held.delete(key);
-    void h.spooled.remove();
+    // A failed removal (a rename refused: ENOTEMPTY, EIO) must not crash the daemon: the next start
+    // finds the attempt with its result and sends it again, which the coordinator acknowledges as a duplicate.
+    h.spooled.remove().catch((err: unknown) =>
+      this.deps.logger.error({ jobId, attempt, err: (err as Error).message }, 'cannot remove an acknowledged attempt from the spool'),
+    );
   }
 
   private adopt(jobId: string, attempt: number): HeldAttempt {
