@@ -109,6 +109,8 @@ describe('the runner socket under random and mutated frames', () => {
     if (m.type !== 'hello' && !greeted) return { close: CloseCode.BadMessage, code: ErrorCode.HelloRequired };
     switch (m.type) {
       case 'hello':
+        // A session says hello once: a second would redo its job reconciliation.
+        if (greeted) return { close: CloseCode.BadMessage, code: ErrorCode.MalformedMessage };
         return { reply: (r) => r.type === 'welcome', hello: true };
       case 'heartbeat':
         return { reply: (r) => r.type === 'heartbeat_ack' && r.seq === m.seq };

@@ -33,12 +33,13 @@ describe.skipIf(!existsSync(BIN))('rbtk-coordinator serve', () => {
     const dir = tempDir();
     const child = spawn(process.execPath, [BIN, 'serve', '--listen', '127.0.0.1:0', '--data-dir', dir.dir], {
       stdio: ['ignore', 'pipe', 'inherit'],
-      env: { ...process.env, RBTK_OFFLINE_AFTER: '2s' },
+      env: { ...process.env, RBTK_OFFLINE_AFTER: '2s', RBTK_MAX_LOG_BYTES: '8m' },
     });
     try {
       const line = await waitForLine(child, (l) => l.msg === 'listening');
       expect(line.url).toMatch(/^http:\/\/127\.0\.0\.1:\d+$/);
       expect(line.offlineAfterMs).toBe(2000);
+      expect(line.maxLogBytes).toBe(8 * 2 ** 20);
       expect((await fetch(`${line.url}/healthz`)).status).toBe(200);
       const exited = new Promise<number | null>((r) => child.once('exit', (code) => r(code)));
       child.kill('SIGTERM');
@@ -57,8 +58,12 @@ describe.skipIf(!existsSync(BIN))('rbtk-coordinator serve', () => {
     expect(badEnv.status).toBe(2);
     expect(badEnv.stderr).toMatch(/RBTK_LISTEN/);
     expect(spawnSync(process.execPath, [BIN, 'serve', '--bogus'], { encoding: 'utf8' }).status).toBe(2);
+    const badSize = spawnSync(process.execPath, [BIN, 'serve', '--max-log-bytes', 'lots'], { encoding: 'utf8' });
+    expect(badSize.status).toBe(2);
+    expect(badSize.stderr).toMatch(/--max-log-bytes.*invalid size "lots"/);
     const help = spawnSync(process.execPath, [BIN, 'serve', '--help'], { encoding: 'utf8' });
     expect(help.status).toBe(0);
     expect(help.stdout).toMatch(/--token-rotation/);
+    expect(help.stdout).toMatch(/--max-log-bytes <size>[\s\S]*default: 64MiB, env: RBTK_MAX_LOG_BYTES/);
   });
 });

@@ -94,6 +94,14 @@ describe('startCoordinator', () => {
     dir.cleanup();
   });
 
+  it('rejects bad limits', async () => {
+    const dir = tempDir();
+    await expect(startCoordinator({ dataDir: dir.dir, port: 0, maxLogBytes: -1 })).rejects.toThrow(/maxLogBytes must be a whole number >= 0/);
+    await expect(startCoordinator({ dataDir: dir.dir, port: 0, maxLogBytes: 1.5 })).rejects.toThrow(/maxLogBytes/);
+    await expect(startCoordinator({ dataDir: dir.dir, port: 0, helloTimeoutMs: 0 })).rejects.toThrow(/helloTimeoutMs/);
+    dir.cleanup();
+  });
+
   it('keeps serving other runners when one socket misbehaves at the TCP level', async () => {
     const dir = tempDir();
     const c = await startCoordinator({ dataDir: dir.dir, port: 0, logger: createLogger({ level: 'silent' }) });
@@ -107,6 +115,79 @@ describe('startCoordinator', () => {
       sock.resetAndDestroy();
       const refusal = await TestSocket.refusal(c.url.replace('http', 'ws') + ROUTES.runnerSocket, null);
       expect(refusal.status).toBe(401);
+    } finally {
+      await c.stop();
+      dir.cleanup();
+    }
+  });
+});
+
+describe('HTTP connections', () => {
+  const rawConnect = async (url: string) => {
+    const { connect } = await import('node:net');
+    const sock = connect(Number(new URL(url).port), '127.0.0.1');
+    await new Promise((r) => sock.once('connect', r));
+    return sock;
+  };
+
+  it('a client that goes away mid-body is a debug line, not a 500 with a stack', async () => {
+    const dir = tempDir();
+    const { logger, lines } = capturedLogger();
+    const c = await startCoordinator({ dataDir: dir.dir, port: 0, logger });
+    try {
+      const admin = readFileSync(c.adminTokenFile, 'utf8').trim();
+      const sock = await rawConnect(c.url);
+      sock.write(
+        `POST ${ROUTES.jobs} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ${admin}\r\nContent-Type: application/json\r\nContent-Length: 1000\r\n\r\n{"pool":`,
+      );
+      // Let the handler start reading the body, then leave.
+      await new Promise((r) => setTimeout(r, 200));
+      sock.destroy();
+      await eventually(async () => lines.some((l) => l.msg === 'client went away before its request was read'));
+      expect((await fetch(c.url + ROUTES.health)).status).toBe(200);
+      const loud = lines.filter((l) => (l.level as number) >= 40);
+      expect(loud).toEqual([]);
+    } finally {
+      await c.stop();
+      dir.cleanup();
+    }
+  });
+
+  it('cuts a request whose headers dribble in (408), and leaves upgraded WebSockets alone', async () => {
+    const dir = tempDir();
+    const c = await startCoordinator({ dataDir: dir.dir, port: 0, httpRequestTimeoutMs: 300, logger: createLogger({ level: 'silent' }) });
+    try {
+      const admin = readFileSync(c.adminTokenFile, 'utf8').trim();
+      const wsUrl = c.url.replace('http', 'ws') + ROUTES.runnerSocket;
+      const api = (method: string, route: string, body?: unknown) =>
+        fetch(c.url + route, { method, headers: { authorization: `Bearer ${admin}`, 'content-type': 'application/json' }, body: JSON.stringify(body) });
+      expect((await api('POST', ROUTES.pools, { name: 'long' })).status).toBe(201);
+      const reg = (await (await api('POST', ROUTES.poolTokens('long'), { ttl: '1h' })).json()) as { token: string };
+      const res = await fetch(c.url + ROUTES.register, {
+        method: 'POST',
+        headers: { authorization: `Bearer ${reg.token}`, 'content-type': 'application/json' },
+        body: JSON.stringify({ name: 'long-lived' }),
+      });
+      const runner = (await res.json()) as { token: string };
+      const s = await TestSocket.open(wsUrl, runner.token);
+      await s.hello();
+
+      const slow = await rawConnect(c.url);
+      const startedAt = performance.now();
+      slow.write(`GET ${ROUTES.health} HTTP/1.1\r\nHost: x\r\n`); // and never the blank line
+      const answer = await new Promise<string>((resolve) => {
+        let text = '';
+        slow.on('data', (d: Buffer) => (text += d.toString()));
+        slow.on('close', () => resolve(text));
+      });
+      expect(answer).toMatch(/^HTTP\/1\.1 408 /);
+      expect(answer).toMatch(/"message":"the request did not arrive in time"/);
+      expect(performance.now() - startedAt).toBeLessThan(3_000);
+
+      // Well past the request timeout, the runner socket is still up.
+      await new Promise((r) => setTimeout(r, 900));
+      expect((await s.heartbeat(1)).seq).toBe(1);
+      s.ws.terminate();
     } finally {
       await c.stop();
       dir.cleanup();

@@ -79,6 +79,24 @@ describe('job dispatch', () => {
     expect(await state(id, 'succeeded')).toMatchObject({ attempt: 2, runnerId: fast.runnerId });
   });
 
+  it("another runner's accept or started for an attempt does not cancel its runner's accept deadline", async () => {
+    await start({ acceptTimeoutMs: 400 });
+    const owner = await runner('fenced', { name: 'owner' });
+    // In another pool: when the job is requeued it has nowhere to go, so it stays queued for us to see.
+    const intruder = await runner('elsewhere', { name: 'intruder' });
+    const id = await submit('fenced');
+    const a = await owner.next('assign');
+    intruder.send({ type: 'accept', jobId: id, attempt: a.attempt });
+    intruder.send({ type: 'started', jobId: id, attempt: a.attempt });
+    // The owner never accepts: at the accept timeout the job is taken back and the owner told to drop it.
+    expect(await owner.next('cancel', () => true, 3_000)).toMatchObject({ jobId: id, attempt: a.attempt, reason: 'stale' });
+    expect(await state(id, 'queued')).toMatchObject({ attempt: a.attempt, runnerId: null, reason: 'accept_timeout' });
+    // The intruder's frames changed nothing and cost it nothing: its session is still up.
+    expect(await intruder.next('cancel', () => true, 200).catch(() => 'none')).toBe('none');
+    intruder.send({ type: 'heartbeat', seq: 1 });
+    await intruder.next('heartbeat_ack');
+  });
+
   it('a rejected job goes to another runner and never back to the one that rejected it', async () => {
     await start();
     const picky = await runner('rej', { name: 'picky', maxJobs: 4 });

@@ -1,6 +1,9 @@
+import { connect as netConnect } from 'node:net';
+import { PassThrough } from 'node:stream';
 import { MAX_WS_FRAME_BYTES, ROUTES } from '@rbtk/protocol';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { eventually, HELLO, TestCoordinator, TestSocket } from './helpers.js';
+import { createLogger } from '../src/index.js';
+import { eventually, HELLO, sleep, TestCoordinator, TestSocket } from './helpers.js';
 
 describe('runner websocket', () => {
   let tc: TestCoordinator;
@@ -79,6 +82,33 @@ describe('runner websocket', () => {
     s.send({ type: 'heartbeat', seq: 1 });
     expect(await s.expect('error')).toMatchObject({ code: 'hello_required' });
     expect((await s.closed).code).toBe(4400);
+  });
+
+  it('refuses a second hello on the same socket with 4400 (it would re-run the job reconciliation)', async () => {
+    const { token, runnerId } = await tc.newRunner('twice');
+    const s = await connect(token);
+    await s.hello();
+    s.send(HELLO);
+    expect(await s.expect('error')).toEqual({ type: 'error', code: 'malformed_message', message: 'hello twice: a session says hello once' });
+    expect((await s.closed).code).toBe(4400);
+    // Nothing else changed: a new session says hello as usual.
+    const again = await connect(token);
+    expect((await again.hello()).runnerId).toBe(runnerId);
+  });
+
+  it('answers an upgrade whose request target is not a URL with 400, not 500', async () => {
+    for (const target of ['//', '//host:99999/v1/runner/ws']) {
+      const sock = netConnect(Number(new URL(tc.url).port), '127.0.0.1');
+      await new Promise((r) => sock.once('connect', r));
+      sock.write(`GET ${target} HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: ${'A'.repeat(22)}==\r\nSec-WebSocket-Version: 13\r\n\r\n`);
+      const answer = await new Promise<string>((resolve) => {
+        let text = '';
+        sock.on('data', (d: Buffer) => (text += d.toString()));
+        sock.on('close', () => resolve(text));
+      });
+      expect(answer).toMatch(/^HTTP\/1\.1 400 /);
+      expect(JSON.parse(answer.slice(answer.indexOf('\r\n\r\n') + 4))).toEqual({ error: { code: 'bad_request', message: 'malformed request URL' } });
+    }
   });
 
   it('bad frames get an error and a close code while other runners keep going', async () => {
@@ -219,6 +249,31 @@ describe('token rotation', () => {
     expect(row).toMatchObject({ actor: 'system', details: { reason: 'superseded token reused', tokenId: reg.token.split('_')[2] } });
     // The legitimate (current) token is revoked as well.
     expect((await TestSocket.refusal(tc.wsUrl, rotated.token)).body.error.code).toBe('token_revoked');
+  });
+});
+
+describe('hello timeout', () => {
+  it('closes a socket that sends no hello in time with 4408, after an error frame; a prompt hello is kept', async () => {
+    const lines: string[] = [];
+    const logs = new PassThrough();
+    logs.on('data', (chunk: Buffer) => lines.push(...chunk.toString().split('\n').filter(Boolean)));
+    const tc = await TestCoordinator.start({ helloTimeoutMs: 300, logger: createLogger({ level: 'warn', destination: logs, pretty: false }) });
+    try {
+      const silent = await TestSocket.open(tc.wsUrl, (await tc.newRunner('quiet', 'silent')).token);
+      const prompt = await TestSocket.open(tc.wsUrl, (await tc.newRunner('quiet', 'prompt')).token);
+      await prompt.hello();
+      const openedAt = performance.now();
+      expect(await silent.expect('error')).toMatchObject({ code: 'hello_required', message: 'no "hello" within 300 ms of the upgrade' });
+      expect((await silent.closed).code).toBe(4408);
+      expect(performance.now() - openedAt).toBeLessThan(2_000);
+      // The one that said hello outlives the timeout.
+      await sleep(400);
+      expect((await prompt.heartbeat(1)).seq).toBe(1);
+      prompt.ws.terminate();
+      expect(lines.some((l) => l.includes('runner frame refused') && l.includes('hello_required'))).toBe(true);
+    } finally {
+      await tc.stop();
+    }
   });
 });
 

@@ -8,17 +8,31 @@ import { ErrorCode, MAX_HTTP_BODY_BYTES, RbtkError } from '@rbtk/protocol';
  */
 const DRAIN_LIMIT_BYTES = 16 * MAX_HTTP_BODY_BYTES;
 
-/** Reads the whole body as UTF-8; 413 body_too_large past `limit`. */
+/**
+ * The client went away before its body was read (closed the connection, a
+ * reset, a timeout): nobody is left to answer, and it is not our failure.
+ */
+export class ClientGoneError extends Error {
+  override readonly name = 'ClientGoneError';
+}
+
+/** Reads the whole body as UTF-8; 413 body_too_large past `limit`; ClientGoneError when the client leaves first. */
 export async function readBody(req: IncomingMessage, limit = MAX_HTTP_BODY_BYTES): Promise<string> {
   const chunks: Buffer[] = [];
   let total = 0;
-  for await (const chunk of req as AsyncIterable<Buffer>) {
-    total += chunk.length;
-    if (total > DRAIN_LIMIT_BYTES) {
-      req.destroy();
-      break;
+  try {
+    for await (const chunk of req as AsyncIterable<Buffer>) {
+      total += chunk.length;
+      if (total > DRAIN_LIMIT_BYTES) {
+        req.destroy();
+        break;
+      }
+      if (total <= limit) chunks.push(chunk);
     }
-    if (total <= limit) chunks.push(chunk);
+  } catch (err) {
+    // node fails the stream with `aborted` (ECONNRESET) when the peer closes mid-body.
+    if (!req.complete) throw new ClientGoneError(`client went away mid-body: ${(err as Error).message}`);
+    throw err;
   }
   if (total > limit) {
     throw new RbtkError(ErrorCode.BodyTooLarge, `request body is larger than ${limit} bytes`);

@@ -3,6 +3,7 @@ import { coerceError, ErrorCode, RbtkError } from '@rbtk/protocol';
 import type { CoordinatorContext } from '../context.js';
 import { metricsRoutes } from '../metrics/metrics-route.js';
 import { auditRoutes } from './audit.js';
+import { ClientGoneError } from './body.js';
 import { healthRoutes } from './health.js';
 import { hostedPoolRoutes } from './hosted-pools.js';
 import { jobRoutes } from './jobs.js';
@@ -75,6 +76,12 @@ export function createRequestListener(ctx: CoordinatorContext, routes: readonly 
           const headers: Record<string, string> = err.code === ErrorCode.BodyTooLarge ? { connection: 'close' } : {};
           sendError(res, err.status, err.code, err.message, err.details, headers);
           done(err.status);
+          return;
+        }
+        if (err instanceof ClientGoneError) {
+          // Its connection is gone: no answer to send, and nothing an operator must look at.
+          ctx.log.debug({ method, path: url.pathname, reason: err.message }, 'client went away before its request was read');
+          res.destroy();
           return;
         }
         ctx.log.error({ err: coerceError(err), method, path: url.pathname }, 'request failed');

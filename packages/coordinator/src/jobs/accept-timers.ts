@@ -25,10 +25,15 @@ export class AcceptTimers {
     if (this.pending.get(jobId)?.attempt !== attempt) this.start(jobId, attempt, runnerId);
   }
 
-  /** Stops waiting for the job's attempt (any attempt when none is named). */
-  clear(jobId: string, attempt?: number): void {
+  /**
+   * Stops waiting for the job's attempt (any attempt when none is named). Given
+   * a runner, only when the deadline is that runner's: another runner knowing
+   * the job id must not cancel it (its accept would keep the job assigned forever).
+   */
+  clear(jobId: string, attempt?: number, runnerId?: string): void {
     const p = this.pending.get(jobId);
-    if (p && (attempt === undefined || p.attempt === attempt)) this.pending.delete(jobId);
+    if (!p || (attempt !== undefined && p.attempt !== attempt) || (runnerId !== undefined && p.runnerId !== runnerId)) return;
+    this.pending.delete(jobId);
   }
 
   stop(): void {

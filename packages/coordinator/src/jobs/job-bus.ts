@@ -8,12 +8,17 @@ export type JobBusEvent =
 
 export type JobListener = (event: JobBusEvent) => void;
 
+/** Told of a listener that threw; the publisher never is. */
+export type ListenerFailed = (err: unknown, jobId: string, event: JobBusEvent) => void;
+
 /**
  * In-process fan-out of job changes to watchers. Events are published in
  * commit order (SQLite commits synchronously), so a listener sees them in order.
  */
 export class JobBus {
   private readonly listeners = new Map<string, Set<JobListener>>();
+
+  constructor(private readonly failed: ListenerFailed) {}
 
   subscribe(jobId: string, listener: JobListener): () => void {
     let set = this.listeners.get(jobId);
@@ -34,6 +39,14 @@ export class JobBus {
     const set = this.listeners.get(jobId);
     if (!set) return;
     // A copy: a listener may unsubscribe itself (terminal state) while we iterate.
-    for (const listener of [...set]) listener(event);
+    for (const listener of [...set]) {
+      // The publisher has committed already (a runner's log, a state change): one watcher's bug must
+      // not fail it (its runner session closed 1011) nor keep the event from the other watchers.
+      try {
+        listener(event);
+      } catch (err) {
+        this.failed(err, jobId, event);
+      }
+    }
   }
 }

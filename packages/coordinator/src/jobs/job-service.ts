@@ -30,6 +30,8 @@ export interface JobServiceDeps {
   now: () => number;
   /** How long a runner has to accept an assignment. */
   acceptTimeoutMs: number;
+  /** The most log bytes stored per attempt (the rest is acknowledged and dropped); 0: no limit. */
+  maxLogBytes?: number;
   /** Told of every committed change (dispatch latency, queue wait). */
   metrics?: CoordinatorMetrics;
 }
@@ -70,7 +72,7 @@ export const TIMEOUT_BACKSTOP_MS = 30_000;
  * a stale attempt on its runner). Runner frames are handled in runner-jobs.ts.
  */
 export class JobService {
-  readonly bus = new JobBus();
+  readonly bus: JobBus;
   readonly index = new RunnerIndex();
   readonly dispatcher: Dispatcher;
   private readonly routing = new RoutingCache();
@@ -85,6 +87,9 @@ export class JobService {
   }
 
   constructor(readonly deps: JobServiceDeps) {
+    this.bus = new JobBus((err, jobId, event) =>
+      deps.log.error({ err: coerceError(err), jobId, event: event.kind }, 'job watcher failed on an event: skipped it'),
+    );
     this.acceptTimers = new AcceptTimers(deps.acceptTimeoutMs, (jobId, attempt, runnerId) =>
       this.acceptTimedOut(jobId, attempt, runnerId),
     );
@@ -111,7 +116,7 @@ export class JobService {
     const leftRunner =
       before.runnerId !== null && isInFlight(before.state) && (!isInFlight(after.state) || after.attempt !== before.attempt);
     if (leftRunner) {
-      this.clearAcceptTimer(after.id);
+      this.acceptTimers.clear(after.id);
       this.members?.released(before.runnerId!, after);
       if (cancelRunner) {
         // The runner may still be running it: its slot frees when the runner says the attempt ended.
@@ -150,7 +155,7 @@ export class JobService {
     this.apply([{ jobId, decide: requeueFree(runnerId, attempt, 'accept_timeout', this.deps.now()), cancelRunner: 'stale' }]).then(
       (done) => {
         if (done.length > 0) this.deps.log.warn({ jobId, attempt, runnerId }, 'no accept in time: requeued');
-        else this.acceptTimers.clear(jobId, attempt); // it had moved on: nothing to take back
+        else this.acceptTimers.clear(jobId, attempt, runnerId); // it had moved on: nothing to take back
       },
       (err: unknown) => this.deps.log.error({ err: coerceError(err), jobId }, 'accept timeout requeue failed: trying again after another accept timeout'),
     );
@@ -205,9 +210,9 @@ export class JobService {
     this.acceptTimers.keep(jobId, attempt, runnerId);
   }
 
-  /** The runner took the attempt (accept, started, or held at hello): stop waiting for it. */
-  clearAcceptTimer(jobId: string, attempt?: number): void {
-    this.acceptTimers.clear(jobId, attempt);
+  /** The runner took the attempt (accept, started, or held at hello): stop waiting for it, if it is that runner's. */
+  clearAcceptTimer(jobId: string, attempt: number, runnerId: string): void {
+    this.acceptTimers.clear(jobId, attempt, runnerId);
   }
 
   /**

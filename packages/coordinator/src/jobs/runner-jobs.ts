@@ -92,7 +92,7 @@ export class RunnerJobs {
       // It holds the attempt: it accepted it, or its accept follows once the attempt's spool is written
       // (a spool that is never written is an accept that never comes). A cancel asked for meanwhile is repeated.
       if (heldOf(j)?.accepting) this.jobs.awaitAccept(j.id, j.attempt, this.runnerId);
-      else this.jobs.clearAcceptTimer(j.id, j.attempt);
+      else this.jobs.clearAcceptTimer(j.id, j.attempt, this.runnerId);
       if (j.cancelRequested) this.send({ type: 'cancel', jobId: j.id, attempt: j.attempt, reason: 'cancelled' });
     }
     this.jobs.members?.hello(runner.id);
@@ -114,7 +114,7 @@ export class RunnerJobs {
   }
 
   onAccept(frame: Accept): void {
-    this.jobs.clearAcceptTimer(frame.jobId, frame.attempt);
+    this.jobs.clearAcceptTimer(frame.jobId, frame.attempt, this.runnerId);
     this.jobs.index.took(this.runnerId, frame.jobId);
   }
 
@@ -139,36 +139,41 @@ export class RunnerJobs {
   }
 
   async onStarted(frame: Started): Promise<void> {
-    this.jobs.clearAcceptTimer(frame.jobId, frame.attempt);
+    // Only this runner's deadline: a started from another runner is refused by the fenced decision below.
+    this.jobs.clearAcceptTimer(frame.jobId, frame.attempt, this.runnerId);
     await this.jobs.apply([{ jobId: frame.jobId, decide: started(this.runnerId, frame.attempt, this.jobs.deps.now()) }]);
   }
 
   /**
    * Appends in order; duplicates are acked and dropped. A gap (a frame before it was not stored: a store
    * error, which closes the session) is acked with the stored length; the runner resends from its last
-   * acknowledged byte on its next session.
+   * acknowledged byte on its next session. Past the log limit, every frame is acked and dropped: the runner
+   * frees its spool, and the job runs on.
    */
   async onLog(frame: LogFrame): Promise<void> {
-    const result = await this.jobs.deps.store.jobs.appendLog({
+    const { store, maxLogBytes, log } = this.jobs.deps;
+    // maxLogBytes 0 (or unset): no limit.
+    const result = await store.jobs.appendLog({
       jobId: frame.jobId,
       attempt: frame.attempt,
       offset: frame.offset,
       stream: frame.stream,
       data: frame.data,
-    }, this.runnerId);
+    }, this.runnerId, maxLogBytes || undefined);
     const ack = (offset: number) => this.send({ type: 'log_ack', jobId: frame.jobId, attempt: frame.attempt, offset });
     if (result.kind === 'stale') return ack(frame.offset + Buffer.byteLength(frame.data, 'utf8'));
-    if (result.kind === 'stored' && result.appended) {
-      this.jobs.bus.publish(frame.jobId, {
-        kind: 'log',
-        jobId: frame.jobId,
-        attempt: frame.attempt,
-        offset: frame.offset,
-        stream: frame.stream,
-        data: frame.data,
-      });
+    if (result.kind === 'stored' && result.appended) this.publishLog(frame);
+    if (result.kind === 'truncated') {
+      if (result.appended.length > 0) {
+        log.warn({ jobId: frame.jobId, attempt: frame.attempt, runnerId: this.runnerId, maxLogBytes }, 'job log reached the limit: the rest is not stored');
+      }
+      for (const chunk of result.appended) this.publishLog(chunk);
     }
     ack(result.length);
+  }
+
+  private publishLog(c: Pick<LogFrame, 'jobId' | 'attempt' | 'offset' | 'stream' | 'data'>): void {
+    this.jobs.bus.publish(c.jobId, { kind: 'log', jobId: c.jobId, attempt: c.attempt, offset: c.offset, stream: c.stream, data: c.data });
   }
 
   async onResult(frame: ResultFrame): Promise<void> {

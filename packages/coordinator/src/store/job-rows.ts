@@ -101,5 +101,10 @@ export type AppendLogResult =
   | { kind: 'stored'; length: number; appended: boolean }
   /** A gap: the runner must resend from `length`. */
   | { kind: 'gap'; length: number }
+  /**
+   * Past the attempt's log limit: acknowledged up to `length` (the chunk's end, in the runner's bytes) and
+   * dropped. `appended`: what this call stored (the part below the limit and the marker), once; else empty.
+   */
+  | { kind: 'truncated'; length: number; appended: LogChunkRow[] }
   /** Not the job's current attempt (or no such job): acknowledged and dropped. */
   | { kind: 'stale' };

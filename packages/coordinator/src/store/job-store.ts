@@ -58,8 +58,9 @@ export interface JobStore {
   /**
    * Appends a log chunk of `attempt` when it starts exactly at the stored length.
    * Given `runnerId`, only the runner that holds the attempt may append (stale otherwise).
+   * At most `maxBytes` of the attempt's log are stored, then a truncation marker (log-limit.ts).
    */
-  appendLog(chunk: Omit<LogChunkRow, 'size'>, runnerId?: string): Promise<AppendLogResult>;
+  appendLog(chunk: Omit<LogChunkRow, 'size'>, runnerId?: string, maxBytes?: number): Promise<AppendLogResult>;
   /** The attempt's log from byte `fromOffset` (a chunk straddling it included), at most `limit` chunks. */
   logs(jobId: string, attempt: number, fromOffset: number, limit?: number): Promise<LogChunkRow[]>;
 }

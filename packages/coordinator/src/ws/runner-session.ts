@@ -16,6 +16,7 @@ import type { CoordinatorContext } from '../context.js';
 import { coordinatorDrainReason } from '../drain.js';
 import { RunnerJobs } from '../jobs/runner-jobs.js';
 import type { Logger } from '../log.js';
+import { DEFAULT_HELLO_TIMEOUT_MS } from '../options.js';
 import { TokenRotation } from '../rotation.js';
 import { knownStoreError } from '../store/store-errors.js';
 import type { RunnerRecord } from '../store/rows.js';
@@ -35,6 +36,9 @@ export class RunnerSession implements LiveSession {
   private readonly log: Logger;
   private readonly rotation: TokenRotation;
   private greeted = false;
+  /** Set as a hello is taken (greeted waits for its write): any later hello on this socket is refused. */
+  private helloSeen = false;
+  private helloTimer: NodeJS.Timeout | undefined;
   /** The coordinator-side drain reason this runner was last told (null: none, or nothing said yet). */
   private toldDrain: string | null = null;
   private closing = false;
@@ -47,6 +51,8 @@ export class RunnerSession implements LiveSession {
     runner: RunnerRecord,
     /** The socket under `ws`, to batch a turn's writes. */
     private readonly socket: Duplex,
+    /** How long after the upgrade the first frame (hello) may take. */
+    private readonly helloTimeoutMs: number = DEFAULT_HELLO_TIMEOUT_MS,
   ) {
     this.runnerId = runner.id;
     this.log = ctx.log.child({ runnerId: runner.id, pool: runner.poolName, project: runner.project });
@@ -56,10 +62,18 @@ export class RunnerSession implements LiveSession {
 
   start(): void {
     this.ctx.sessions.add(this);
+    // An upgraded socket that never speaks would hold its slot (and its runner's session) forever.
+    this.helloTimer = setTimeout(() => this.helloTimedOut(), this.helloTimeoutMs);
+    this.helloTimer.unref();
     this.ws.on('message', (data, isBinary) => {
-      this.queue = this.queue.then(() => this.onFrame(data, isBinary));
+      // Any first frame ends the wait: a hello is handled, anything else is refused (hello_required).
+      clearTimeout(this.helloTimer);
+      // The catch: a throw outside onFrame's own try must close this session, not reject the chain
+      // (an unhandled rejection) and silently skip every later frame.
+      this.queue = this.queue.then(() => this.onFrame(data, isBinary)).catch((err: unknown) => this.failed(err));
     });
     this.ws.on('close', (code) => {
+      clearTimeout(this.helloTimer);
       this.closing = true;
       this.ctx.sessions.remove(this);
       this.jobs.onClose();
@@ -97,6 +111,8 @@ export class RunnerSession implements LiveSession {
     if (message.type !== 'hello' && !this.greeted) {
       return this.refuse(ErrorCode.HelloRequired, `send "hello" before "${message.type}"`);
     }
+    // A second hello would re-run the job reconciliation and replace the dispatch entry, dropping its reservations.
+    if (message.type === 'hello' && this.helloSeen) return this.refuse(ErrorCode.MalformedMessage, 'hello twice: a session says hello once');
     try {
       switch (message.type) {
         case 'hello':
@@ -141,6 +157,7 @@ export class RunnerSession implements LiveSession {
   }
 
   private async onHello(hello: Hello): Promise<void> {
+    this.helloSeen = true;
     const runner = await this.ctx.store.runners.recordHello(
       this.runnerId,
       {
@@ -244,6 +261,11 @@ export class RunnerSession implements LiveSession {
       code: ErrorCode.TokenUnknown,
       message: `token ${confirm.tokenId} is neither a pending nor the current token of this runner`,
     });
+  }
+
+  private helloTimedOut(): void {
+    if (this.closing) return;
+    this.refuse(ErrorCode.HelloRequired, `no "hello" within ${this.helloTimeoutMs} ms of the upgrade`, CloseCode.HelloTimeout);
   }
 
   /** The runner row vanished under us (revoked or reaped meanwhile). */

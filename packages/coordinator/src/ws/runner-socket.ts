@@ -23,13 +23,20 @@ export type RunnerSocketServer = SocketEndpoint;
 /** How long a graceful close may take before sockets are cut. */
 const CLOSE_GRACE_MS = 2000;
 
+export interface RunnerSocketOptions {
+  /** How long an upgraded socket may stay silent before its hello; default DEFAULT_HELLO_TIMEOUT_MS. */
+  helloTimeoutMs?: number;
+}
+
 /** The runner WebSocket endpoint (`/v1/runner/ws`). */
-export function createRunnerSocketServer(ctx: CoordinatorContext): RunnerSocketServer {
+export function createRunnerSocketServer(ctx: CoordinatorContext, options: RunnerSocketOptions = {}): RunnerSocketServer {
   const wss = new WebSocketServer({ noServer: true, maxPayload: MAX_WS_FRAME_BYTES, clientTracking: true });
   let closing = false;
 
   async function upgrade(req: IncomingMessage, socket: Duplex, head: Buffer): Promise<void> {
-    const path = new URL(req.url ?? '/', 'http://localhost').pathname;
+    const path = pathOf(req);
+    // A request target URL cannot parse (`//`, `//host:99999`) is the client's mistake, not a 500.
+    if (path === undefined) return rejectUpgrade(socket, 400, ErrorCode.BadRequest, 'malformed request URL');
     if (path !== ROUTES.runnerSocket) {
       return rejectUpgrade(socket, 404, ErrorCode.NotFound, `no WebSocket endpoint at ${path}`);
     }
@@ -50,7 +57,7 @@ export function createRunnerSocketServer(ctx: CoordinatorContext): RunnerSocketS
     wss.handleUpgrade(req, socket, head, (ws) => {
       trackPongs(ws);
       if (closing) return ws.close(CloseCode.GoingAway, 'coordinator shutting down');
-      new RunnerSession(ctx, ws, auth.runner, socket).start();
+      new RunnerSession(ctx, ws, auth.runner, socket, options.helloTimeoutMs).start();
     });
   }
 
@@ -78,6 +85,14 @@ export function createRunnerSocketServer(ctx: CoordinatorContext): RunnerSocketS
       await new Promise<void>((resolve) => wss.close(() => resolve()));
     },
   };
+}
+
+function pathOf(req: IncomingMessage): string | undefined {
+  try {
+    return new URL(req.url ?? '/', 'http://localhost').pathname;
+  } catch {
+    return undefined;
+  }
 }
 
 function headerValue(req: IncomingMessage, name: string): string | undefined {

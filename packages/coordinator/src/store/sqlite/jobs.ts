@@ -10,6 +10,7 @@ import type {
   NewJob,
 } from '../job-rows.js';
 import type { JobListFilter, JobStore, SubmitResult } from '../job-store.js';
+import { isTruncationMarker, truncationMarker, utf8Prefix } from '../log-limit.js';
 import type Database from 'better-sqlite3';
 import { type Db, isUniqueViolation, stmt } from './db.js';
 import { GroupCommit } from './group-commit.js';
@@ -476,22 +477,52 @@ export class SqliteJobStore implements JobStore {
     }));
   }
 
-  async appendLog(c: Omit<LogChunkRow, 'size'>, runnerId?: string): Promise<AppendLogResult> {
+  async appendLog(c: Omit<LogChunkRow, 'size'>, runnerId?: string, maxBytes = Number.POSITIVE_INFINITY): Promise<AppendLogResult> {
     return this.write((): AppendLogResult => {
         const j = this.current(c.jobId);
         // Fenced by attempt and runner: another runner knowing the job id must not write into its log.
         if (!j || j.attempt !== c.attempt || (runnerId !== undefined && j.runnerId !== runnerId)) return { kind: 'stale' };
         const size = Buffer.byteLength(c.data, 'utf8');
+        // Cut already (its marker put the length past the limit, or ends it under another limit): the runner's
+        // offsets run on past the stored ones, so every chunk is acknowledged and dropped.
+        if (j.logBytes > maxBytes || (c.offset !== j.logBytes && this.endsWithMarker(j.id, j.attempt, j.logBytes))) {
+          return { kind: 'truncated', length: c.offset + size, appended: [] };
+        }
         if (c.offset < j.logBytes) return { kind: 'stored', length: j.logBytes, appended: false };
         if (c.offset > j.logBytes) return { kind: 'gap', length: j.logBytes };
         if (size === 0) return { kind: 'stored', length: j.logBytes, appended: false };
-        stmt(
-          this.db,
-          'INSERT INTO job_logs (job_id, attempt, byte_offset, size, stream, data) VALUES (?, ?, ?, ?, ?, ?)',
-        ).run(c.jobId, c.attempt, c.offset, size, c.stream, c.data);
-        this.live.changed(next(j, { logBytes: c.offset + size }), ['logBytes'], null);
-        return { kind: 'stored', length: c.offset + size, appended: true };
+        if (c.offset + size <= maxBytes) {
+          this.insertLog({ ...c, size });
+          this.live.changed(next(j, { logBytes: c.offset + size }), ['logBytes'], null);
+          return { kind: 'stored', length: c.offset + size, appended: true };
+        }
+        // This chunk crosses the limit: what fits below it, then the marker, and nothing more of this attempt.
+        const appended: LogChunkRow[] = [];
+        const head = utf8Prefix(c.data, maxBytes - c.offset);
+        if (head !== '') appended.push({ ...c, data: head, size: Buffer.byteLength(head, 'utf8') });
+        const at = c.offset + (appended[0]?.size ?? 0);
+        const marker = truncationMarker(at, maxBytes);
+        appended.push({ jobId: c.jobId, attempt: c.attempt, offset: at, size: Buffer.byteLength(marker, 'utf8'), stream: 'stderr', data: marker });
+        for (const chunk of appended) this.insertLog(chunk);
+        this.live.changed(next(j, { logBytes: at + appended.at(-1)!.size }), ['logBytes'], null);
+        return { kind: 'truncated', length: c.offset + size, appended };
       });
+  }
+
+  private insertLog(c: LogChunkRow): void {
+    stmt(
+      this.db,
+      'INSERT INTO job_logs (job_id, attempt, byte_offset, size, stream, data) VALUES (?, ?, ?, ?, ?, ?)',
+    ).run(c.jobId, c.attempt, c.offset, c.size, c.stream, c.data);
+  }
+
+  /** Whether the attempt's stored log (`length` bytes) ends with the truncation marker. Only asked off the hot path. */
+  private endsWithMarker(jobId: string, attempt: number, length: number): boolean {
+    const last = stmt(
+      this.db,
+      'SELECT byte_offset, size, data FROM job_logs WHERE job_id = ? AND attempt = ? ORDER BY byte_offset DESC LIMIT 1',
+    ).get(jobId, attempt) as { byte_offset: number; size: number; data: string } | undefined;
+    return last !== undefined && last.byte_offset + last.size === length && isTruncationMarker(last.byte_offset, last.data);
   }
 
   async logs(jobId: string, attempt: number, fromOffset: number, limit = -1): Promise<LogChunkRow[]> {
