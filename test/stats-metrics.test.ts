@@ -28,8 +28,9 @@ describe('stats and metrics', () => {
   beforeAll(async () => {
     fleet = await Fleet.create();
     // Exact counts below: an accept that a slow CI disk delays past the 10 s default would add an attempt
-    // (the job still ends once: test/jobs-slots.test.ts), so this file gives accepts a minute.
-    await fleet.startCoordinator({ offlineAfter: '2s', heartbeatInterval: '200ms', tokenRotation: '1s', acceptTimeout: '60s' });
+    // (the job still ends once: test/jobs-slots.test.ts), so this file gives accepts a minute. Job counts on
+    // /metrics are fresh at every scrape (--metrics-refresh 0s) so that one job more shows at once.
+    await fleet.startCoordinator({ offlineAfter: '2s', heartbeatInterval: '200ms', tokenRotation: '1s', acceptTimeout: '60s', metricsRefresh: '0s' });
     jobs = new Jobs(fleet);
     for (const pool of ['build', 'idle', 'spare']) expect((await fleet.rbtk(['pool', 'create', pool])).code).toBe(0);
     ids.r1 = await fleet.registerRunner('build', 'r1', '--executor', 'shell');

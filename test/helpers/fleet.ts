@@ -12,6 +12,8 @@ export interface CoordinatorFlags {
   /** Hosted pools' reconcile interval. */
   reconcileInterval?: string;
   minRunnerVersion?: string;
+  /** How old /metrics' job counts may be (--metrics-refresh; 0s: fresh at every scrape). */
+  metricsRefresh?: string;
   port?: number;
 }
 
@@ -47,6 +49,7 @@ export class Fleet {
     if (flags.acceptTimeout) args.push('--accept-timeout', flags.acceptTimeout);
     if (flags.reconcileInterval) args.push('--reconcile-interval', flags.reconcileInterval);
     if (flags.minRunnerVersion) args.push('--min-runner-version', flags.minRunnerVersion);
+    if (flags.metricsRefresh) args.push('--metrics-refresh', flags.metricsRefresh);
     this.coordinator = this.procs.spawn('coordinator', BIN.coordinator, args);
     const listening = await this.coordinator.waitForLog((l) => l.msg === 'listening' && typeof l.url === 'string');
     this.url = listening.url as string;

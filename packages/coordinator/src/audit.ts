@@ -16,6 +16,7 @@ export type AuditAction =
   | 'pool.delete'
   | 'token.mint'
   | 'token.create'
+  | 'token.revoke'
   | 'runner.register'
   | 'runner.revoke'
   | 'runner.reap'

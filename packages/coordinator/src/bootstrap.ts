@@ -12,7 +12,8 @@ export const ADMIN_TOKEN_FILE = 'admin.token';
  * First start: the `default` project, and an instance admin token written to
  * `<dataDir>/admin.token` (mode 0600) for the operator to pick up. The file is
  * written before the token row exists, so a crash in between just means a new
- * token next start; the token itself is never logged.
+ * token next start; the token itself is never logged. A start that finds no
+ * instance admin token still valid (all expired) writes a new one the same way.
  */
 export async function bootstrap(deps: { store: Store; log: Logger; dataDir: string; now: number }): Promise<void> {
   const { store, log, now } = deps;
@@ -29,7 +30,8 @@ export async function bootstrap(deps: { store: Store; log: Logger; dataDir: stri
       }),
     );
   }
-  if (await store.apiTokens.hasInstanceAdmin()) return;
+  // Also when every instance admin token has expired: a restart is then the way back in.
+  if (await store.apiTokens.hasInstanceAdmin(now)) return;
   const minted = mintToken(TokenKind.Api);
   const file = path.join(deps.dataDir, ADMIN_TOKEN_FILE);
   await writeFileAtomic(file, `${minted.token}\n`, 0o600);
@@ -40,6 +42,9 @@ export async function bootstrap(deps: { store: Store; log: Logger; dataDir: stri
     project: null,
     name: 'instance admin',
     createdAt: now,
+    expiresAt: null,
+    lastUsedAt: null,
+    revokedAt: null,
   });
   log.info({ path: file, tokenId: minted.id }, 'instance admin token written');
 }

@@ -1,5 +1,5 @@
 import { mkdirSync } from 'node:fs';
-import { createServer, type Server } from 'node:http';
+import { createServer, type Server, type ServerOptions } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import path from 'node:path';
 import { AgentVersion, coerceError, ROUTES } from '@rbtk/protocol';
@@ -14,7 +14,7 @@ import { runJobTimeoutLoop } from './jobs/timeout-loop.js';
 import { runLivenessLoop } from './liveness.js';
 import { createLogger } from './log.js';
 import { CoordinatorMetrics } from './metrics/coordinator-metrics.js';
-import { type Coordinator, type CoordinatorOptions, defaultPingInterval, resolveTimings } from './options.js';
+import { type Coordinator, type CoordinatorOptions, defaultPingInterval, resolveLimits, resolveTimings } from './options.js';
 import { SqliteStore } from './store/sqlite/sqlite-store.js';
 import { createRunnerSocketServer } from './ws/runner-socket.js';
 import { SessionRegistry } from './ws/sessions.js';
@@ -26,6 +26,11 @@ const DEFAULT_HOST = '127.0.0.1';
 const DEFAULT_PORT = 7420;
 /** How long stop() lets in-flight HTTP requests finish before cutting connections. */
 const HTTP_CLOSE_GRACE_MS = 2000;
+/**
+ * Idle keep-alive connections stay open this long: past the idle timeouts of the usual proxies
+ * (nginx, cloud load balancers: 60 s), so a proxy never reuses a connection just as we close it (a 502).
+ */
+const HTTP_KEEP_ALIVE_TIMEOUT_MS = 65_000;
 
 /**
  * Starts the coordinator: opens and migrates the store, bootstraps the
@@ -35,6 +40,7 @@ const HTTP_CLOSE_GRACE_MS = 2000;
  */
 export async function startCoordinator(options: CoordinatorOptions): Promise<Coordinator> {
   const timings = resolveTimings(options);
+  const limits = resolveLimits(options);
   if (options.minRunnerVersion !== undefined && !AgentVersion.safeParse(options.minRunnerVersion).success) {
     throw new RangeError(`minRunnerVersion must be a semantic version such as 1.4.0, got ${JSON.stringify(options.minRunnerVersion)}`);
   }
@@ -48,9 +54,9 @@ export async function startCoordinator(options: CoordinatorOptions): Promise<Coo
   try {
     await bootstrap({ store, log, dataDir, now: now() });
     const sessions = new SessionRegistry();
-    const metrics = new CoordinatorMetrics({ store, sessions, now });
+    const metrics = new CoordinatorMetrics({ store, sessions, now }, { jobCountsMaxAgeMs: options.metricsRefreshMs, token: options.metricsToken });
     store.observeWalSyncs((seconds) => metrics.walSync.observe(seconds));
-    const jobs = new JobService({ store, log, now, acceptTimeoutMs: timings.acceptTimeoutMs, metrics });
+    const jobs = new JobService({ store, log, now, acceptTimeoutMs: timings.acceptTimeoutMs, maxLogBytes: limits.maxLogBytes, metrics });
     const ctx: CoordinatorContext = { store, sessions, jobs, log, metrics, timings, now, minRunnerVersion: options.minRunnerVersion };
     // Attempts left on runners that are gone are requeued; queued jobs wait for their runners' hello.
     await jobs.resume();
@@ -59,9 +65,9 @@ export async function startCoordinator(options: CoordinatorOptions): Promise<Coo
       dockerAgent: options.hostedDockerAgent ?? 'image',
       providers: options.hostedProviders,
     });
-    const sockets = createRunnerSocketServer(ctx);
+    const sockets = createRunnerSocketServer(ctx, { helloTimeoutMs: limits.helloTimeoutMs });
     const submitters = createSubmitterSocketServer(ctx, { slowWatcherBytes: options.slowWatcherBytes });
-    server = createServer(createRequestListener(ctx));
+    server = createServer(httpServerOptions(limits.httpRequestTimeoutMs), createRequestListener(ctx));
     server.on('clientError', answerClientError);
     server.on('upgrade', routeUpgrades({ [ROUTES.jobsSocket]: submitters }, sockets));
     const address = await listen(server, options.host ?? DEFAULT_HOST, options.port ?? DEFAULT_PORT);
@@ -79,7 +85,7 @@ export async function startCoordinator(options: CoordinatorOptions): Promise<Coo
       submitters.runPingLoop(pingInterval, abort.signal),
       hosted.runLoop(options.hostedReconcileIntervalMs ?? DEFAULT_RECONCILE_INTERVAL_MS, abort.signal),
     ];
-    log.info({ url, dataDir, ...timings, ...(options.minRunnerVersion ? { minRunnerVersion: options.minRunnerVersion } : {}) }, 'listening');
+    log.info({ url, dataDir, ...timings, maxLogBytes: limits.maxLogBytes, ...(options.minRunnerVersion ? { minRunnerVersion: options.minRunnerVersion } : {}) }, 'listening');
 
     const httpServer = server;
     let stopping: Promise<void> | undefined;
@@ -106,6 +112,21 @@ export async function startCoordinator(options: CoordinatorOptions): Promise<Coo
     await store.close();
     throw coerceError(err);
   }
+}
+
+/**
+ * Explicit timeouts, not node's defaults (5 minutes for a request): a client that sends its headers or
+ * body a byte at a time would hold a connection and its memory that long. They time the HTTP exchange
+ * only; a socket leaves them at its upgrade, so runner and submitter WebSockets live on.
+ */
+function httpServerOptions(requestTimeoutMs: number): ServerOptions {
+  return {
+    headersTimeout: requestTimeoutMs,
+    requestTimeout: requestTimeoutMs,
+    keepAliveTimeout: HTTP_KEEP_ALIVE_TIMEOUT_MS,
+    // node checks the two request timeouts this often (default 30 s, as long as the timeout itself).
+    connectionsCheckingInterval: Math.min(5_000, requestTimeoutMs),
+  };
 }
 
 function listen(server: Server, host: string, port: number): Promise<AddressInfo> {

@@ -5,12 +5,22 @@ import {
   DEFAULT_TOKEN_ROTATION_MS,
   type HostedProvider,
 } from '@rbtk/protocol';
-
-/** How long a runner has to accept an assignment (--accept-timeout). */
-export const DEFAULT_ACCEPT_TIMEOUT_MS = 10_000;
 import type { Timings } from './context.js';
 import type { HostedProviderImpl } from './hosted/provider.js';
 import type { Logger, LogLevel } from './log.js';
+
+/** How long a runner has to accept an assignment (--accept-timeout). */
+export const DEFAULT_ACCEPT_TIMEOUT_MS = 10_000;
+/**
+ * Log bytes stored per attempt (--max-log-bytes): 16 times GitLab's 4 MiB default (which verbose
+ * builds outgrow), far under Buildkite's 1 GB (sized for a hosted object store, not a coordinator's
+ * own disk). A thousand runaway attempts then fill 64 GiB at most.
+ */
+export const DEFAULT_MAX_LOG_BYTES = 64 * 2 ** 20;
+/** How long a runner has after its upgrade to say hello (its first frame); a real agent sends it at once. */
+export const DEFAULT_HELLO_TIMEOUT_MS = 10_000;
+/** Headers and body of one HTTP request must arrive within this (slowloris); upgraded sockets are not timed. */
+export const DEFAULT_HTTP_REQUEST_TIMEOUT_MS = 30_000;
 
 export interface CoordinatorOptions {
   /** Holds rbtk.db and admin.token; created (mode 0700) if missing. */
@@ -26,6 +36,12 @@ export interface CoordinatorOptions {
   tokenRotationMs?: number;
   /** A runner that does not accept an assignment this fast loses it to another; default 10 s. */
   acceptTimeoutMs?: number;
+  /** Log bytes stored per job attempt; the rest is acknowledged and dropped, after a marker. 0: no limit. Default 64 MiB. */
+  maxLogBytes?: number;
+  /** An upgraded runner socket that sends no hello within this is closed with 4408; default 10 s. Tests lower it. */
+  helloTimeoutMs?: number;
+  /** Time for one HTTP request's headers and body; default 30 s. Tests lower it. */
+  httpRequestTimeoutMs?: number;
   /** Runners older than this semantic version drain and exit 75 (to be restarted into an upgrade). */
   minRunnerVersion?: string;
   /** How often each hosted pool is reconciled (also at once after a claim or a spec change); default 30 s. */
@@ -39,6 +55,10 @@ export interface CoordinatorOptions {
    * watches); default SLOW_WATCHER_BYTES (32 MiB). Tests lower it to reach it with little data.
    */
   slowWatcherBytes?: number;
+  /** How old /metrics' rbtk_jobs may be (counted incrementally, reused this long); default 10 s, 0: every scrape. */
+  metricsRefreshMs?: number;
+  /** When set, GET /metrics wants `Authorization: Bearer <it>`; default: open, like the health checks. */
+  metricsToken?: string;
   /** WebSocket ping interval for finding dead TCP peers; default from the heartbeat interval. */
   pingIntervalMs?: number;
   /** A ready logger; else one is made with logLevel (default info). */
@@ -75,6 +95,27 @@ export function resolveTimings(options: CoordinatorOptions): Timings {
     }
   }
   return timings;
+}
+
+/** What bounds a client's use of this coordinator: its log bytes per attempt, its time to hello or to send a request. */
+export interface Limits {
+  /** 0: no limit. */
+  maxLogBytes: number;
+  helloTimeoutMs: number;
+  httpRequestTimeoutMs: number;
+}
+
+export function resolveLimits(options: CoordinatorOptions): Limits {
+  const limits: Limits = {
+    maxLogBytes: options.maxLogBytes ?? DEFAULT_MAX_LOG_BYTES,
+    helloTimeoutMs: options.helloTimeoutMs ?? DEFAULT_HELLO_TIMEOUT_MS,
+    httpRequestTimeoutMs: options.httpRequestTimeoutMs ?? DEFAULT_HTTP_REQUEST_TIMEOUT_MS,
+  };
+  for (const [name, value] of Object.entries(limits)) {
+    const min = name === 'maxLogBytes' ? 0 : 1;
+    if (!Number.isSafeInteger(value) || value < min) throw new RangeError(`${name} must be a whole number >= ${min}, got ${value}`);
+  }
+  return limits;
 }
 
 /** Ping often enough to free dead sockets within a minute or so, not more than once a second. */

@@ -72,6 +72,9 @@ export function toApiToken(row: ApiTokenRow, token?: string): ApiToken {
     project: row.project,
     name: row.name,
     createdAt: iso(row.createdAt),
+    expiresAt: isoOrNull(row.expiresAt),
+    lastUsedAt: isoOrNull(row.lastUsedAt),
+    ...(row.revokedAt === null ? {} : { revokedAt: iso(row.revokedAt) }),
     ...(token === undefined ? {} : { token }),
   };
 }

@@ -50,7 +50,7 @@ describe('rbtk --help', () => {
     ['project', 'create'], ['project', 'list'],
     ['pool', 'create'], ['pool', 'list'], ['pool', 'show'], ['pool', 'delete'], ['pool', 'token'],
     ['runner', 'list'], ['runner', 'show'], ['runner', 'revoke'],
-    ['audit'], ['token', 'create'],
+    ['audit'], ['token', 'create'], ['token', 'list'], ['token', 'revoke'],
   ];
   it.each(commands)('%s %s --help shows the global options', async (...cmd) => {
     const res = await rbtk([...cmd.filter(Boolean), '--help']);
@@ -94,6 +94,9 @@ describe('usage errors exit 2 before any request', () => {
     ['bad resource type', ['audit', '--resource-type', 'job'], /project, pool, runner, token/],
     ['missing role', ['token', 'create'], /--role/],
     ['bad role', ['token', 'create', '--role', 'root'], /admin, submitter/],
+    ['bad token ttl', ['token', 'create', '--role', 'submitter', '--ttl', 'soon'], /invalid duration/],
+    ['token ttl past ten years', ['token', 'create', '--role', 'submitter', '--ttl', '3651d'], /at most 3650d/],
+    ['token revoke without an id', ['token', 'revoke'], /missing required argument/],
     ['missing argument', ['pool', 'show'], /missing required argument/],
     ['extra argument', ['pool', 'list', 'extra'], /too many arguments/],
     ['unknown command', ['pools'], /unknown command/],

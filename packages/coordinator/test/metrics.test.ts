@@ -2,6 +2,7 @@ import { RbtkError } from '@rbtk/protocol';
 import { describe, expect, it } from 'vitest';
 import { ApiAuthError } from '../src/auth/api-auth.js';
 import { CoordinatorMetrics } from '../src/metrics/coordinator-metrics.js';
+import { MetricsAuthError } from '../src/metrics/metrics-route.js';
 import type { JobRecord } from '../src/store/job-rows.js';
 import type { PoolCountRow, StatsStore } from '../src/store/stats-store.js';
 
@@ -12,9 +13,13 @@ import type { PoolCountRow, StatsStore } from '../src/store/stats-store.js';
 
 const T0 = Date.UTC(2030, 0, 1);
 
+/** `jobs`: unfinished counts (the finished ones come from job_events: test/job-counts.test.ts). */
 function metricsWith(rows: { jobs?: PoolCountRow<any>[]; runners?: PoolCountRow<any>[] } = {}, now = () => T0) {
+  const pools = [...new Set((rows.jobs ?? []).map((r) => r.pool))];
   const stats = {
-    jobCountsByPool: async () => rows.jobs ?? [],
+    unfinishedJobCounts: async () => (rows.jobs ?? []).map((r) => ({ ...r, poolId: pools.indexOf(r.pool) + 1 })),
+    finishedJobCounts: async () => ({ upTo: 0, counts: [] }),
+    finishedJobCountsAfter: async () => ({ upTo: 0, counts: [] }),
     runnerCountsByPool: async () => rows.runners ?? [],
   } as unknown as StatsStore;
   return new CoordinatorMetrics({ store: { stats }, sessions: { size: 2 }, now });
@@ -100,6 +105,8 @@ describe('coordinator metrics', () => {
   it('count 401s by source and reason, and nothing else', async () => {
     const m = metricsWith();
     m.apiRequestFailed(new ApiAuthError('unknown_token', 'API token is unknown'));
+    m.apiRequestFailed(new ApiAuthError('revoked_token', 'API token x was revoked', 'token_revoked'));
+    m.apiRequestFailed(new MetricsAuthError('wrong_token', 'wrong metrics token'));
     m.apiRequestFailed(new RbtkError('token_expired', 'expired'));
     m.apiRequestFailed(new RbtkError('forbidden', 'not yours'));
     m.apiRequestFailed(new Error('boom'));
@@ -109,9 +116,11 @@ describe('coordinator metrics', () => {
       expect.arrayContaining([
         { value: 1, labels: { source: 'api', reason: 'unknown_token' } },
         { value: 1, labels: { source: 'api', reason: 'token_expired' } },
+        { value: 1, labels: { source: 'api', reason: 'revoked_token' } },
+        { value: 1, labels: { source: 'metrics', reason: 'wrong_token' } },
         { value: 1, labels: { source: 'runner', reason: 'revoked_token' } },
       ]),
     );
-    expect(failures).toHaveLength(3);
+    expect(failures).toHaveLength(5);
   });
 });

@@ -102,7 +102,7 @@ describe('migrations', () => {
       insertEvent.run('b', 2, 'queued', 0, null, null, null);
       insertEvent.run('a', 3, 'succeeded', 1, 'r1', null, 0);
 
-      expect(migrate(db)).toEqual([9]);
+      expect(migrate(db, MIGRATIONS.filter((m) => m.version <= 9))).toEqual([9]);
       const events = db
         .prepare('SELECT j.id, e.at, e.state, e.attempt, e.runner_id, e.exit_code FROM job_events e JOIN jobs j ON j.seq = e.job_seq ORDER BY e.id')
         .all();
@@ -115,6 +115,23 @@ describe('migrations', () => {
       db.prepare("DELETE FROM jobs WHERE id = 'a'").run();
       expect(db.prepare('SELECT COUNT(*) AS n FROM job_events').get()).toEqual({ n: 1 });
       expect(db.pragma('foreign_key_check')).toEqual([]);
+    } finally {
+      db.close();
+    }
+  });
+
+  it('version 10 keeps API tokens made before it, never expiring, not revoked, never used', async () => {
+    const file = path.join(dir.dir, 'v9.db');
+    const db = openDatabase(file);
+    try {
+      migrate(db, MIGRATIONS.filter((m) => m.version <= 9));
+      db.prepare("INSERT INTO api_tokens (id, hash, role, project, name, created_at) VALUES ('old', 'h', 'admin', NULL, 'first', 5)").run();
+      expect(migrate(db)).toEqual([10]);
+      expect(db.prepare('SELECT expires_at, revoked_at, last_used_at FROM api_tokens').get()).toEqual({
+        expires_at: null,
+        revoked_at: null,
+        last_used_at: null,
+      });
     } finally {
       db.close();
     }
@@ -258,5 +275,51 @@ describe('revoke and delete', () => {
       expect(store.db.prepare(`SELECT COUNT(*) AS n FROM ${table}`).get()).toEqual({ n: 0 });
     }
     expect(await store.pools.delete('default', 'gpu', audit('pool.delete', 'gpu'))).toEqual({ kind: 'not_found' });
+  });
+});
+
+describe('api tokens', () => {
+  const token = (id: string, over: Partial<{ project: string | null; expiresAt: number | null; role: 'admin' | 'submitter' }> = {}) => ({
+    id,
+    hash: 'h',
+    role: over.role ?? ('admin' as const),
+    project: over.project === undefined ? null : over.project,
+    name: null,
+    createdAt: T0,
+    expiresAt: over.expiresAt ?? null,
+    lastUsedAt: null,
+    revokedAt: null,
+  });
+  const revokeAudit = () => auditRow({ at: T0, actor: 'test', action: 'token.revoke', resourceType: 'token', resourceId: 'x', project: 'default' });
+
+  it('refuse to revoke the last instance admin token still valid; an expired one does not count', async () => {
+    await store.apiTokens.insert(token('live'));
+    await store.apiTokens.insert(token('lapsed', { expiresAt: T0 + 1000 }));
+    await store.apiTokens.insert(token('proj', { project: 'default' }));
+    expect((await store.apiTokens.revoke('live', null, T0 + 2000, revokeAudit)).kind).toBe('last_instance_admin');
+    // Before `lapsed` expires it is a way in: `live` may go.
+    expect((await store.apiTokens.revoke('live', null, T0, revokeAudit)).kind).toBe('revoked');
+    expect(await store.apiTokens.hasInstanceAdmin(T0)).toBe(true);
+    expect(await store.apiTokens.hasInstanceAdmin(T0 + 1000)).toBe(false);
+    // A project admin token is no instance admin, and revoking it is always allowed.
+    expect((await store.apiTokens.revoke('proj', 'default', T0 + 2000, revokeAudit)).kind).toBe('revoked');
+    expect((await store.apiTokens.revoke('proj', 'default', T0 + 2000, revokeAudit)).kind).toBe('already_revoked');
+  });
+
+  it('revoke only within the project given; list leaves revoked ones out and instance ones to the instance admin', async () => {
+    await store.projects.create({ name: 'other', createdAt: T0 });
+    await store.apiTokens.insert(token('inst'));
+    await store.apiTokens.insert(token('a', { project: 'default', role: 'submitter' }));
+    await store.apiTokens.insert(token('b', { project: 'other' }));
+    expect((await store.apiTokens.revoke('b', 'default', T0, revokeAudit)).kind).toBe('not_found');
+    expect((await store.apiTokens.revoke('nope', null, T0, revokeAudit)).kind).toBe('not_found');
+    const ids = async (project: string, instanceWide: boolean) => (await store.apiTokens.list({ project, instanceWide })).map((t) => t.id);
+    expect(await ids('default', true)).toEqual(['a', 'inst']);
+    expect(await ids('default', false)).toEqual(['a']);
+    const before = (await store.audit.list({ project: 'default', limit: 100 })).length;
+    expect((await store.apiTokens.revoke('a', null, T0 + 5, revokeAudit)).kind).toBe('revoked');
+    expect((await store.audit.list({ project: 'default', limit: 100 })).length).toBe(before + 1);
+    expect(await ids('default', true)).toEqual(['inst']);
+    expect(await store.apiTokens.get('a')).toMatchObject({ revokedAt: T0 + 5 });
   });
 });

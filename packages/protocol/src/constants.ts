@@ -26,7 +26,7 @@ export const EXIT_UPGRADE = 75;
 export const ROUTES = {
   health: '/healthz',
   ready: '/readyz',
-  /** Prometheus text format; no token (firewall it). */
+  /** Prometheus text format; no token unless the coordinator runs with --metrics-token. */
   metrics: '/metrics',
   projects: '/v1/projects',
   pools: '/v1/pools',
@@ -49,6 +49,7 @@ export const ROUTES = {
   register: '/v1/runners/register',
   runnerSocket: '/v1/runner/ws',
   apiTokens: '/v1/tokens',
+  apiToken: (id: string) => `/v1/tokens/${encodeURIComponent(id)}`,
   audit: '/v1/audit',
   jobs: '/v1/jobs',
   job: (id: string) => `/v1/jobs/${encodeURIComponent(id)}`,

@@ -46,10 +46,15 @@ export const CloseCode = {
   InternalError: 1011,
   /** A watcher read its socket too slowly for the events it asked for: reconnect and resume from its offset. */
   TryAgainLater: 1013,
-  /** The frame was not JSON, failed its schema, or named an unknown type. */
+  /** The frame was not JSON, failed its schema, or named an unknown type; or came before hello, or was a second hello. */
   BadMessage: 4400,
-  /** The runner's token was revoked or is no longer valid: register again. */
+  /**
+   * The runner's token was revoked or is no longer valid: register again. On the submitter
+   * socket: its API token was revoked or expired (an `error` frame says which just before).
+   */
   Revoked: 4401,
+  /** The runner sent no hello in time after its upgrade (a stuck or foreign client): reconnect. */
+  HelloTimeout: 4408,
   /** The runner opened a newer session; this one is replaced. */
   Replaced: 4409,
 } as const;

@@ -10,12 +10,15 @@ import {
   DEFAULT_REAP_AFTER_MS,
   DEFAULT_TOKEN_ROTATION_MS,
   formatDuration,
+  formatMemory,
   parseDuration,
+  parseMemory,
 } from '@rbtk/protocol';
 import { startCoordinator } from '../coordinator.js';
 import { addDevCommand } from '../dev/command.js';
 import { DEFAULT_RECONCILE_INTERVAL_MS } from '../hosted/hosted-pools.js';
-import { DEFAULT_ACCEPT_TIMEOUT_MS } from '../options.js';
+import { DEFAULT_JOB_COUNTS_MAX_AGE_MS } from '../metrics/job-counts.js';
+import { DEFAULT_ACCEPT_TIMEOUT_MS, DEFAULT_MAX_LOG_BYTES } from '../options.js';
 import { parseListen, type ListenAddress } from '../listen.js';
 import { createLogger, LOG_LEVELS, type LogLevel } from '../log.js';
 
@@ -30,9 +33,12 @@ interface ServeFlags {
   heartbeatInterval: number;
   tokenRotation: number;
   acceptTimeout: number;
+  maxLogBytes: number;
   reconcileInterval: number;
   hostedDockerAgent: 'image' | 'host';
   minRunnerVersion?: string;
+  metricsRefresh: number;
+  metricsToken?: string;
   logLevel: LogLevel;
 }
 
@@ -47,6 +53,21 @@ function durationArg(min: number) {
     if (ms < min) throw new InvalidArgumentError(`must be at least ${formatDuration(min)}`);
     return ms;
   };
+}
+
+/** A byte size as Docker writes memory (`64m`, `64MiB`, `1g`, or bytes); 0 means no limit. */
+function bytesArg(value: string): number {
+  try {
+    return parseMemory(value);
+  } catch (err) {
+    throw new InvalidArgumentError((err as Error).message.replace('memory size', 'size'));
+  }
+}
+
+function metricsTokenArg(value: string): string {
+  if (value.trim() === '') throw new InvalidArgumentError('must not be empty');
+  if (/\s/.test(value)) throw new InvalidArgumentError('must not contain spaces (it goes in an Authorization header)');
+  return value;
 }
 
 function versionArg(value: string): string {
@@ -94,9 +115,12 @@ async function serve(flags: ServeFlags): Promise<void> {
       heartbeatIntervalMs: flags.heartbeatInterval,
       tokenRotationMs: flags.tokenRotation,
       acceptTimeoutMs: flags.acceptTimeout,
+      maxLogBytes: flags.maxLogBytes,
       hostedReconcileIntervalMs: flags.reconcileInterval,
       hostedDockerAgent: flags.hostedDockerAgent,
       minRunnerVersion: flags.minRunnerVersion,
+      metricsRefreshMs: flags.metricsRefresh,
+      metricsToken: flags.metricsToken,
       logger: log,
     });
   } catch (err) {
@@ -157,6 +181,12 @@ function buildProgram(): Command {
       durationOption('--accept-timeout <duration>', 'RBTK_ACCEPT_TIMEOUT', 'give a job to another runner when its runner does not accept it within this', DEFAULT_ACCEPT_TIMEOUT_MS, 1),
     )
     .addOption(
+      new Option('--max-log-bytes <size>', "log bytes kept per job attempt (64m, 1g, bytes; 0: no limit): the rest is acknowledged and dropped, after a marker in the job's log")
+        .env('RBTK_MAX_LOG_BYTES')
+        .argParser(bytesArg)
+        .default(DEFAULT_MAX_LOG_BYTES, formatMemory(DEFAULT_MAX_LOG_BYTES).replace(' ', '')),
+    )
+    .addOption(
       durationOption('--reconcile-interval <duration>', 'RBTK_RECONCILE_INTERVAL', 'how often hosted pools are reconciled (also at once after a claim or a spec change)', DEFAULT_RECONCILE_INTERVAL_MS, 100),
     )
     .addOption(
@@ -169,6 +199,14 @@ function buildProgram(): Command {
       new Option('--min-runner-version <version>', 'runners older than this drain, finish their jobs and exit 75 to be restarted (upgraded)')
         .env('RBTK_MIN_RUNNER_VERSION')
         .argParser(versionArg),
+    )
+    .addOption(
+      durationOption('--metrics-refresh <duration>', 'RBTK_METRICS_REFRESH', "how old /metrics' job counts may be (0s: fresh at every scrape)", DEFAULT_JOB_COUNTS_MAX_AGE_MS, 0),
+    )
+    .addOption(
+      new Option('--metrics-token <token>', 'require "Authorization: Bearer <token>" on /metrics (default: open, like the health checks)')
+        .env('RBTK_METRICS_TOKEN')
+        .argParser(metricsTokenArg),
     )
     .addOption(new Option('--log-level <level>', 'log level').env('RBTK_LOG_LEVEL').choices(LOG_LEVELS).default('info'))
     .action(serve);

@@ -199,6 +199,16 @@ export class ApiClient {
     return apiRequest(this.transport, this.scoped({ method: 'POST', path: ROUTES.apiTokens, body }), ApiToken);
   }
 
+  /** The project's API tokens that are not revoked (expired ones too), never with a secret. */
+  listApiTokens(): Promise<ApiToken[]> {
+    return apiRequest(this.transport, this.scoped({ method: 'GET', path: ROUTES.apiTokens }), arrayOf(ApiToken));
+  }
+
+  /** Revokes an API token: its requests get 401 token_revoked and its open job sockets are closed (4401). */
+  revokeApiToken(id: string): Promise<ApiToken> {
+    return apiRequest(this.transport, this.scoped({ method: 'DELETE', path: ROUTES.apiToken(id) }), ApiToken);
+  }
+
   /**
    * Submits a job; `created` is false when the idempotency key named an existing job (HTTP 200, not 201).
    * The key with a different spec is refused: RbtkError idempotency_conflict (409), details.jobId naming that job.

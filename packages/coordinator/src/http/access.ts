@@ -9,7 +9,7 @@ export interface AdminScope {
 
 /** 401 without a valid API token, 403 for submitters and other projects, 404 for an unknown project. */
 export async function adminScope(rc: RouteContext): Promise<AdminScope> {
-  const principal = await authenticateApi(rc.ctx.store, rc.req.headers);
+  const principal = await authenticateApi(rc.ctx.store, rc.req.headers, rc.ctx.now());
   requireAdmin(principal);
   const project = await resolveProject(rc.ctx.store, principal, rc.url.searchParams.get('project'));
   return { principal, project };

@@ -10,7 +10,7 @@ export const MAX_JOB_LIST_LIMIT = 1000;
 
 /** Job endpoints take admin and submitter tokens alike; the project is chosen as everywhere else. */
 async function jobScope(rc: RouteContext): Promise<string> {
-  const principal = await authenticateApi(rc.ctx.store, rc.req.headers);
+  const principal = await authenticateApi(rc.ctx.store, rc.req.headers, rc.ctx.now());
   return resolveProject(rc.ctx.store, principal, rc.url.searchParams.get('project'));
 }
 

@@ -11,7 +11,7 @@ export const projectRoutes: Route[] = [
     path: ROUTES.projects,
     // The instance admin sees every project; a project's admin sees its own.
     handler: async ({ req, ctx }) => {
-      const principal = await authenticateApi(ctx.store, req.headers);
+      const principal = await authenticateApi(ctx.store, req.headers, ctx.now());
       requireAdmin(principal);
       const all = await ctx.store.projects.list();
       const visible = principal.project === null ? all : all.filter((p) => p.name === principal.project);
@@ -22,7 +22,7 @@ export const projectRoutes: Route[] = [
     method: 'POST',
     path: ROUTES.projects,
     handler: async ({ req, ctx }) => {
-      const principal = await authenticateApi(ctx.store, req.headers);
+      const principal = await authenticateApi(ctx.store, req.headers, ctx.now());
       requireInstanceAdmin(principal, 'create projects');
       const body = await readJson(req, ProjectCreate);
       const now = ctx.now();

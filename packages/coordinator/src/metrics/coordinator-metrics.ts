@@ -5,6 +5,8 @@ import type { JobRecord } from '../store/job-rows.js';
 import type { PoolCountRow } from '../store/stats-store.js';
 import type { Store } from '../store/store.js';
 import type { SessionRegistry } from '../ws/sessions.js';
+import { JobCounts } from './job-counts.js';
+import { MetricsAuthError } from './metrics-route.js';
 
 export interface MetricsSources {
   /** Runners and jobs per pool are read from it at scrape time. */
@@ -14,8 +16,18 @@ export interface MetricsSources {
   now: () => number;
 }
 
-/** Where an authentication failure happened: the REST API and submitter socket (API tokens), or the runner socket. */
-export type AuthSource = 'api' | 'runner';
+export interface MetricsSettings {
+  /** How old rbtk_jobs may be when scraped (default DEFAULT_JOB_COUNTS_MAX_AGE_MS, 10 s); 0: fresh at every scrape. */
+  jobCountsMaxAgeMs?: number;
+  /** When set, GET /metrics wants `Authorization: Bearer <it>` (--metrics-token); else it is open. */
+  token?: string;
+}
+
+/**
+ * Where an authentication failure happened: the REST API and submitter socket (API tokens),
+ * the runner socket, or /metrics with --metrics-token.
+ */
+export type AuthSource = 'api' | 'runner' | 'metrics';
 
 /** Members of one hosted pool in one state. */
 export interface PoolMemberCount {
@@ -35,8 +47,9 @@ const SYNC_BUCKETS = [0.0001, 0.00025, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.025,
  * The coordinator's Prometheus metrics, in a registry of its own (not
  * prom-client's global one), so that several coordinators in one process
  * (tests) keep theirs apart. Built once by startCoordinator and passed
- * through the CoordinatorContext. Gauges of runners and jobs are read from
- * the store when scraped; the rest are counted where things happen.
+ * through the CoordinatorContext. Gauges of runners are read from the store
+ * when scraped, those of jobs kept incrementally (JobCounts); the rest are
+ * counted where things happen.
  */
 export class CoordinatorMetrics {
   readonly registry = new Registry();
@@ -56,8 +69,16 @@ export class CoordinatorMetrics {
   readonly poolWarmHits: Counter<'project' | 'pool'>;
   readonly poolWarmMisses: Counter<'project' | 'pool'>;
   private poolMemberCounts: () => PoolMemberCount[] = () => [];
+  /** The bearer token /metrics wants; undefined: none. */
+  readonly token: string | undefined;
 
-  constructor(private readonly sources: MetricsSources) {
+  constructor(
+    private readonly sources: MetricsSources,
+    settings: MetricsSettings = {},
+  ) {
+    if (settings.token !== undefined && settings.token.trim() === '') throw new RangeError('the metrics token must not be empty');
+    this.token = settings.token;
+    const jobCounts = new JobCounts(sources.store.stats, sources.now, settings.jobCountsMaxAgeMs);
     const registers = [this.registry];
     collectDefaultMetrics({ register: this.registry });
 
@@ -70,10 +91,11 @@ export class CoordinatorMetrics {
     });
     const jobs: Gauge<'project' | 'pool' | 'state'> = new Gauge({
       name: 'rbtk_jobs',
-      help: 'Jobs per pool and state',
+      help: 'Jobs per pool and state (at most --metrics-refresh old)',
       labelNames: ['project', 'pool', 'state'],
       registers,
-      collect: async () => setCounts(jobs, 'state', JobState.options, await sources.store.stats.jobCountsByPool()),
+      // Kept incrementally, at most jobCountsMaxAgeMs old: a scrape must not walk every job ever stored.
+      collect: async () => setCounts(jobs, 'state', JobState.options, await jobCounts.read()),
     });
     const sessions: Gauge<'kind'> = new Gauge({
       name: 'rbtk_ws_sessions',
@@ -149,7 +171,7 @@ export class CoordinatorMetrics {
     });
     this.authFailures = new Counter({
       name: 'rbtk_auth_failures_total',
-      help: 'Requests refused for their credentials (401), by source (api, runner) and reason',
+      help: 'Requests refused for their credentials (401), by source (api, runner, metrics) and reason',
       labelNames: ['source', 'reason'],
       registers,
     });
@@ -178,9 +200,10 @@ export class CoordinatorMetrics {
     this.poolTimeToReady.observe({ ...labels, from }, seconds(ms));
   }
 
-  /** A 401 answered to a REST or submitter-socket caller; other errors are not counted. */
+  /** A 401 answered to a REST, submitter-socket or /metrics caller; other errors are not counted. */
   apiRequestFailed(err: unknown): void {
     if (!(err instanceof RbtkError) || err.status !== 401) return;
+    if (err instanceof MetricsAuthError) return this.authFailed('metrics', err.reason);
     this.authFailed('api', err instanceof ApiAuthError ? err.reason : err.code);
   }
 

@@ -17,10 +17,16 @@ export interface ApiTokenRow {
   /** sha256 of the secret, hex. */
   hash: string;
   role: ApiTokenRole;
-  /** null for the instance admin token, which may act on every project. */
+  /** null for an instance admin token, which may act on every project. */
   project: string | null;
   name: string | null;
   createdAt: number;
+  /** null: valid until revoked. */
+  expiresAt: number | null;
+  /** Last authenticated use, written at most once a minute (API_TOKEN_TOUCH_MS); null: never. */
+  lastUsedAt: number | null;
+  /** Revoked rows stay as tombstones, so the token answers token_revoked rather than unknown. */
+  revokedAt: number | null;
 }
 
 export interface PoolRow {

@@ -30,11 +30,34 @@ export interface ProjectStore {
   create(row: ProjectRow, audit?: NewAuditRow): Promise<boolean>;
 }
 
+export interface ApiTokenFilter {
+  project: string;
+  /** Include the instance-wide tokens (no project): for the instance admin's eyes only. */
+  instanceWide: boolean;
+}
+
+export type RevokeApiTokenResult =
+  | { kind: 'revoked'; token: ApiTokenRow }
+  | { kind: 'not_found' }
+  | { kind: 'already_revoked'; token: ApiTokenRow }
+  /** It is the last instance admin token neither revoked nor expired: revoking it would lock everyone out. */
+  | { kind: 'last_instance_admin' };
+
 export interface ApiTokenStore {
   insert(row: ApiTokenRow, audit?: NewAuditRow): Promise<void>;
+  /** Revoked tokens too (tombstones). */
   get(id: string): Promise<ApiTokenRow | null>;
-  /** True when an admin token with no project (the instance admin) exists. */
-  hasInstanceAdmin(): Promise<boolean>;
+  /** Tokens not revoked (expired ones included), oldest first. */
+  list(filter: ApiTokenFilter): Promise<ApiTokenRow[]>;
+  /** Records a use. Not durable: a use lost to a crash costs a minute of "last used", not a write per request. */
+  touch(id: string, now: number): Promise<void>;
+  /**
+   * Revokes the token, with its audit row, in one transaction. `project`: only a token of that
+   * project may be revoked (a project admin); null: any (the instance admin).
+   */
+  revoke(id: string, project: string | null, now: number, audit: (token: ApiTokenRow) => NewAuditRow): Promise<RevokeApiTokenResult>;
+  /** True when an instance admin token (admin, no project) exists that is neither revoked nor expired at `now`. */
+  hasInstanceAdmin(now: number): Promise<boolean>;
 }
 
 export type DeletePoolResult =

@@ -9,12 +9,55 @@ export interface LiveSession {
   drainChanged?(runner: RunnerRecord): void;
 }
 
+/** What the registry needs from a submitter session. */
+export interface LiveSubmitter {
+  readonly tokenId: string;
+  close(code: number, reason: string, error?: { code: string; message: string }): void;
+}
+
 /**
- * The live runner sessions on this coordinator, one per runner. Other modules
- * reach a runner's socket through it (revoke closes it with 4401).
+ * The open submitter sockets (`/v1/jobs/ws`), by the API token each was
+ * opened with: a revoked token's sockets are closed at once (4401) instead of
+ * submitting and cancelling on until they happen to disconnect.
+ */
+export class SubmitterSessions {
+  private readonly byToken = new Map<string, Set<LiveSubmitter>>();
+
+  add(session: LiveSubmitter): void {
+    let set = this.byToken.get(session.tokenId);
+    if (!set) this.byToken.set(session.tokenId, (set = new Set()));
+    set.add(session);
+  }
+
+  remove(session: LiveSubmitter): void {
+    const set = this.byToken.get(session.tokenId);
+    if (!set?.delete(session)) return;
+    if (set.size === 0) this.byToken.delete(session.tokenId);
+  }
+
+  /** Closes every socket of the token, telling each why first; how many there were. */
+  closeToken(tokenId: string, code: number, reason: string, error?: { code: string; message: string }): number {
+    const set = this.byToken.get(tokenId);
+    if (!set) return 0;
+    this.byToken.delete(tokenId);
+    for (const session of set) session.close(code, reason, error);
+    return set.size;
+  }
+
+  /** Open sockets of the token. */
+  count(tokenId: string): number {
+    return this.byToken.get(tokenId)?.size ?? 0;
+  }
+}
+
+/**
+ * The live sessions on this coordinator: runners, one per runner (other
+ * modules reach a runner's socket through it; revoke closes it with 4401),
+ * and submitters by API token (`submitters`).
  */
 export class SessionRegistry {
   private readonly byRunner = new Map<string, LiveSession>();
+  readonly submitters = new SubmitterSessions();
 
   /** Makes `session` the runner's live one; an older session is closed with 4409. */
   add(session: LiveSession): void {

@@ -16,6 +16,12 @@ import { knownStoreError } from '../store/store-errors.js';
 import { toJob } from '../wire.js';
 import { corkForTurn } from './cork.js';
 import { rawToString } from './raw.js';
+import type { LiveSubmitter } from './sessions.js';
+
+/** The error frame a socket of a revoked token gets before its close. */
+export function revokedError(tokenId: string): { code: string; message: string } {
+  return { code: ErrorCode.TokenRevoked, message: `API token ${tokenId} was revoked` };
+}
 
 /** Bytes waiting on the socket past which a watch's backlog waits for it to drain before its next page. */
 const BACKLOG_HIGH_WATER = 1024 * 1024;
@@ -25,6 +31,15 @@ const BACKLOG_HIGH_WATER = 1024 * 1024;
  * offset, instead of the coordinator holding an ever longer queue for it.
  */
 export const SLOW_WATCHER_BYTES = 32 * 1024 * 1024;
+/** setTimeout's longest delay (about 24.8 days); an expiry further away is waited for in steps. */
+const MAX_TIMER_MS = 2 ** 31 - 1;
+
+/** The API token a socket was opened with. */
+export interface SubmitterToken {
+  tokenId: string;
+  /** Epoch ms; the socket is closed with 4401 then. null: until revoked. */
+  expiresAt: number | null;
+}
 
 /**
  * One submitter's WebSocket (`/v1/jobs/ws`): submit, watch, unwatch and
@@ -32,9 +47,10 @@ export const SLOW_WATCHER_BYTES = 32 * 1024 * 1024;
  * client that pipelines submits gets them committed together); answers name
  * their reqId, so they need not come back in order. A request that fails (unknown job, routing refusal) gets an error
  * with its reqId and the socket stays open; a malformed frame gets an error
- * and close 4400.
+ * and close 4400. When its API token is revoked (closed by the registry) or
+ * expires, it gets an error saying so and close 4401.
  */
-export class SubmitterSession {
+export class SubmitterSession implements LiveSubmitter {
   private readonly log: Logger;
   private readonly watches = new Map<string, JobWatch>();
   /** Requests taken and not yet answered. */
@@ -42,27 +58,67 @@ export class SubmitterSession {
   /** A bad frame came: no more requests are taken. */
   private refusing = false;
   private closing = false;
+  private expiryTimer: NodeJS.Timeout | undefined;
+  readonly tokenId: string;
 
   constructor(
     private readonly ctx: CoordinatorContext,
     private readonly ws: WebSocket,
     private readonly project: string,
-    tokenId: string,
+    private readonly token: SubmitterToken,
     /** The socket under `ws`, to batch a turn's writes. */
     private readonly socket: Duplex,
     /** Bytes waiting past which the socket is closed with 1013. */
     private readonly slowWatcherBytes = SLOW_WATCHER_BYTES,
   ) {
-    this.log = ctx.log.child({ submitter: tokenId, project });
+    this.tokenId = token.tokenId;
+    this.log = ctx.log.child({ submitter: token.tokenId, project });
   }
 
   start(): void {
     this.ws.on('message', (data, isBinary) => this.onFrame(data, isBinary));
     this.ws.on('close', () => {
       this.closing = true;
+      clearTimeout(this.expiryTimer);
+      this.ctx.sessions.submitters.remove(this);
       for (const watch of [...this.watches.values()]) watch.end();
     });
     this.ws.on('error', (err) => this.log.warn({ err: coerceError(err).message }, 'submitter socket error'));
+    this.ctx.sessions.submitters.add(this);
+    this.armExpiry();
+    // A revoke that committed between this socket's authentication and its registration closed
+    // nothing here: look once more, now that a later revoke is sure to find it.
+    this.ctx.store.apiTokens.get(this.tokenId).then(
+      (row) => {
+        if (!row || row.revokedAt !== null) this.close(CloseCode.Revoked, 'API token revoked', revokedError(this.tokenId));
+      },
+      (err: unknown) => this.log.warn({ err: coerceError(err).message }, 'could not check the API token again'),
+    );
+  }
+
+  /** Closes the socket, first sending `error` (no reqId) when given: the client's reason not to reconnect. */
+  close(code: number, reason: string, error?: { code: string; message: string }): void {
+    if (this.closing) return;
+    if (error) this.send({ type: 'error', code: error.code, message: error.message });
+    this.closing = true;
+    for (const watch of [...this.watches.values()]) watch.end();
+    this.ws.close(code, reason);
+  }
+
+  private armExpiry(): void {
+    const { expiresAt } = this.token;
+    if (expiresAt === null || this.closing) return;
+    const left = expiresAt - this.ctx.now();
+    if (left <= 0) {
+      this.log.info({ expiresAt: new Date(expiresAt).toISOString() }, 'API token expired: closing its submitter socket');
+      this.close(CloseCode.Revoked, 'API token expired', {
+        code: ErrorCode.TokenExpired,
+        message: `API token ${this.tokenId} expired at ${new Date(expiresAt).toISOString()}: create a new one (rbtk token create)`,
+      });
+      return;
+    }
+    this.expiryTimer = setTimeout(() => this.armExpiry(), Math.min(left, MAX_TIMER_MS));
+    this.expiryTimer.unref();
   }
 
   private send(event: SubmitterEvent): void {

@@ -15,7 +15,7 @@ import type { CoordinatorContext } from '../context.js';
 import { runPingLoop, trackPongs } from './ping.js';
 import { rejectUpgrade } from './reject.js';
 import type { SocketEndpoint } from './upgrade.js';
-import { SLOW_WATCHER_BYTES, SubmitterSession } from './submitter-session.js';
+import { SLOW_WATCHER_BYTES, SubmitterSession, type SubmitterToken } from './submitter-session.js';
 
 const CLOSE_GRACE_MS = 2000;
 
@@ -47,12 +47,12 @@ export function createSubmitterSocketServer(
       );
     }
     let project: string;
-    let tokenId: string;
+    let token: SubmitterToken;
     try {
-      const principal = await authenticateApi(ctx.store, req.headers);
+      const principal = await authenticateApi(ctx.store, req.headers, ctx.now());
       const url = new URL(req.url ?? '/', 'http://localhost');
       project = await resolveProject(ctx.store, principal, url.searchParams.get('project'));
-      tokenId = principal.tokenId;
+      token = { tokenId: principal.tokenId, expiresAt: principal.expiresAt };
     } catch (err) {
       ctx.metrics.apiRequestFailed(err);
       if (err instanceof RbtkError) return rejectUpgrade(socket, err.status, err.code, err.message);
@@ -63,7 +63,7 @@ export function createSubmitterSocketServer(
     wss.handleUpgrade(req, socket, head, (ws) => {
       trackPongs(ws);
       if (closing) return ws.close(CloseCode.GoingAway, 'coordinator shutting down');
-      new SubmitterSession(ctx, ws, project, tokenId, socket, slowWatcherBytes).start();
+      new SubmitterSession(ctx, ws, project, token, socket, slowWatcherBytes).start();
     });
   }
 

@@ -32,6 +32,13 @@ export const ApiTokenCreate = z
   .object({
     role: ApiTokenRole,
     name: z.string().min(1).max(128).optional(),
+    /** How long the token stays valid, e.g. "30d"; absent: until revoked. */
+    ttl: PositiveDuration.optional(),
+    /**
+     * An instance-wide admin token (no project, like the one written on first start), so that
+     * one can be replaced and then revoked. Only the instance admin may ask; role must be admin.
+     */
+    instance: z.boolean().optional(),
   })
   .strict();
 export type ApiTokenCreate = z.infer<typeof ApiTokenCreate>;
@@ -39,10 +46,17 @@ export type ApiTokenCreate = z.infer<typeof ApiTokenCreate>;
 export const ApiToken = z.object({
   id: Id,
   role: ApiTokenRole,
-  /** null for the instance-wide admin token created on first start. */
+  /** null for an instance-wide admin token (the one created on first start, or `instance: true`). */
   project: Name.nullable(),
   name: z.string().nullable(),
   createdAt: Timestamp,
+  /** null: valid until revoked. Optional for coordinators that predate expiry. */
+  expiresAt: Timestamp.nullable().optional(),
+  /** Last authenticated use, to the minute (null: never); optional as expiresAt. */
+  lastUsedAt: Timestamp.nullable().optional(),
+  /** Set in the answer to a revoke. */
+  revokedAt: Timestamp.nullable().optional(),
+  /** The secret; present only in the response that created it. */
   token: z.string().optional(),
 });
 export type ApiToken = z.infer<typeof ApiToken>;

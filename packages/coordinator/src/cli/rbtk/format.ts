@@ -49,11 +49,16 @@ export function formatAgo(iso: string | null, now: number): string {
   const t = Date.parse(iso);
   if (Number.isNaN(t)) return iso;
   // A coordinator clock a little ahead of ours must not print "-1s ago".
-  const s = Math.max(0, Math.floor((now - t) / 1000));
-  if (s < 60) return `${s}s ago`;
-  if (s < 3600) return `${Math.floor(s / 60)}m ago`;
-  if (s < 48 * 3600) return `${Math.floor(s / 3600)}h ago`;
-  return `${Math.floor(s / 86400)}d ago`;
+  return `${formatSpan(now - t)} ago`;
+}
+
+/** A length of time in one coarse unit: `3s`, `5m`, `2h`, `3d` (negative counts as 0). */
+export function formatSpan(ms: number): string {
+  const s = Math.max(0, Math.floor(ms / 1000));
+  if (s < 60) return `${s}s`;
+  if (s < 3600) return `${Math.floor(s / 60)}m`;
+  if (s < 48 * 3600) return `${Math.floor(s / 3600)}h`;
+  return `${Math.floor(s / 86400)}d`;
 }
 
 /** Audit details as `k=v` pairs; non-string values as JSON. */

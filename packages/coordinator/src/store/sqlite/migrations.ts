@@ -283,6 +283,18 @@ export const MIGRATIONS: readonly Migration[] = [
       CREATE INDEX job_events_job ON job_events (job_seq);
     `,
   },
+  {
+    version: 10,
+    name: 'API token expiry, revocation and last use',
+    sql: `
+      -- NULL: valid until revoked. Tokens created before this migration never expire.
+      ALTER TABLE api_tokens ADD COLUMN expires_at INTEGER;
+      -- A revoked token's row stays (a tombstone), so presenting it answers token_revoked.
+      ALTER TABLE api_tokens ADD COLUMN revoked_at INTEGER;
+      -- Written at most once a minute per token, not on every request.
+      ALTER TABLE api_tokens ADD COLUMN last_used_at INTEGER;
+    `,
+  },
 ];
 
 /** Applies the migrations this database lacks; returns the versions applied. Idempotent. */

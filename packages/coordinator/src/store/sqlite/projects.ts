@@ -1,6 +1,5 @@
-import type { ApiTokenRole } from '@rbtk/protocol';
-import type { ApiTokenRow, NewAuditRow, ProjectRow } from '../rows.js';
-import type { ApiTokenStore, ProjectStore } from '../store.js';
+import type { NewAuditRow, ProjectRow } from '../rows.js';
+import type { ProjectStore } from '../store.js';
 import { insertAuditRow } from './audit.js';
 import { type Db, isUniqueViolation, stmt } from './db.js';
 
@@ -34,50 +33,5 @@ export class SqliteProjectStore implements ProjectStore {
       if (isUniqueViolation(err)) return false;
       throw err;
     }
-  }
-}
-
-interface ApiTokenSql {
-  id: string;
-  hash: string;
-  role: string;
-  project: string | null;
-  name: string | null;
-  created_at: number;
-}
-
-const apiToken = (r: ApiTokenSql): ApiTokenRow => ({
-  id: r.id,
-  hash: r.hash,
-  role: r.role as ApiTokenRole,
-  project: r.project,
-  name: r.name,
-  createdAt: r.created_at,
-});
-
-export class SqliteApiTokenStore implements ApiTokenStore {
-  constructor(private readonly db: Db) {}
-
-  async insert(row: ApiTokenRow, audit?: NewAuditRow): Promise<void> {
-    this.db.transaction(() => {
-      stmt(this.db, 'INSERT INTO api_tokens (id, hash, role, project, name, created_at) VALUES (?, ?, ?, ?, ?, ?)').run(
-        row.id,
-        row.hash,
-        row.role,
-        row.project,
-        row.name,
-        row.createdAt,
-      );
-      if (audit) insertAuditRow(this.db, audit);
-    })();
-  }
-
-  async get(id: string): Promise<ApiTokenRow | null> {
-    const r = stmt(this.db, 'SELECT * FROM api_tokens WHERE id = ?').get(id) as ApiTokenSql | undefined;
-    return r ? apiToken(r) : null;
-  }
-
-  async hasInstanceAdmin(): Promise<boolean> {
-    return stmt(this.db, "SELECT 1 FROM api_tokens WHERE role = 'admin' AND project IS NULL LIMIT 1").get() !== undefined;
   }
 }

@@ -9,7 +9,8 @@ import { migrate } from './migrations.js';
 import { GroupCommit } from './group-commit.js';
 import { WalSync } from './wal-sync.js';
 import { SqlitePoolStore, SqliteRegistrationTokenStore } from './pools.js';
-import { SqliteApiTokenStore, SqliteProjectStore } from './projects.js';
+import { SqliteApiTokenStore } from './api-tokens.js';
+import { SqliteProjectStore } from './projects.js';
 import { SqliteRunnerTokenStore } from './runner-tokens.js';
 import { SqliteRunnerStore } from './runners.js';
 import { SqliteStatsStore } from './stats.js';
@@ -33,12 +34,13 @@ export class SqliteStore implements Store {
 
   private constructor(readonly db: Db) {
     this.projects = new SqliteProjectStore(db);
-    this.apiTokens = new SqliteApiTokenStore(db);
-    this.pools = new SqlitePoolStore(db);
-    this.registrationTokens = new SqliteRegistrationTokenStore(db);
     // Heartbeats, hellos and token rotation: one transaction for all of them every few ms (durable where
     // rotation needs it). At 10,000 runners they arrive ~1 per turn: a commit per turn was most of the CPU.
+    // API tokens' last-used stamps ride along.
     const sessionWrites = new GroupCommit(db, { fsync: true, collectMs: SESSION_WRITES_COLLECT_MS });
+    this.apiTokens = new SqliteApiTokenStore(db, sessionWrites);
+    this.pools = new SqlitePoolStore(db);
+    this.registrationTokens = new SqliteRegistrationTokenStore(db);
     this.runners = new SqliteRunnerStore(db, sessionWrites);
     this.runnerTokens = new SqliteRunnerTokenStore(db, sessionWrites);
     this.audit = new SqliteAuditStore(db);
