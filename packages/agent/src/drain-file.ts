@@ -1,7 +1,8 @@
-import { open, readFile, rm } from 'node:fs/promises';
+import { readFile, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import writeFileAtomic from 'write-file-atomic';
 import { HOST_DRAIN_REASON, type DrainInfo } from './drain.js';
+import { fsyncDir } from './fsync-dir.js';
 
 /** `<state dir>/drain.json`: written by `rbtk-runner drain`, removed by `resume`. */
 export const DRAIN_FILE = 'drain.json';
@@ -69,12 +70,3 @@ export class HostDrainFile {
   }
 }
 
-/** A rename or unlink is durable only once its directory is. */
-async function fsyncDir(dir: string): Promise<void> {
-  const handle = await open(dir, 'r');
-  try {
-    await handle.sync();
-  } finally {
-    await handle.close();
-  }
-}

@@ -1,4 +1,3 @@
-import { open } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import { setTimeout as delay } from 'node:timers/promises';
 import { RunnerConfig, type RunnerConfigInput } from '@rbtk/protocol/runner';
@@ -6,6 +5,7 @@ import { stringify } from 'yaml';
 import writeFileAtomic from 'write-file-atomic';
 import { ConfigError, ConfigNotDurableError } from '../errors.js';
 import { markTempFile, unmarkTempFile, writeTarget } from './write-temp.js';
+import { fsyncDir } from '../fsync-dir.js';
 
 export { removeStaleTempFiles } from './write-temp.js';
 
@@ -92,11 +92,3 @@ export function formatConfig(config: RunnerConfigInput): string {
   return HEADER + stringify(ordered);
 }
 
-async function fsyncDir(dir: string): Promise<void> {
-  const handle = await open(dir, 'r');
-  try {
-    await handle.sync();
-  } finally {
-    await handle.close();
-  }
-}
