@@ -1,4 +1,5 @@
 import { writeFileSync } from 'node:fs';
+import { request } from 'node:http';
 import { join } from 'node:path';
 import type { HostedPoolStatus } from '@rbtk/protocol';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -125,6 +126,55 @@ describe('hosted pools (process provider)', () => {
     const refused = await fleet.rbtk(['pool', 'update', 'cold', '--schedule', bad]);
     expect(refused.code).not.toBe(0);
     expect(refused.stderr).toContain('unknown timezone');
+  });
+
+  it('a spec change rolls the pool in stages: a ready member at every moment, then 2 current ready', async () => {
+    await create('roll', '--target', '2');
+    await waitFor('2 ready in roll', async () => ((await status('roll')).counts.ready === 2 ? true : undefined), 40_000, 200);
+    const before = (await status('roll')).members.map((m) => m.id);
+    let updated = false;
+    const update = fleet.rbtk(['pool', 'update', 'roll', '--label', 'k=v']).then((r) => ((updated = true), r));
+    const samples: HostedPoolStatus[] = [];
+    const end = await waitFor('roll: 2 current ready', async () => {
+      const s = await status('roll');
+      samples.push(s);
+      const done = updated && s.members.length === 2 && s.members.every((m) => m.current && m.state === 'ready' && !before.includes(m.id));
+      return done ? s : undefined;
+    }, 60_000, 100);
+    expect((await update).code).toBe(0);
+    expect(samples.length).toBeGreaterThan(2);
+    for (const s of samples) expect(s.counts.ready, JSON.stringify(s.members)).toBeGreaterThanOrEqual(1);
+    expect(end.counts.ready).toBe(2);
+    // It did roll: the members are new ones.
+    expect(end.recentActions.filter((a) => a.action === 'remove' && a.reason === 'outdated')).toHaveLength(2);
+  });
+
+  it('two concurrent updates of different fields both stick', async () => {
+    // Both requests are in (pool read) before either body arrives: the merge must happen at the write.
+    const post = (body: object) => {
+      const payload = JSON.stringify(body);
+      const req = request(`${fleet.url}/v1/pools/roll/hosted`, {
+        method: 'POST',
+        headers: { authorization: `Bearer ${fleet.adminToken}`, 'content-type': 'application/json', 'content-length': Buffer.byteLength(payload) },
+      });
+      req.flushHeaders();
+      const answered = new Promise<number>((resolve, reject) => {
+        req.on('response', (res) => {
+          res.resume();
+          res.on('end', () => resolve(res.statusCode ?? 0));
+        });
+        req.on('error', reject);
+      });
+      return { send: () => req.end(payload), answered };
+    };
+    const a = post({ readyTtl: '20m' });
+    const b = post({ onEmpty: 'overflow' });
+    await new Promise((r) => setTimeout(r, 300));
+    a.send();
+    b.send();
+    expect(await Promise.all([a.answered, b.answered])).toEqual([200, 200]);
+    const shown = await fleet.rbtkJson<{ hosted: { readyTtl: string; onEmpty: string; labels: Record<string, string> } }>(['pool', 'show', 'roll']);
+    expect(shown.hosted).toMatchObject({ readyTtl: '20m', onEmpty: 'overflow', labels: { k: 'v' } });
   });
 
   it('pool size prints the minimum target for a claim rate', async () => {

@@ -42,16 +42,52 @@ describe('planReconcile (a fake clock)', () => {
     expect(plan.remove).toEqual([
       { id: 'err', reason: 'errored' },
       { id: 'stuck', reason: 'warming_timeout' },
-      { id: 'stale', reason: 'ready_ttl' },
     ]);
     expect(plan.create).toBe(0); // young + fresh make the target of 2
+    // The stale one goes once young is ready: until then it is one of the two ready.
+    const ready = members.map((m) => (m.id === 'young' ? { ...m, state: 'ready' as const, stateChangedAt: now } : m));
+    const next = planReconcile({ spec: spec(), specHash: HASH, members: ready, now, queuedJobs: 0, draining: false });
+    expect(next.remove).toContainEqual({ id: 'stale', reason: 'ready_ttl' });
   });
 
-  it('replaces members of an outdated spec but not the busy one', () => {
+  it('replaces members of an outdated spec but not the busy one: the replacement first', () => {
     const members = [member({ id: 'a', specHash: 'old' }), member({ id: 'b', specHash: 'old', busy: true, state: 'claimed' })];
     const plan = planReconcile({ spec: spec(), specHash: HASH, members, now: 0, queuedJobs: 0, draining: false });
-    expect(plan.remove).toEqual([{ id: 'a', reason: 'outdated' }]);
+    expect(plan.remove).toEqual([]);
     expect(plan.create).toBe(2);
+    const replaced = [...members, member({ id: 'n1' }), member({ id: 'n2', state: 'warming' })];
+    expect(planReconcile({ spec: spec(), specHash: HASH, members: replaced, now: 0, queuedJobs: 0, draining: false }).remove).toEqual([]);
+    replaced[3]!.state = 'ready';
+    const done = planReconcile({ spec: spec(), specHash: HASH, members: replaced, now: 0, queuedJobs: 0, draining: false });
+    expect(done).toMatchObject({ remove: [{ id: 'a', reason: 'outdated' }], create: 0 });
+  });
+
+  it('rolls a whole pool in stages: the ready count never drops below the target, live members never above max', () => {
+    // Expired together (one stateChangedAt) and outdated: target 2, max 3.
+    const now = 20 * 60_000;
+    let members = [member({ id: 'o1', specHash: 'old' }), member({ id: 'o2' })];
+    let removing: string[] = [];
+    for (let pass = 0; pass < 10; pass++) {
+      const plan = planReconcile({ spec: spec({ max: 3 }), specHash: HASH, members, now, queuedJobs: 0, draining: false });
+      expect(members.length).toBeLessThanOrEqual(3);
+      removing = plan.remove.map((r) => r.id);
+      expect(members.filter((m) => m.state === 'ready' && !removing.includes(m.id)).length).toBeGreaterThanOrEqual(2);
+      // The pass's work: removals done, creates warm, then say hello.
+      members = members.filter((m) => !removing.includes(m.id)).map((m) => (m.state === 'warming' ? { ...m, state: 'ready', stateChangedAt: now } : m));
+      for (let i = 0; i < plan.create; i++) members.push(member({ state: 'warming', createdAt: now, stateChangedAt: now }));
+      expect(members.length).toBeLessThanOrEqual(3);
+    }
+    expect(members.map((m) => m.id).filter((id) => id.startsWith('o'))).toEqual([]);
+    expect(members.filter((m) => m.state === 'ready')).toHaveLength(2);
+  });
+
+  it('at max there is no room to surge: one at a time', () => {
+    const members = [member({ id: 'o1', specHash: 'old', stateChangedAt: 1 }), member({ id: 'o2', specHash: 'old', stateChangedAt: 2 })];
+    const tight = spec({ max: 2 });
+    const first = planReconcile({ spec: tight, specHash: HASH, members, now: 10, queuedJobs: 0, draining: false });
+    expect(first).toMatchObject({ remove: [{ id: 'o1', reason: 'outdated' }], create: 0 });
+    const warming = [members[1]!, member({ id: 'n1', state: 'warming' })];
+    expect(planReconcile({ spec: tight, specHash: HASH, members: warming, now: 10, queuedJobs: 0, draining: false })).toMatchObject({ remove: [], create: 0 });
   });
 
   it('removes the excess oldest idle first, warming ones last', () => {
@@ -121,6 +157,12 @@ describe('specHash', () => {
     expect(hash({ labels: { tier: 'fast' }, image: 'runner:2' })).not.toBe(base);
     expect(hash({ labels: { tier: 'fast' }, executors: ['shell', 'docker'] })).not.toBe(base);
     expect(specHash(spec({ labels: { tier: 'fast' } }), 'agent-2')).not.toBe(base);
+  });
+
+  it('changes with the coordinator URL members are given', () => {
+    const s = spec();
+    expect(specHash(s, 'agent-1', 'http://127.0.0.1:7000')).toBe(specHash(s, 'agent-1', 'http://127.0.0.1:7000'));
+    expect(specHash(s, 'agent-1', 'http://127.0.0.1:7001')).not.toBe(specHash(s, 'agent-1', 'http://127.0.0.1:7000'));
   });
 
   it('not with sizing, timing or mode, nor with the order labels or executors were given in', () => {

@@ -217,8 +217,11 @@ describe('stopped mode in the plan', () => {
     expect(plan(s, members, { queuedJobs: 3 })).toMatchObject({ stop: [], start: ['s'] });
   });
 
-  it('recycles a stopped member on its ready TTL', () => {
+  it('recycles a stopped member on its ready TTL: its replacement first, then the old one', () => {
     const s = spec({ target: 1, mode: 'stopped', readyTtl: '1s' });
-    expect(plan(s, [member({ id: 'old', state: 'stopped', stateChangedAt: 0 })]).remove).toEqual([{ id: 'old', reason: 'ready_ttl' }]);
+    const old = member({ id: 'old', state: 'stopped', stateChangedAt: 0 });
+    // It stays until a current member is up: the pool never has fewer than its target meanwhile.
+    expect(plan(s, [old])).toMatchObject({ remove: [], create: 1 });
+    expect(plan(s, [old, member({ id: 'new', state: 'stopped', stateChangedAt: 999 })]).remove).toEqual([{ id: 'old', reason: 'ready_ttl' }]);
   });
 });

@@ -469,7 +469,7 @@ export class HostedPools implements MemberEvents {
     }
     for (const leak of await this.endLeaks(owned, act)) work.add('remove', leak.memberId, leak.done);
 
-    const hash = specHash(spec, this.deps.agentMark ?? '');
+    const hash = specHash(spec, this.deps.agentMark ?? '', this.deps.url());
     this.sampleClaims(pool.id);
     book.autoscale = spec.autoscale ? autoscaleStep(spec, book.autoscale, book.samples, now) : null;
     const size = poolSize(spec, book.autoscale?.target ?? null, now);
@@ -692,7 +692,7 @@ export class HostedPools implements MemberEvents {
   /** What `rbtk pool show` prints for a hosted pool. */
   async status(pool: PoolRecord): Promise<HostedPoolStatus> {
     const spec = pool.hostedSpec!;
-    const hash = specHash(spec, this.deps.agentMark ?? '');
+    const hash = specHash(spec, this.deps.agentMark ?? '', this.deps.url());
     const rows = await this.ctx.store.hosted.members(pool.id);
     const counts: Record<MemberState, number> = { warming: 0, ready: 0, stopped: 0, claimed: 0, errored: 0 };
     for (const m of rows) counts[m.state]++;

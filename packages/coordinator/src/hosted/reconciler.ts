@@ -54,7 +54,9 @@ export const CREATE_BATCH = 8;
  * One reconcile pass, decided from a snapshot, in this order: remove errored
  * members; recycle members stuck warming past warmingTimeout and ready ones
  * idle past readyTtl; replace members of an outdated spec; create what is
- * missing up to the target (in a batch); remove the excess, oldest idle
+ * missing up to the target (in a batch); recycled and outdated idle members
+ * roll: replacements first (within max; at max one at a time), the old ones
+ * go as the new ones are ready; remove the excess, oldest idle
  * first; of the idle members left, keep `hot` running and stop the others
  * (start stopped ones when too few run). A busy member is never touched. Pure: the clock is an input.
  */
@@ -64,31 +66,50 @@ export function planReconcile(input: PlanInput): ReconcilePlan {
   const readyTtl = parseDuration(spec.readyTtl);
   const remove: ReconcilePlan['remove'] = [];
   const kept: PlanMember[] = [];
+  /** Idle ready or stopped members due for replacement: they go only once current ones are ready (a roll). */
+  const stale: { m: PlanMember; reason: RemoveReason }[] = [];
+  let counted = 0;
   for (const m of input.members) {
     let reason: RemoveReason | null = null;
+    const idleUp = m.state === 'ready' || m.state === 'stopped';
     if (m.busy || m.state === 'claimed') reason = null;
     else if (m.state === 'errored' && input.keepErrored) continue;
     else if (m.state === 'errored') reason = 'errored';
     // Since it was created, or started again after it was stopped.
     else if (m.state === 'warming' && now - Math.max(m.createdAt, m.stateChangedAt) >= warmingTimeout) reason = 'warming_timeout';
-    else if ((m.state === 'ready' || m.state === 'stopped') && !m.woken && now - m.stateChangedAt >= readyTtl) reason = 'ready_ttl';
+    else if (idleUp && !m.woken && now - m.stateChangedAt >= readyTtl) reason = 'ready_ttl';
     else if (m.specHash !== input.specHash) reason = 'outdated';
     else if (input.draining) reason = 'drain';
-    if (reason) remove.push({ id: m.id, reason });
+    counted++;
+    if (reason && idleUp && (reason === 'ready_ttl' || reason === 'outdated')) {
+      stale.push({ m, reason });
+      kept.push(m);
+    } else if (reason) remove.push({ id: m.id, reason });
     else kept.push(m);
   }
+  const staleIds = new Set(stale.map((s) => s.m.id));
   const idle = kept.filter((m) => !m.busy && m.state !== 'claimed');
-  const total = kept.length;
+  const current = idle.filter((m) => !staleIds.has(m.id));
+  // Members being removed this pass still run until their teardown is done: live members never exceed max.
+  const total = counted;
   const target = input.draining ? 0 : (input.target ?? spec.target);
   const overflow = spec.onEmpty === 'overflow' && !input.draining ? Math.max(0, input.queuedJobs - idle.length) : 0;
   const wantedIdle = target + overflow;
   const room = Math.max(0, spec.max - total);
-  const create = Math.min(CREATE_BATCH, input.createLimit ?? CREATE_BATCH, room, Math.max(0, wantedIdle - idle.length));
-  if (idle.length > wantedIdle) {
+  const limit = Math.min(CREATE_BATCH, input.createLimit ?? CREATE_BATCH);
+  const create = Math.min(limit, room, Math.max(0, wantedIdle - current.length));
+  // Stale ones go as current ones are ready, oldest first, so the ready count never drops below the target during a roll.
+  const currentUp = current.filter((m) => m.state !== 'warming').length;
+  let retire = Math.min(stale.length, Math.max(0, currentUp + stale.length - wantedIdle));
+  // At max there is no room to surge: one at a time, once nothing current is warming.
+  if (retire === 0 && stale.length > 0 && create === 0 && room === 0 && limit > 0 && currentUp === current.length) retire = 1;
+  const oldest = [...stale].sort((a, b) => a.m.stateChangedAt - b.m.stateChangedAt || a.m.createdAt - b.m.createdAt);
+  for (const s of oldest.slice(0, retire)) remove.push({ id: s.m.id, reason: s.reason });
+  if (current.length > wantedIdle) {
     // Oldest idle first: warming members last, they are closest to being useful fresh.
-    const excess = [...idle]
+    const excess = [...current]
       .sort((a, b) => Number(a.state === 'warming') - Number(b.state === 'warming') || a.createdAt - b.createdAt)
-      .slice(0, idle.length - wantedIdle);
+      .slice(0, current.length - wantedIdle);
     for (const m of excess) remove.push({ id: m.id, reason: 'excess' });
   }
   // Hot or stopped: of the idle members that stay, `hot` run and the rest are stopped (woken ones keep running).
@@ -109,7 +130,7 @@ export function planReconcile(input: PlanInput): ReconcilePlan {
   // cover, of the hot count and of the jobs waiting (ones that came while their member was being stopped).
   const wanted = Math.max(hot - running.length - warming, queued - warming - keptForQueue);
   const start = asleep.slice(0, Math.max(0, wanted)).map((m) => m.id);
-  return { remove, create, createReason: create > 0 && idle.length + create > target ? 'overflow' : 'target', stop, start };
+  return { remove, create, createReason: create > 0 && current.length + create > target ? 'overflow' : 'target', stop, start };
 }
 
 /** The minimum target for a claim rate: ceil(C × (W + R) / 60 s), W the warm-up, R the reconcile interval. */

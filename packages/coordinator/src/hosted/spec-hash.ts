@@ -12,13 +12,14 @@ function canonical(value: unknown): unknown {
 /**
  * What a member was made from: provider, image, the runner config every
  * member of the pool gets (executors, labels, ...: memberRunnerConfig, so
- * whatever is added there is covered) and the agent it runs. Sizing and
+ * whatever is added there is covered), the coordinator URL its runner.yaml
+ * names and the agent it runs (agentMark). Sizing and
  * timing fields are left out: changing the target or a TTL must not recycle
  * every member, nor a mode change (members are stopped or started to match it).
  */
-export function specHash(spec: HostedPoolSpec, agent: string): string {
+export function specHash(spec: HostedPoolSpec, agent: string, url = ''): string {
   const runner = memberRunnerConfig(spec);
   // Executors are a set: their order is not a change.
-  const made = { provider: spec.provider, image: spec.image, runner: { ...runner, executors: [...runner.executors].sort() }, agent };
+  const made = { provider: spec.provider, image: spec.image, runner: { ...runner, executors: [...runner.executors].sort() }, agent, url };
   return createHash('sha256').update(JSON.stringify(canonical(made))).digest('hex').slice(0, 16);
 }

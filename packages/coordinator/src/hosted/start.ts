@@ -4,6 +4,7 @@ import type { HostedProvider } from '@rbtk/protocol';
 import Docker from 'dockerode';
 import type { CoordinatorContext } from '../context.js';
 import { findRunnerBin } from '../dev/runner-process.js';
+import { agentMark } from './agent-mark.js';
 import { HostedPools } from './hosted-pools.js';
 import { DockerProvider, type HostAgent } from './docker-provider.js';
 import { LazyProvider } from './lazy-provider.js';
@@ -72,7 +73,7 @@ export async function createHostedPools(
       ctx.log.info({ err: (err as Error).message }, 'hosted pools: no Docker Engine answers yet; the docker provider comes on when one does'),
     );
   }
-  const hosted = new HostedPools({ ctx, providers: { ...providers, ...options.providers }, url, agentMark: runnerBin });
+  const hosted = new HostedPools({ ctx, providers: { ...providers, ...options.providers }, url, ...(runnerBin ? { agentMark: agentMark(runnerBin) } : {}) });
   await hosted.load();
   ctx.jobs.members = hosted;
   ctx.hosted = hosted;

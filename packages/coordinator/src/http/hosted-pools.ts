@@ -16,6 +16,16 @@ async function findHostedPool(ctx: CoordinatorContext, project: string, name: st
   return { pool, hosted: ctx.hosted };
 }
 
+/** A spec with an update applied, validated as a whole (min <= target <= max and the like). */
+function mergeSpec(current: HostedPoolSpec, change: HostedPoolUpdate): HostedPoolSpec {
+  const merged = HostedPoolSpec.safeParse({ ...current, ...change });
+  if (!merged.success) {
+    const issue = merged.error.issues[0]!;
+    throw new RbtkError(ErrorCode.BadRequest, `invalid hosted spec: ${issue.path.join('.') || 'hosted'}: ${issue.message}`);
+  }
+  return merged.data;
+}
+
 /** A hosted pool's members and claims (GET), its spec changed (POST), a reconcile pass forced (POST). */
 export const hostedPoolRoutes: Route[] = [
   {
@@ -34,20 +44,16 @@ export const hostedPoolRoutes: Route[] = [
       const { principal, project } = await adminScope(rc);
       const { pool, hosted } = await findHostedPool(rc.ctx, project, rc.params.name!);
       const change = await readJson(rc.req, HostedPoolUpdate);
-      const merged = HostedPoolSpec.safeParse({ ...pool.hostedSpec, ...change });
-      if (!merged.success) {
-        const issue = merged.error.issues[0]!;
-        throw new RbtkError(ErrorCode.BadRequest, `invalid hosted spec: ${issue.path.join('.') || 'hosted'}: ${issue.message}`);
-      }
       const now = rc.ctx.now();
-      await rc.ctx.store.hosted.setSpec(
+      // Merged with the spec as stored when it is written: two updates at once both stick.
+      const spec = await rc.ctx.store.hosted.updateSpec(
         pool.id,
-        merged.data,
+        (current) => mergeSpec(current, change),
         now,
         auditRow({ at: now, actor: actorOf(principal), action: 'pool.update', resourceType: 'pool', resourceId: pool.name, project, details: { hosted: change } }),
       );
       rc.ctx.jobs.routingChanged();
-      const updated = { ...pool, hostedSpec: merged.data };
+      const updated = { ...pool, hostedSpec: spec };
       await hosted.reconcile(pool.id);
       return { status: 200, body: await hosted.status(updated) };
     },

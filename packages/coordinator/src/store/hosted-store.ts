@@ -42,8 +42,8 @@ export interface HostedStore {
   updateMember(id: string, change: MemberChange): Promise<MemberRow | null>;
   deleteMember(id: string): Promise<void>;
   countMembers(poolId: number): Promise<number>;
-  /** Replaces the pool's spec, with its audit row. */
-  setSpec(poolId: number, spec: HostedPoolSpec, now: number, audit: NewAuditRow): Promise<void>;
+  /** Replaces the pool's spec with change(the spec as stored), in one transaction with its audit row; the new spec. A throw from change writes nothing. */
+  updateSpec(poolId: number, change: (current: HostedPoolSpec) => HostedPoolSpec, now: number, audit: NewAuditRow): Promise<HostedPoolSpec>;
   /** Jobs of the pool waiting for a runner. */
   queuedJobs(poolId: number): Promise<number>;
   /** Counts a job admitted to the pool: a warm hit or a miss. */

@@ -94,10 +94,15 @@ export class SqliteHostedStore implements HostedStore {
     return (stmt(this.db, 'SELECT COUNT(*) AS n FROM pool_members WHERE pool_id = ?').get(poolId) as { n: number }).n;
   }
 
-  async setSpec(poolId: number, spec: HostedPoolSpec, now: number, audit: NewAuditRow): Promise<void> {
-    this.db.transaction(() => {
+  async updateSpec(poolId: number, change: (current: HostedPoolSpec) => HostedPoolSpec, now: number, audit: NewAuditRow): Promise<HostedPoolSpec> {
+    return this.db.transaction(() => {
+      // Read again here: a concurrent update committed since the caller looked is merged, not lost.
+      const row = stmt(this.db, 'SELECT hosted_spec FROM pools WHERE id = ?').get(poolId) as { hosted_spec: string | null } | undefined;
+      if (!row?.hosted_spec) throw new Error(`pool ${poolId} has no hosted spec`);
+      const spec = change({ autoscale: false, schedule: null, labels: {}, ...JSON.parse(row.hosted_spec) } as HostedPoolSpec);
       stmt(this.db, 'UPDATE pools SET hosted_spec = ?, updated_at = ? WHERE id = ?').run(JSON.stringify(spec), now, poolId);
       insertAuditRow(this.db, audit);
+      return spec;
     })();
   }
 
