@@ -56,15 +56,20 @@ describe.skipIf(!hasDocker)('air-gapped runners and the docker network they are 
     for (const name of [internal, open]) await docker.getNetwork(name).remove().catch(() => undefined);
   });
 
-  it("runs a job on the pool's internal network, and refuses the job of a pool whose network is not internal", async () => {
+  it("runs a job on the pool's internal network, and rejects (never fails) the job of a pool whose network is not internal", async () => {
     const sealed = await jobs.submit(dockerJob('sealed'));
     expect((await jobs.waitForState(sealed.id, ['succeeded', 'failed'])).state).toBe('succeeded');
     expect((await jobs.log(sealed.id)).split(/\s+/).filter(Boolean).sort()).toEqual(['eth0', 'lo']);
 
+    // Rejected before it is accepted, not retryable: the job goes back to the queue without spending
+    // a retry, and this runner is not offered it again (the pool has no other runner: it waits).
     const leaky = await jobs.submit(dockerJob('leaky'));
-    const failed = await jobs.waitForState(leaky.id, ['succeeded', 'failed']);
-    expect(failed).toMatchObject({ state: 'failed', attempt: 1, reason: notInternal(open) });
+    const rejected = `rejected: ${notInternal(open)}`;
+    await waitFor('leaky job rejected', async () => (await jobs.get(leaky.id)).reason === rejected);
+    await new Promise((r) => setTimeout(r, 1_000));
+    expect(await jobs.get(leaky.id)).toMatchObject({ state: 'queued', runnerId: null, reason: rejected });
     expect(await jobs.log(leaky.id)).toBe('');
+    expect((await jobs.cancel(leaky.id)).state).toBe('cancelled');
   });
 
   it('will not start with a docker_network in runner.yaml that is not internal: exit 78, naming the key and why', async () => {

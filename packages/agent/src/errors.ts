@@ -73,6 +73,13 @@ export class DaemonRunningError extends Error {
 export class AlreadyRunningError extends Error {
   override readonly name = 'AlreadyRunningError';
   readonly code = 'already_running';
+  /** The holder's pid, when it said within a second (a stopped daemon does not). */
+  constructor(
+    message: string,
+    readonly pid?: number,
+  ) {
+    super(message);
+  }
 }
 
 /** Errors after which reconnecting cannot help. */

@@ -32,14 +32,50 @@ export interface InstanceLock {
  * AlreadyRunningError naming the holder's pid.
  */
 export async function lockInstance(stateDir: string, configPath: string): Promise<InstanceLock> {
+  return holdAll([await stateLock(stateDir), await configLock(configPath)]);
+}
+
+/**
+ * Whether a daemon holds this state directory or runner.yaml, judged by taking the lock and
+ * releasing it at once: unlike a status request, a stopped or stalled daemon still holds it.
+ * A state directory that does not exist was never locked; the config's lock still counts.
+ */
+export async function instanceHolder(stateDir: string, configPath: string): Promise<{ pid?: number } | undefined> {
+  const state = await stateLock(stateDir).catch((err: unknown) => {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+    throw err;
+  });
+  try {
+    const lock = await holdAll([...(state ? [state] : []), await configLock(configPath)]);
+    await lock.release();
+    return undefined;
+  } catch (err) {
+    if (err instanceof AlreadyRunningError) return err.pid === undefined ? {} : { pid: err.pid };
+    throw err;
+  }
+}
+
+interface LockSpec {
+  name: string;
+  what: string;
+}
+
+async function stateLock(stateDir: string): Promise<LockSpec> {
   const state = await stat(stateDir, { bigint: true });
+  return { name: lockName('state', `${state.dev}:${state.ino}`), what: `state directory ${stateDir}` };
+}
+
+async function configLock(configPath: string): Promise<LockSpec> {
   // runner.yaml is replaced on each rotation (a new inode): its directory and name identify it.
   const target = writeTarget(configPath);
   const configDir = await stat(dirname(target), { bigint: true });
+  return { name: lockName('config', `${configDir.dev}:${configDir.ino}/${basename(target)}`), what: `config ${configPath}` };
+}
+
+async function holdAll(specs: LockSpec[]): Promise<InstanceLock> {
   const held: Server[] = [];
   try {
-    held.push(await hold(lockName('state', `${state.dev}:${state.ino}`), `state directory ${stateDir}`));
-    held.push(await hold(lockName('config', `${configDir.dev}:${configDir.ino}/${basename(target)}`), `config ${configPath}`));
+    for (const spec of specs) held.push(await hold(spec.name, spec.what));
   } catch (err) {
     await Promise.all(held.map(close));
     throw err;
@@ -68,6 +104,7 @@ async function hold(name: string, what: string): Promise<Server> {
     const pid = await holderPid(name);
     throw new AlreadyRunningError(
       `another rbtk-runner${pid ? ` (pid ${pid})` : ''} is already running with this ${what}; stop it first (systemctl stop rbtk-runner) — nothing was touched`,
+      pid,
     );
   }
   // The lock must not keep the process alive on its own; it goes when the process does.

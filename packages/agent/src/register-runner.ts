@@ -10,10 +10,10 @@ import {
 } from '@rbtk/protocol/runner';
 import { register } from './api/register.js';
 import { loadConfig } from './config/load.js';
-import { controlSocketPath, resolveStateDir } from './config/paths.js';
+import { resolveStateDir } from './config/paths.js';
 import { writeConfig } from './config/write.js';
-import { fetchDaemonStatus } from './control/client.js';
 import { AlreadyRegisteredError, ConfigNotDurableError, DaemonRunningError, UsageError } from './errors.js';
+import { instanceHolder } from './instance-lock.js';
 import { collectHostFacts } from './inventory/host.js';
 import { agentVersion } from './version.js';
 
@@ -114,11 +114,12 @@ export async function registerRunner(options: RegisterRunnerOptions): Promise<Re
  * next rotation, would write it back over the new file: refuse until it is stopped.
  */
 async function refuseWhileDaemonRuns(configPath: string, existing: RunnerConfig | undefined): Promise<void> {
-  const socket = controlSocketPath(resolveStateDir(existing ?? {}, configPath));
-  const answer = await fetchDaemonStatus(socket);
-  if (!answer.running) return;
+  // The instance lock, not a status request: a stopped or stalled daemon does not answer one.
+  const holder = await instanceHolder(resolveStateDir(existing ?? {}, configPath), configPath);
+  if (!holder) return;
+  const pid = holder.pid === undefined ? '' : ` (pid ${holder.pid})`;
   throw new DaemonRunningError(
-    `rbtk-runner run (pid ${answer.status.pid}) is running on ${configPath}; stop it first (systemctl stop rbtk-runner), then register again`,
+    `rbtk-runner run${pid} is running on ${configPath}; stop it first (systemctl stop rbtk-runner), then register again`,
   );
 }
 

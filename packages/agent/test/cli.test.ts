@@ -117,6 +117,24 @@ describe('rbtk-runner CLI', () => {
     expect((await loadConfig(path)).runner_id).toBe('runner1abcdefgh');
   });
 
+  it('register --force refuses while a stopped (SIGSTOP) daemon holds that runner.yaml, though it answers no status request', async () => {
+    const path = join(dir, 'runner.yaml');
+    await writeConfig(path, runnerConfig(peer.url));
+    const daemon = start(['run', '--config', path]);
+    await daemon.waitForLog('connected');
+    daemon.kill('SIGSTOP');
+    try {
+      const args = ['register', '--url', peer.url, '--token', REG_TOKEN, '--config', path, '--force'];
+      const refused = await runCli(args);
+      expect(refused.code, refused.stderr).toBe(2);
+      expect(refused.stderr).toMatch(/^error: rbtk-runner run is running on .*runner\.yaml; stop it first/);
+      expect(registrations).toHaveLength(0);
+      expect((await loadConfig(path)).runner_id).toBe('runner0000000001');
+    } finally {
+      daemon.kill('SIGCONT');
+    }
+  });
+
   it.each([
     [['--max-jobs', '0'], /--max-jobs/],
     [['--executor', 'podman'], /docker or shell/],

@@ -53,6 +53,18 @@ describe.skipIf(!hasDocker)("an air-gapped runner's job network (real Docker Eng
     expect(await containersLabelled(`rbtk.job=${r.jobId}`, docker)).toEqual([]);
   });
 
+  it('says before a job is accepted whether it will refuse it: an open or missing network for good, an internal one not at all', async () => {
+    const executor = new DockerExecutor({ docker, airgapped: true });
+    expect(await executor.refusal(job, { network: internal })).toBeUndefined();
+    expect(await executor.refusal(job, { network: open })).toEqual({ reason: notInternal(open), retryable: false });
+    const missing = `rbtk-test-missing-${suffix}`;
+    expect(await new DockerExecutor({ docker, airgapped: true, network: missing }).refusal(job)).toEqual({
+      reason: `air-gapped runner: docker network ${missing} does not exist (docker network create --internal ${missing})`,
+      retryable: false,
+    });
+    expect(await new DockerExecutor({ docker }).refusal(job, { network: open })).toBeUndefined();
+  });
+
   it("refuses runner.yaml's docker_network when it is not internal, and one that does not exist", async () => {
     const onOpen = await new DockerExecutor({ docker, airgapped: true, network: open }).start(ref(), job, new MemorySink()).wait();
     expect(onOpen.message).toBe(notInternal(open));
@@ -84,7 +96,7 @@ describe.skipIf(!hasDocker)("an air-gapped runner's job network (real Docker Eng
       now += 30_000;
       expect(await check.refusal(name)).toBeUndefined();
       now += 31_000;
-      expect(await check.refusal(name)).toBe(notInternal(name));
+      expect(await check.refusal(name)).toEqual({ reason: notInternal(name), retryable: false });
       expect(await check.refusal('none')).toBeUndefined();
     } finally {
       await docker.getNetwork(name).remove().catch(() => undefined);

@@ -1,5 +1,5 @@
 import { existsSync } from 'node:fs';
-import { mkdir, readdir, readFile, rmdir, writeFile } from 'node:fs/promises';
+import { mkdir, readdir, readFile, rm, rmdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { RunnerMessage } from '@rbtk/protocol';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
@@ -18,7 +18,7 @@ function sentOnConnect(spooled: SpooledAttempt): RunnerMessage[] {
     hasStarted: true,
     acceptSent: true,
     startedSent: true,
-    sentUpTo: spooled.records[0]?.offset ?? spooled.logBytes,
+    sentUpTo: spooled.records[0]?.offset ?? spooled.spilledFrom ?? spooled.logBytes,
     resultSent: false,
   };
   const sent: RunnerMessage[] = [];
@@ -125,6 +125,66 @@ describe('Spool', () => {
     const [again] = await new Spool(join(dir, 'spool')).load();
     expect(again!.records.map((r) => r.data)).toEqual(['still sent\n']);
     expect(again!.logBytes).toBe(24);
+  });
+
+  it('keeps at most memoryBytes of unacknowledged log in memory, and sends every byte in order as acks come', async () => {
+    const spool = new Spool(join(dir, 'spool'), { memoryBytes: 100, trimEveryBytes: 64 });
+    const a = await spool.create(meta('chatty'));
+    const lines = Array.from({ length: 200 }, (_, i) => `line ${i} ${'x'.repeat(i % 7)}\n`);
+    // The coordinator is down: nothing is acknowledged while the job writes 20 times the bound.
+    for (const l of lines) a.append([{ stream: l.length % 2 ? 'stderr' : 'stdout', data: l }]);
+    await a.finish({ outcome: 'succeeded', exitCode: 0 });
+    await a.idle();
+    expect(a.logBytes).toBeGreaterThan(2_000);
+    expect(a.memoryBytes).toBeLessThanOrEqual(100);
+    expect(a.records.reduce((n, r) => n + r.bytes, 0)).toBe(a.memoryBytes);
+
+    // A restart keeps the bound too.
+    const [reloaded] = await new Spool(join(dir, 'spool'), { memoryBytes: 100 }).load();
+    expect(reloaded!.memoryBytes).toBeLessThanOrEqual(100);
+    expect(reloaded!.spilledFrom).toBe(reloaded!.records.at(-1)!.offset + reloaded!.records.at(-1)!.bytes);
+
+    // It comes back: each connection sends what memory holds, the coordinator acks, the rest is read back.
+    const got: string[] = [];
+    let result: RunnerMessage | undefined;
+    let offset = 0;
+    for (let round = 0; !result && round < 1_000; round++) {
+      for (const f of sentOnConnect(a)) {
+        if (f.type === 'log') {
+          expect(f.offset).toBe(offset);
+          got.push(f.data);
+          offset += Buffer.byteLength(f.data);
+        } else if (f.type === 'result') result = f;
+      }
+      a.ack(offset);
+      await a.idle();
+      expect(a.memoryBytes).toBeLessThanOrEqual(100);
+    }
+    expect(got.join('')).toBe(lines.join(''));
+    expect(result).toMatchObject({ type: 'result', logBytes: a.logBytes });
+  });
+
+  it('keeps a spilled record whose write failed in memory, and sends it in its place', async () => {
+    const spool = new Spool(join(dir, 'spool'), { memoryBytes: 10 });
+    const a = await spool.create(meta('spilled-full-disk'));
+    a.append([{ stream: 'stdout', data: 'in memory\n' }]);
+    a.append([{ stream: 'stdout', data: 'on disk\n' }]);
+    await a.idle();
+    await rm(join(a.dir, 'log.jsonl'));
+    await mkdir(join(a.dir, 'log.jsonl'));
+    a.append([{ stream: 'stdout', data: 'nowhere but memory\n' }]);
+    await a.idle();
+    await rmdir(join(a.dir, 'log.jsonl'));
+    await writeFile(join(a.dir, 'log.jsonl'), '{"o":0,"s":"stdout","d":"in memory\\n"}\n{"o":10,"s":"stdout","d":"on disk\\n"}\n');
+    await a.finish({ outcome: 'succeeded', exitCode: 0 });
+    const got: string[] = [];
+    let offset = 0;
+    for (let round = 0; offset < a.logBytes && round < 10; round++) {
+      for (const f of sentOnConnect(a)) if (f.type === 'log' && f.offset === offset) (got.push(f.data), (offset += Buffer.byteLength(f.data)));
+      a.ack(offset);
+      await a.idle();
+    }
+    expect(got).toEqual(['in memory\n', 'on disk\n', 'nowhere but memory\n']);
   });
 
   it('sends the result after a restart even when a hole in the log file lost its tail', async () => {

@@ -7,7 +7,13 @@ import { dockerMessage, hasStatus } from './docker-error.js';
 const CACHE_MS = 60_000;
 
 /** What Docker said about a network: internal or not, or why it could not tell (no such network, no answer). */
-type Inspection = { internal: boolean } | { refusal: string };
+type Inspection = { internal: boolean } | { refusal: string; retryable: boolean };
+
+/** Why a job may not run here; retryable when the cause may pass (dockerd did not answer). */
+export interface NetworkRefusal {
+  reason: string;
+  retryable: boolean;
+}
 
 /**
  * Whether an air-gapped runner may put job containers on a Docker network:
@@ -26,17 +32,17 @@ export class InternalNetworkCheck {
   ) {}
 
   /** Why a job container may not join `network`, or undefined when it may. */
-  async refusal(network: string): Promise<string | undefined> {
+  async refusal(network: string): Promise<NetworkRefusal | undefined> {
     if (network === 'none') return undefined;
     const kept = this.kept.get(network);
     let internal = kept && this.now() - kept.at < CACHE_MS ? kept.internal : undefined;
     if (internal === undefined) {
       const found = await inspectNetwork(this.docker, network);
-      if ('refusal' in found) return found.refusal;
+      if ('refusal' in found) return { reason: found.refusal, retryable: found.retryable };
       internal = found.internal;
       this.kept.set(network, { internal, at: this.now() });
     }
-    return internal ? undefined : notInternal(network);
+    return internal ? undefined : { reason: notInternal(network), retryable: false };
   }
 }
 
@@ -68,9 +74,9 @@ async function inspectNetwork(docker: Docker, network: string): Promise<Inspecti
     return { internal: info.Internal === true };
   } catch (err) {
     if (hasStatus(err, 404)) {
-      return { refusal: `air-gapped runner: docker network ${network} does not exist (docker network create --internal ${network})` };
+      return { refusal: `air-gapped runner: docker network ${network} does not exist (docker network create --internal ${network})`, retryable: false };
     }
-    return { refusal: `air-gapped runner: cannot tell whether docker network ${network} is internal: ${dockerMessage(err)}` };
+    return { refusal: `air-gapped runner: cannot tell whether docker network ${network} is internal: ${dockerMessage(err)}`, retryable: true };
   }
 }
 

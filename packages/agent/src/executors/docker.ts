@@ -5,7 +5,7 @@ import type { Logger } from '../log.js';
 import { LABELS } from './container-labels.js';
 import { dockerMessage } from './docker-error.js';
 import { ensureImage } from './docker-image.js';
-import { InternalNetworkCheck } from './docker-network.js';
+import { InternalNetworkCheck, type NetworkRefusal } from './docker-network.js';
 import { inspectEnd, oomMessage, possibleOomMessage } from './docker-oom.js';
 import { removeOnce, retryRemoval, type RemovalOptions } from './docker-removal.js';
 import { waitFailedMessage, waitForExit } from './docker-wait.js';
@@ -56,10 +56,20 @@ export class DockerExecutor implements Executor {
     this.networks = options.airgapped ? new InternalNetworkCheck(this.docker) : undefined;
   }
 
+  /** An air-gapped runner refuses a job whose container network could reach beyond the host, before accepting it. */
+  async refusal(_spec: ExecutorSpec, resources: AttemptResources = {}): Promise<NetworkRefusal | undefined> {
+    return this.networks?.refusal(networkOf(resources, this.options));
+  }
+
   start(attempt: AttemptRef, spec: ExecutorSpec, sink: ExecutionSink, signal?: AbortSignal, resources: AttemptResources = {}): Execution {
     if (spec.type !== 'docker') throw new TypeError(`the docker executor cannot run a ${spec.type} job`);
     return new DockerExecution(this.docker, this.options, this.networks, attempt, resources, spec, sink, signal);
   }
+}
+
+/** The pool's network (welcome), else runner.yaml's docker_network, else none. */
+function networkOf(resources: AttemptResources, options: DockerExecutorOptions): string {
+  return resources.network ?? options.network ?? 'none';
 }
 
 class DockerExecution implements Execution {
@@ -114,14 +124,15 @@ class DockerExecution implements Execution {
 
   /** The pool's network (welcome), else runner.yaml's docker_network, else none. */
   private get network(): string {
-    return this.resources.network ?? this.options.network ?? 'none';
+    return networkOf(this.resources, this.options);
   }
 
   private async run(spec: DockerExecutorSpec, sink: ExecutionSink): Promise<ExecutionResult> {
     // Before the image: an air-gapped job that could reach out never starts, nor pulls from the registry.
+    // The manager asked refusal() before accepting; this catches a network changed since (kept a minute).
     const unsafe = await this.networks?.refusal(this.network);
     if (this.stopped) return resultOf(null, this.stopped);
-    if (unsafe) return failedBeforeStart(unsafe);
+    if (unsafe) return failedBeforeStart(unsafe.reason);
     let refused: string | undefined;
     try {
       refused = await ensureImage(this.docker, spec.image, spec.pull, {

@@ -59,6 +59,11 @@ export interface Execution {
  * stop() with the signal's reason (a StopReason), or "cancelled".
  */
 export interface Executor {
+  /**
+   * Why this runner will not run the job, asked before it is accepted (the manager rejects
+   * it: not retryable shuts this runner out of the job). Absent or undefined: it may.
+   */
+  refusal?(spec: ExecutorSpec, resources?: AttemptResources): Promise<{ reason: string; retryable: boolean } | undefined>;
   start(attempt: AttemptRef, spec: ExecutorSpec, sink: ExecutionSink, signal?: AbortSignal, resources?: AttemptResources): Execution;
 }
 

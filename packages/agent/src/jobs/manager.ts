@@ -239,12 +239,22 @@ export class JobManager {
     const h = this.adopt(jobId, attempt);
     Object.assign(h, { state: 'starting', acceptSent: false, startedSent: false, gpus });
     const receivedAt = performance.now();
-    const refuse = (reason: string): void => {
+    const refuse = (reason: string, retryable = true): void => {
       this.held.delete(key);
       this.releaseGpus(h, key);
-      logger.error({ jobId, attempt, reason }, 'job rejected');
-      this.sendFrame({ type: 'reject', jobId, attempt, reason, retryable: true });
+      logger.error({ jobId, attempt, reason, retryable }, 'job rejected');
+      this.sendFrame({ type: 'reject', jobId, attempt, reason, retryable });
     };
+    const resources = { gpuIds: gpus, ...(this.poolNetwork ? { network: this.poolNetwork } : {}) };
+    // What the executor will never run here (an air-gapped runner's open network) is a reject, not a
+    // failed result: the job's retries are not spent on this runner, and others may take it.
+    let unfit: { reason: string; retryable: boolean } | undefined;
+    try {
+      unfit = await executors[type]!.refusal?.(message.spec.executor, resources);
+    } catch (err) {
+      unfit = { reason: `cannot check the job: ${(err as Error).message}`, retryable: true };
+    }
+    if (unfit) return refuse(unfit.reason, unfit.retryable);
     try {
       h.spooled = await this.deps.spool.create({ jobId, attempt, executor: type, acceptedAt: new Date().toISOString() });
     } catch (err) {
@@ -264,7 +274,7 @@ export class JobManager {
       {
         runnerId: this.deps.runnerId,
         executor: executors[type]!,
-        resources: { gpuIds: gpus, ...(this.poolNetwork ? { network: this.poolNetwork } : {}) },
+        resources,
         logger,
         onStarted: () => this.started(h),
         stop: (reason) => this.stop(h, reason),

@@ -8,7 +8,7 @@ import type { HeldAttempt } from './held-attempt.js';
  */
 export function resetForConnection(h: HeldAttempt): void {
   const s = h.spooled;
-  h.sentUpTo = s ? (s.records[0]?.offset ?? s.logBytes) : 0;
+  h.sentUpTo = s ? (s.records[0]?.offset ?? s.spilledFrom ?? s.logBytes) : 0;
   h.resultSent = false;
   h.startedSent = false;
 }
@@ -40,8 +40,9 @@ export function flushAttempt(h: HeldAttempt, send: (frame: RunnerMessage) => boo
   // Every record held went out (the loop returns at the first that cannot). If that is short of the
   // result's logBytes, the spool lost the rest (a restart could not read past a hole that a disk error
   // left, see Spool.load): the result goes without them, rather than never.
+  // Records on disk only come back into memory as acknowledgements free room; the result waits for them.
   const result = s.result;
-  if (!result || h.resultSent) return;
+  if (!result || h.resultSent || s.spilledFrom !== undefined) return;
   h.resultSent = send({
     type: 'result',
     jobId,

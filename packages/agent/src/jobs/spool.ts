@@ -1,4 +1,6 @@
+import { createReadStream } from 'node:fs';
 import { appendFile, mkdir, readdir, readFile, rename, rm } from 'node:fs/promises';
+import { createInterface } from 'node:readline';
 import { join } from 'node:path';
 import type { ExecutorName, LogStream, Outcome } from '@rbtk/protocol/runner';
 import writeFileAtomic from 'write-file-atomic';
@@ -41,28 +43,37 @@ export interface SpoolOptions {
    * trimming on every ack would rewrite (and fsync) the file per frame.
    */
   trimEveryBytes?: number;
+  /**
+   * Unacknowledged log an attempt keeps in memory; past it, records are on disk only and read
+   * back as acknowledgements free room: a chatty job while the coordinator is down must not
+   * grow the heap for hours.
+   */
+  memoryBytes?: number;
 }
 
 const DEFAULT_TRIM_EVERY_BYTES = 256 * 1024;
+const DEFAULT_MEMORY_BYTES = 8 * 1024 * 1024;
 
 /** An attempt directory being removed (renamed first, so a kill midway never leaves a partial attempt). */
 const REMOVING = '.removing';
 
 export class Spool {
   private readonly trimEveryBytes: number;
+  private readonly memoryBytes: number;
 
   constructor(
     readonly dir: string,
     options: SpoolOptions = {},
   ) {
     this.trimEveryBytes = options.trimEveryBytes ?? DEFAULT_TRIM_EVERY_BYTES;
+    this.memoryBytes = options.memoryBytes ?? DEFAULT_MEMORY_BYTES;
   }
 
   async create(meta: SpoolMeta): Promise<SpooledAttempt> {
     const dir = join(this.dir, `${safeName(meta.jobId)}-${meta.attempt}`);
     await mkdir(dir, { recursive: true, mode: 0o750 });
     await writeFileAtomic(join(dir, 'meta.json'), JSON.stringify(meta), { fsync: true });
-    return new SpooledAttempt(dir, meta, this.trimEveryBytes);
+    return new SpooledAttempt(dir, meta, this.trimEveryBytes, this.memoryBytes);
   }
 
   /** Every attempt on disk, as a restarted runner finds them. Directories without meta.json were never accepted. */
@@ -86,7 +97,7 @@ export class Spool {
         await rm(dir, { recursive: true, force: true });
         continue;
       }
-      const attempt = new SpooledAttempt(dir, meta, this.trimEveryBytes);
+      const attempt = new SpooledAttempt(dir, meta, this.trimEveryBytes, this.memoryBytes);
       attempt.restore(await readLog(join(dir, 'log.jsonl')), await readJson<SpoolResult>(join(dir, 'result.json')));
       found.push(attempt);
     }
@@ -103,8 +114,19 @@ export class Spool {
  * acknowledgement loses them.
  */
 export class SpooledAttempt {
-  /** Log records not yet acknowledged, in offset order. */
+  /**
+   * Log records not yet acknowledged, in offset order, up to `spilledFrom`: the records from
+   * there on are on disk only (those whose write failed are kept in `unwritten`).
+   */
   records: SpoolRecord[] = [];
+  /** Where the records kept on disk only begin; undefined while memory holds every unacknowledged one. */
+  spilledFrom: number | undefined;
+  /** Spilled records whose disk write failed: memory is the only place they are. */
+  private readonly unwritten = new Map<number, SpoolRecord>();
+  /** Bytes in `records`; the bound applies to them (`unwritten` cannot be let go). */
+  private heldBytes = 0;
+  private unwrittenBytes = 0;
+  private refillQueued = false;
   /** Bytes of log written so far (acknowledged or not). */
   logBytes = 0;
   /** Every byte below this is stored by the coordinator. */
@@ -127,7 +149,13 @@ export class SpooledAttempt {
     readonly dir: string,
     public meta: SpoolMeta,
     private readonly trimEveryBytes = DEFAULT_TRIM_EVERY_BYTES,
+    private readonly memoryLimit = DEFAULT_MEMORY_BYTES,
   ) {}
+
+  /** Bytes of log data held in memory (tests: at most the bound, plus one record). */
+  get memoryBytes(): number {
+    return this.heldBytes + this.unwrittenBytes;
+  }
 
   get key(): string {
     return `${this.meta.jobId}#${this.meta.attempt}`;
@@ -141,7 +169,17 @@ export class SpooledAttempt {
       this.logBytes += bytes;
       return record;
     });
-    this.records.push(...added);
+    // Past the bound, and after the first record spilled (order), records wait on disk.
+    const spilled: SpoolRecord[] = [];
+    for (const r of added) {
+      if (this.spilledFrom === undefined && (this.records.length === 0 || this.heldBytes + r.bytes <= this.memoryLimit)) {
+        this.records.push(r);
+        this.heldBytes += r.bytes;
+      } else {
+        this.spilledFrom ??= r.offset;
+        spilled.push(r);
+      }
+    }
     const end = this.logBytes;
     this.enqueue(async () => {
       try {
@@ -150,6 +188,11 @@ export class SpooledAttempt {
       } catch (err) {
         if (!this.failing) this.onWriteError?.(err as Error);
         this.failing = true;
+        // Not on disk: memory is the only copy, whatever the bound.
+        for (const r of spilled) {
+          this.unwritten.set(r.offset, r);
+          this.unwrittenBytes += r.bytes;
+        }
       } finally {
         // Not on disk? Still send it: the next trim rewrites the file from memory, which heals the hole.
         this.writtenBytes = end;
@@ -164,6 +207,12 @@ export class SpooledAttempt {
     this.acked = Math.min(offset, this.logBytes);
     // A record the ack ends inside stays whole: splitting it could cut a character.
     this.records = this.records.filter((r) => r.offset + r.bytes > this.acked);
+    this.heldBytes = this.records.reduce((n, r) => n + r.bytes, 0);
+    if (this.spilledFrom !== undefined) {
+      this.queueRefill();
+      // A trim rewrites the file from memory: not while part of the log is on disk only.
+      return;
+    }
     if (this.trimQueued || this.acked - this.trimmedTo < this.trimEveryBytes) return;
     this.trimQueued = true;
     this.enqueue(async () => {
@@ -174,6 +223,45 @@ export class SpooledAttempt {
       const base = keep[0]?.offset ?? Math.min(this.acked, this.writtenBytes);
       this.trimmedTo = base;
       await writeFileAtomic(join(this.dir, 'log.jsonl'), `${JSON.stringify({ base })}\n${keep.map(line).join('')}`);
+    });
+  }
+
+  /**
+   * Once half the bound is free, reads the spilled records back from the file (behind the
+   * appends queued before, so they are there), and those whose write failed from memory.
+   */
+  private queueRefill(): void {
+    if (this.refillQueued || this.spilledFrom === undefined || this.heldBytes > this.memoryLimit / 2) return;
+    this.refillQueued = true;
+    void this.enqueue(async () => {
+      this.refillQueued = false;
+      let next = this.spilledFrom;
+      if (next === undefined) return;
+      const take = (r: SpoolRecord): boolean => {
+        if (r.offset !== next || (this.records.length > 0 && this.heldBytes + r.bytes > this.memoryLimit)) return false;
+        if (this.unwritten.delete(r.offset)) this.unwrittenBytes -= r.bytes;
+        this.records.push(r);
+        this.heldBytes += r.bytes;
+        next = r.offset + r.bytes;
+        return true;
+      };
+      const lines = createInterface({ input: createReadStream(join(this.dir, 'log.jsonl'), 'utf8'), crlfDelay: Infinity });
+      try {
+        for await (const raw of lines) {
+          const r = parseLine(raw);
+          if (!r || r.offset < next!) continue;
+          while (this.unwritten.has(next!) && take(this.unwritten.get(next!)!));
+          if (r.offset !== next || !take(r)) break;
+        }
+      } catch {
+        // An unreadable file: what memory holds of it is all there is.
+      } finally {
+        lines.close();
+      }
+      while (this.unwritten.has(next!) && take(this.unwritten.get(next!)!));
+      this.spilledFrom = next === this.logBytes ? undefined : next;
+      this.onWritten?.();
+      if (this.spilledFrom !== undefined && this.heldBytes <= this.memoryLimit / 2) this.queueRefill();
     });
   }
 
@@ -224,7 +312,12 @@ export class SpooledAttempt {
   }
 
   restore(log: { base: number; records: SpoolRecord[] }, result: SpoolResult | undefined): void {
-    this.records = log.records;
+    // A restart reads the whole file once; past the bound, the rest is read back as acks come.
+    let held = 0;
+    const fit = log.records.findIndex((r, i) => i > 0 && (held += r.bytes) + log.records[0]!.bytes > this.memoryLimit);
+    this.records = fit < 0 ? log.records : log.records.slice(0, fit);
+    this.spilledFrom = fit < 0 ? undefined : log.records[fit]!.offset;
+    this.heldBytes = this.records.reduce((n, r) => n + r.bytes, 0);
     this.acked = log.base;
     this.trimmedTo = log.base;
     this.logBytes = log.records.length > 0 ? log.records.at(-1)!.offset + log.records.at(-1)!.bytes : log.base;
@@ -244,6 +337,18 @@ export class SpooledAttempt {
 }
 
 const line = (r: SpoolRecord) => `${JSON.stringify({ o: r.offset, s: r.stream, d: r.data })}\n`;
+
+/** One record line of log.jsonl; undefined for the base line and a torn one. */
+function parseLine(raw: string): SpoolRecord | undefined {
+  let entry: { o?: number; s?: LogStream; d?: string };
+  try {
+    entry = JSON.parse(raw) as typeof entry;
+  } catch {
+    return undefined;
+  }
+  if (typeof entry.o !== 'number' || typeof entry.d !== 'string') return undefined;
+  return { offset: entry.o, stream: entry.s === 'stderr' ? 'stderr' : 'stdout', data: entry.d, bytes: Buffer.byteLength(entry.d) };
+}
 
 /** Reads log.jsonl; a torn last line (killed mid-append) and duplicates are skipped. */
 async function readLog(path: string): Promise<{ base: number; records: SpoolRecord[] }> {
