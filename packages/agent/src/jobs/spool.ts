@@ -1,6 +1,5 @@
 import { createReadStream } from 'node:fs';
 import { appendFile, mkdir, readdir, readFile, rename, rm } from 'node:fs/promises';
-import { createInterface } from 'node:readline';
 import { join } from 'node:path';
 import type { ExecutorName, LogStream, Outcome } from '@rbtk/protocol/runner';
 import writeFileAtomic from 'write-file-atomic';
@@ -245,6 +244,8 @@ export class SpooledAttempt {
         next = r.offset + r.bytes;
         return true;
       };
+      // Loaded here, not at start: readline costs an idle daemon about 1 MB of RSS.
+      const { createInterface } = await import('node:readline');
       const lines = createInterface({ input: createReadStream(join(this.dir, 'log.jsonl'), 'utf8'), crlfDelay: Infinity });
       try {
         for await (const raw of lines) {
