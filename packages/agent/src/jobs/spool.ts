@@ -205,8 +205,13 @@ export class SpooledAttempt {
     if (offset <= this.acked) return;
     this.acked = Math.min(offset, this.logBytes);
     // A record the ack ends inside stays whole: splitting it could cut a character.
-    this.records = this.records.filter((r) => r.offset + r.bytes > this.acked);
-    this.heldBytes = this.records.reduce((n, r) => n + r.bytes, 0);
+    // Acks come in offset order: only records at the front are dropped, and their bytes leave the count.
+    let dropped = 0;
+    while (dropped < this.records.length && this.records[dropped]!.offset + this.records[dropped]!.bytes <= this.acked) {
+      this.heldBytes -= this.records[dropped]!.bytes;
+      dropped++;
+    }
+    if (dropped > 0) this.records = this.records.slice(dropped);
     if (this.spilledFrom !== undefined) {
       this.queueRefill();
       // A trim rewrites the file from memory: not while part of the log is on disk only.
