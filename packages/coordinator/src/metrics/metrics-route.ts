@@ -1,9 +1,9 @@
-import { createHash, timingSafeEqual } from 'node:crypto';
 import type { IncomingHttpHeaders } from 'node:http';
 import { ErrorCode, RbtkError, ROUTES } from '@rbtk/protocol';
 import { bearerToken } from '../auth/bearer.js';
 import type { Route } from '../http/router.js';
 import type { CoordinatorMetrics } from './coordinator-metrics.js';
+import { hashSecret, verifySecret } from '../auth/secrets.js';
 
 /** A scrape refused for its token: counted under source "metrics" (CoordinatorMetrics.apiRequestFailed), not "api". */
 export class MetricsAuthError extends RbtkError {
@@ -15,9 +15,6 @@ export class MetricsAuthError extends RbtkError {
   }
 }
 
-/** Compared as sha256 digests: equal lengths for timingSafeEqual, and no timing on the token's length. */
-const digest = (text: string): Buffer => createHash('sha256').update(text, 'utf8').digest();
-
 /**
  * With --metrics-token, a scrape must bring it as a bearer token; without
  * one, /metrics is open like the health checks (Prometheus scrapers are
@@ -26,7 +23,7 @@ const digest = (text: string): Buffer => createHash('sha256').update(text, 'utf8
 function checkScraper(metrics: CoordinatorMetrics, headers: IncomingHttpHeaders): void {
   if (metrics.token === undefined) return;
   const presented = bearerToken(headers);
-  if (presented !== null && timingSafeEqual(digest(presented), digest(metrics.token))) return;
+  if (presented !== null && verifySecret(presented, hashSecret(metrics.token))) return;
   if (presented === null) {
     throw new MetricsAuthError('missing_token', 'this coordinator serves /metrics only with "Authorization: Bearer <its --metrics-token>"');
   }
