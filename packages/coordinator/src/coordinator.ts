@@ -66,7 +66,7 @@ export async function startCoordinator(options: CoordinatorOptions): Promise<Coo
       providers: options.hostedProviders,
     });
     const sockets = createRunnerSocketServer(ctx, { helloTimeoutMs: limits.helloTimeoutMs });
-    const submitters = createSubmitterSocketServer(ctx, { slowWatcherBytes: options.slowWatcherBytes });
+    const submitters = createSubmitterSocketServer(ctx, options.submitterLimits);
     server = createServer(httpServerOptions(limits.httpRequestTimeoutMs), createRequestListener(ctx));
     server.on('clientError', answerClientError);
     server.on('upgrade', routeUpgrades({ [ROUTES.jobsSocket]: submitters }, sockets));

@@ -8,6 +8,7 @@ import {
 import type { Timings } from './context.js';
 import type { HostedProviderImpl } from './hosted/provider.js';
 import type { Logger, LogLevel } from './log.js';
+import type { SubmitterLimits } from './ws/submitter-session.js';
 
 /** How long a runner has to accept an assignment (--accept-timeout). */
 export const DEFAULT_ACCEPT_TIMEOUT_MS = 10_000;
@@ -51,10 +52,11 @@ export interface CoordinatorOptions {
   /** Providers to use instead of this host's (an embedder's own, e.g. a cloud one, or a test's instrumented one). */
   hostedProviders?: Partial<Record<HostedProvider, HostedProviderImpl>>;
   /**
-   * Bytes waiting on a submitter socket past which it is closed with 1013 (reading too slowly for its
-   * watches); default SLOW_WATCHER_BYTES (32 MiB). Tests lower it to reach it with little data.
+   * What one submitter socket may hold (DEFAULT_SUBMITTER_LIMITS): bytes waiting past which it is closed
+   * with 1013 (32 MiB), requests in hand past which it is read no further (1024), watches (4096).
+   * Tests lower them to reach them with little traffic.
    */
-  slowWatcherBytes?: number;
+  submitterLimits?: Partial<SubmitterLimits>;
   /** How old /metrics' rbtk_jobs may be (counted incrementally, reused this long); default 10 s, 0: every scrape. */
   metricsRefreshMs?: number;
   /** When set, GET /metrics wants `Authorization: Bearer <it>`; default: open, like the health checks. */

@@ -1,6 +1,6 @@
 import type { Socket } from 'node:net';
 import { PassThrough } from 'node:stream';
-import { CloseCode, parseSubmitterEvent, ROUTES } from '@rbtk/protocol';
+import { CloseCode, ErrorCode, parseSubmitterEvent, ROUTES } from '@rbtk/protocol';
 import { afterEach, describe, expect, it } from 'vitest';
 import WebSocket from 'ws';
 import { createLogger } from '../src/index.js';
@@ -38,7 +38,7 @@ describe('a submitter that reads its watch too slowly', () => {
     const logs = new PassThrough();
     logs.on('data', (chunk: Buffer) => lines.push(...chunk.toString().split('\n').filter(Boolean)));
     const tc = await TestCoordinator.start({
-      slowWatcherBytes: SLOW_BYTES,
+      submitterLimits: { slowWatcherBytes: SLOW_BYTES },
       logger: createLogger({ level: 'warn', destination: logs, pretty: false }),
     });
     cleanups.push(() => tc.stop());
@@ -107,5 +107,78 @@ describe('a submitter that reads its watch too slowly', () => {
     expect(again).toMatchObject({ type: 'submitted', created: true });
     const b = await runner.take();
     expect(b.jobId).toBe(again.type === 'submitted' ? again.job.id : '');
+  });
+});
+
+describe('what one submitter socket may hold', () => {
+  const cleanups: (() => Promise<void> | void)[] = [];
+  afterEach(async () => {
+    for (const c of cleanups.splice(0).reverse()) await c();
+  });
+
+  /** A coordinator with a finished job whose log is `bytes` long. */
+  async function withLoggedJob(limits: Parameters<typeof TestCoordinator.start>[0], bytes: number) {
+    const tc = await TestCoordinator.start(limits);
+    cleanups.push(() => tc.stop());
+    const runner = await SimRunner.start(tc, 'w');
+    cleanups.push(() => runner.terminate());
+    const s = await SubmitterSocket.open(tc);
+    const submitted = await s.submit(shellJob('w'));
+    s.ws.terminate();
+    const jobId = submitted.type === 'submitted' ? submitted.job.id : '';
+    const a = await runner.take();
+    runner.started(a);
+    // 64 KiB chunks: a backlog page (LOG_PAGE_CHUNKS chunks) is then 8 MiB, and the next waits for the socket.
+    const chunk = 64 * 1024;
+    for (let sent = 0; sent < bytes; sent += chunk) await runner.log(a, sent, 'x'.repeat(chunk));
+    await runner.result(a, 'succeeded', 0, bytes);
+    return { tc, jobId };
+  }
+
+  const jobCount = async (tc: TestCoordinator) => ((await tc.api('GET', '/v1/jobs?limit=100')).body as unknown[]).length;
+
+  it('reads no further while it has maxPendingRequests in hand, and goes on once they are answered', async () => {
+    // A watch of a 24 MiB log to a client that reads nothing stays in hand: its backlog's later pages wait
+    // for the socket to drain, and 24 MiB is more than loopback's socket buffers hold.
+    const { tc, jobId } = await withLoggedJob({ submitterLimits: { maxPendingRequests: 1 } }, 24 * 1024 * 1024);
+    const before = await jobCount(tc);
+    const stuck = await openPausable(tc);
+    cleanups.push(() => stuck.ws.terminate());
+    stuck.socket.pause();
+    stuck.ws.send(JSON.stringify({ type: 'watch', reqId: 'w1', jobId }));
+    stuck.ws.send(JSON.stringify({ type: 'submit', reqId: 's1', spec: shellJob('w') }));
+    await new Promise((r) => setTimeout(r, 500));
+    // Without the cap the submit would have been taken and committed by now.
+    expect(await jobCount(tc)).toBe(before);
+    stuck.socket.resume();
+    const deadline = Date.now() + 10_000;
+    while (!stuck.events.some((e) => e.ok && e.message.type === 'submitted') && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+    expect(stuck.events.find((e) => e.ok && e.message.type === 'submitted')).toMatchObject({ ok: true, message: { reqId: 's1', created: true } });
+    expect(await jobCount(tc)).toBe(before + 1);
+  });
+
+  it('refuses a watch past maxWatches with limit_exceeded and stays open', async () => {
+    const { tc } = await withLoggedJob({ submitterLimits: { maxWatches: 2 } }, 64 * 1024);
+    const s = await SubmitterSocket.open(tc);
+    cleanups.push(() => s.ws.terminate());
+    const ids: string[] = [];
+    for (let i = 0; i < 3; i++) {
+      const r = await s.submit(shellJob('w'));
+      ids.push(r.type === 'submitted' ? r.job.id : '');
+    }
+    const watch = async (jobId: string) => {
+      const reqId = s.request({ type: 'watch', jobId });
+      return s.next((e) => 'reqId' in e && e.reqId === reqId);
+    };
+    expect(await watch(ids[0]!)).toMatchObject({ type: 'ack' });
+    expect(await watch(ids[1]!)).toMatchObject({ type: 'ack' });
+    expect(await watch(ids[1]!)).toMatchObject({ type: 'ack' }); // the same job again replaces its watch
+    const refused = await watch(ids[2]!);
+    expect(refused).toMatchObject({ type: 'error', code: ErrorCode.LimitExceeded });
+    expect(refused.type === 'error' && refused.message).toContain('already watches 2 jobs');
+    const unwatch = s.request({ type: 'unwatch', jobId: ids[0] });
+    expect(await s.next((e) => 'reqId' in e && e.reqId === unwatch)).toMatchObject({ type: 'ack' });
+    expect(await watch(ids[2]!)).toMatchObject({ type: 'ack' });
+    expect(s.ws.readyState).toBe(WebSocket.OPEN);
   });
 });

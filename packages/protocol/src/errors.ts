@@ -23,6 +23,8 @@ export const ErrorCode = {
   /** The coordinator's database disk is full: it refuses writes until space returns. */
   DiskFull: 'disk_full',
   Internal: 'internal',
+  /** A per-connection limit (watches on one submitter socket) was reached; the connection stays open. */
+  LimitExceeded: 'limit_exceeded',
   // Job routing refusals (submit): which pool, which runner.
   PoolNotFound: 'pool_not_found',
   NoPoolMatches: 'no_pool_matches',
@@ -77,6 +79,7 @@ const STATUS: Partial<Record<ErrorCode, number>> = {
   conflict: 409,
   job_finished: 409,
   idempotency_conflict: 409,
+  limit_exceeded: 429,
   protocol_mismatch: 426,
   unavailable: 503,
   disk_full: 507,

@@ -31,6 +31,29 @@ const BACKLOG_HIGH_WATER = 1024 * 1024;
  * offset, instead of the coordinator holding an ever longer queue for it.
  */
 export const SLOW_WATCHER_BYTES = 32 * 1024 * 1024;
+/**
+ * Requests taken and not yet answered past which the socket is read no
+ * further until half of them are answered: a client that pipelines without
+ * bound is slowed by TCP (its sends block) instead of being buffered here.
+ */
+export const MAX_PENDING_REQUESTS = 1024;
+/** Watches one socket may hold; the one past it is refused (limit_exceeded) and the socket stays open. */
+export const MAX_WATCHES = 4096;
+
+/** What one submitter socket may hold; tests lower them. */
+export interface SubmitterLimits {
+  /** Bytes waiting past which the socket is closed with 1013. */
+  slowWatcherBytes: number;
+  maxPendingRequests: number;
+  maxWatches: number;
+}
+
+export const DEFAULT_SUBMITTER_LIMITS: SubmitterLimits = {
+  slowWatcherBytes: SLOW_WATCHER_BYTES,
+  maxPendingRequests: MAX_PENDING_REQUESTS,
+  maxWatches: MAX_WATCHES,
+};
+
 /** setTimeout's longest delay (about 24.8 days); an expiry further away is waited for in steps. */
 const MAX_TIMER_MS = 2 ** 31 - 1;
 
@@ -45,9 +68,11 @@ export interface SubmitterToken {
  * One submitter's WebSocket (`/v1/jobs/ws`): submit, watch, unwatch and
  * cancel, each answered with its reqId. Requests are handled concurrently (a
  * client that pipelines submits gets them committed together); answers name
- * their reqId, so they need not come back in order. A request that fails (unknown job, routing refusal) gets an error
- * with its reqId and the socket stays open; a malformed frame gets an error
- * and close 4400. When its API token is revoked (closed by the registry) or
+ * their reqId, so they need not come back in order. At most
+ * `maxPendingRequests` are in hand at once: past that the socket is paused.
+ * A request that fails (unknown job, routing refusal, one watch too many) gets
+ * an error with its reqId and the socket stays open; a malformed frame gets
+ * an error and close 4400. When its API token is revoked (closed by the registry) or
  * expires, it gets an error saying so and close 4401.
  */
 export class SubmitterSession implements LiveSubmitter {
@@ -55,6 +80,8 @@ export class SubmitterSession implements LiveSubmitter {
   private readonly watches = new Map<string, JobWatch>();
   /** Requests taken and not yet answered. */
   private readonly pending = new Set<Promise<void>>();
+  /** Requests read while `pending` was full, taken in order as it empties. */
+  private readonly held: SubmitterRequest[] = [];
   /** A bad frame came: no more requests are taken. */
   private refusing = false;
   private closing = false;
@@ -68,8 +95,7 @@ export class SubmitterSession implements LiveSubmitter {
     private readonly token: SubmitterToken,
     /** The socket under `ws`, to batch a turn's writes. */
     private readonly socket: Duplex,
-    /** Bytes waiting past which the socket is closed with 1013. */
-    private readonly slowWatcherBytes = SLOW_WATCHER_BYTES,
+    private readonly limits: SubmitterLimits = DEFAULT_SUBMITTER_LIMITS,
   ) {
     this.tokenId = token.tokenId;
     this.log = ctx.log.child({ submitter: token.tokenId, project });
@@ -125,7 +151,7 @@ export class SubmitterSession implements LiveSubmitter {
     if (this.closing) return;
     corkForTurn(this.socket);
     this.ws.send(JSON.stringify(event));
-    if (this.ws.bufferedAmount > this.slowWatcherBytes) {
+    if (this.ws.bufferedAmount > this.limits.slowWatcherBytes) {
       this.log.warn({ bufferedBytes: this.ws.bufferedAmount }, 'submitter reads too slowly for its watches: closing (it resumes where it was)');
       this.closing = true;
       for (const watch of [...this.watches.values()]) watch.end();
@@ -164,9 +190,21 @@ export class SubmitterSession implements LiveSubmitter {
     if (isBinary) return this.refuse(ErrorCode.MalformedMessage, 'frames must be text (JSON), not binary');
     const parsed = parseSubmitterRequest(rawToString(data));
     if (!parsed.ok) return this.refuse(parsed.code, parsed.error);
-    const work = this.answer(parsed.message);
+    // Pausing stops the socket's reads, but frames of a read already taken still come: they wait here.
+    if (this.pending.size >= this.limits.maxPendingRequests) return void this.held.push(parsed.message);
+    this.take(parsed.message);
+  }
+
+  private take(request: SubmitterRequest): void {
+    const work = this.answer(request);
     this.pending.add(work);
-    void work.finally(() => this.pending.delete(work));
+    if (this.pending.size >= this.limits.maxPendingRequests) this.ws.pause();
+    void work.finally(() => {
+      this.pending.delete(work);
+      if (this.closing || this.pending.size > this.limits.maxPendingRequests / 2) return;
+      while (this.held.length > 0 && this.pending.size < this.limits.maxPendingRequests) this.take(this.held.shift()!);
+      if (this.held.length === 0 && this.ws.isPaused) this.ws.resume();
+    });
   }
 
   private async answer(request: SubmitterRequest): Promise<void> {
@@ -192,6 +230,12 @@ export class SubmitterSession implements LiveSubmitter {
       }
       case 'watch': {
         const job = await jobs.find(this.project, request.jobId);
+        if (!this.watches.has(job.id) && this.watches.size >= this.limits.maxWatches) {
+          throw new RbtkError(
+            ErrorCode.LimitExceeded,
+            `this socket already watches ${this.watches.size} jobs, the most one socket may: unwatch one or open another socket`,
+          );
+        }
         this.watches.get(job.id)?.end(); // a second watch of the same job replaces the first
         const watch = new JobWatch(
           jobs,

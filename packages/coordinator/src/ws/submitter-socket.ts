@@ -15,7 +15,7 @@ import type { CoordinatorContext } from '../context.js';
 import { runPingLoop, trackPongs } from './ping.js';
 import { rejectUpgrade } from './reject.js';
 import type { SocketEndpoint } from './upgrade.js';
-import { SLOW_WATCHER_BYTES, SubmitterSession, type SubmitterToken } from './submitter-session.js';
+import { DEFAULT_SUBMITTER_LIMITS, SubmitterSession, type SubmitterLimits, type SubmitterToken } from './submitter-session.js';
 
 const CLOSE_GRACE_MS = 2000;
 
@@ -26,10 +26,11 @@ const CLOSE_GRACE_MS = 2000;
  */
 export function createSubmitterSocketServer(
   ctx: CoordinatorContext,
-  { slowWatcherBytes = SLOW_WATCHER_BYTES }: { slowWatcherBytes?: number } = {},
+  overrides: Partial<SubmitterLimits> = {},
 ): SocketEndpoint {
-  if (!Number.isInteger(slowWatcherBytes) || slowWatcherBytes < 1) {
-    throw new RangeError(`slowWatcherBytes must be a whole number of bytes >= 1, got ${slowWatcherBytes}`);
+  const limits: SubmitterLimits = { ...DEFAULT_SUBMITTER_LIMITS, ...overrides };
+  for (const [name, value] of Object.entries(limits)) {
+    if (!Number.isInteger(value) || value < 1) throw new RangeError(`submitter limit ${name} must be a whole number >= 1, got ${value}`);
   }
   const wss = new WebSocketServer({ noServer: true, maxPayload: MAX_WS_FRAME_BYTES, clientTracking: true });
   let closing = false;
@@ -63,7 +64,7 @@ export function createSubmitterSocketServer(
     wss.handleUpgrade(req, socket, head, (ws) => {
       trackPongs(ws);
       if (closing) return ws.close(CloseCode.GoingAway, 'coordinator shutting down');
-      new SubmitterSession(ctx, ws, project, token, socket, slowWatcherBytes).start();
+      new SubmitterSession(ctx, ws, project, token, socket, limits).start();
     });
   }
 
