@@ -8,9 +8,19 @@ export interface TokenRotationDeps {
   configPath: string;
   config: RunnerConfig;
   logger: Logger;
-  /** Injected by tests to simulate a full disk. */
+  /** Injected by tests to simulate a full disk or one that hangs. */
   writeConfig?: (path: string, config: RunnerConfig) => Promise<void>;
+  /** How long a token read waits for a rotation write in flight; default WRITE_WAIT_MS. */
+  writeWaitMs?: number;
 }
+
+/**
+ * How long a reconnect waits for a rotation write before it connects with the
+ * token in memory anyway. A write that hangs (a stalled disk, a network mount
+ * gone away) must not keep the daemon offline; the token in memory is the old
+ * one, which the coordinator accepts until the new one is used or confirmed.
+ */
+export const WRITE_WAIT_MS = 10_000;
 
 /**
  * Owns the runner token in memory. Every rotation and every token read goes
@@ -18,6 +28,7 @@ export interface TokenRotationDeps {
  * runner.yaml -> new token in memory -> token_confirm. A reconnect that reads
  * the token waits for an in-flight write and then uses whatever is in memory;
  * a crash at any point leaves a file whose token the coordinator still accepts.
+ * A write that takes longer than `writeWaitMs` no longer holds the read back.
  * A rename whose directory fsync failed gets memory but no confirm; a runner.yaml
  * that now holds another registration is left alone.
  */
@@ -29,9 +40,21 @@ export class TokenRotation {
     this.config = deps.config;
   }
 
-  /** The token to authenticate with, after any rotation write in flight. */
+  /** The token to authenticate with, after any rotation write in flight (waiting at most writeWaitMs for it). */
   async currentToken(): Promise<string> {
-    await this.chain;
+    const waitMs = this.deps.writeWaitMs ?? WRITE_WAIT_MS;
+    let timer: NodeJS.Timeout | undefined;
+    const waited = await Promise.race([
+      this.chain.then(() => true),
+      new Promise<false>((resolve) => (timer = setTimeout(resolve, waitMs, false))),
+    ]);
+    clearTimeout(timer);
+    if (!waited) {
+      this.deps.logger.warn(
+        { path: this.deps.configPath, waitedMs: waitMs },
+        'saving a rotated token to runner.yaml is taking too long; connecting with the token in use until it is saved',
+      );
+    }
     return this.config.token;
   }
 

@@ -95,6 +95,36 @@ describe('TokenRotation', () => {
     });
   });
 
+  it('a write that hangs does not hold a reconnect back: it gets the token in use, then the new one once saved', async () => {
+    let release!: () => void;
+    const hung = new Promise<void>((r) => (release = r));
+    const { logger, lines } = memoryLogger();
+    const rotation = new TokenRotation({
+      configPath: path,
+      config,
+      logger,
+      writeWaitMs: 100,
+      writeConfig: async (p, cfg) => {
+        await hung;
+        await writeConfig(p, cfg);
+      },
+    });
+    const a = runnerToken();
+    const confirms: string[] = [];
+    const rotated = rotation.rotate(a, (m) => (confirms.push(m.tokenId), true));
+    const started = Date.now();
+    // The coordinator still accepts the old token: it was neither confirmed nor replaced on disk.
+    expect(await rotation.currentToken()).toBe(config.token);
+    expect(Date.now() - started).toBeGreaterThanOrEqual(90);
+    expect(lines.some((l) => String(l.msg).includes('taking too long'))).toBe(true);
+    expect(confirms).toEqual([]);
+    release();
+    expect(await rotated).toBe(true);
+    expect(confirms).toEqual([a.id]);
+    expect(await rotation.currentToken()).toBe(a.token);
+    expect((await loadConfig(path)).token).toBe(a.token);
+  });
+
   it('ignores something that is not a runner token', async () => {
     const log = memoryLogger();
     const rotation = new TokenRotation({ configPath: path, config, logger: log.logger });
