@@ -17,14 +17,19 @@ interface Pair {
  *   what was sent meanwhile is delivered, as TCP retransmission would;
  * - stall connections: stall only the connections open now and let new ones
  *   through, as a NAT or firewall that dropped a flow's state does (half-open);
- * - delay: hold every chunk for a while before forwarding it (order kept).
+ * - delay: hold every chunk for a while before forwarding it (order kept);
+ * - drop responses: cut a connection as its answer starts, after the upstream
+ *   did the work (a response lost on the way back).
  */
 export class TcpProxy {
   private readonly pairs = new Set<Pair>();
   private mode: Mode = 'open';
   private delayMs = 0;
+  private responsesToDrop = 0;
   /** Connections accepted so far, to tell a reconnect from a kept connection. */
   accepted = 0;
+  /** HTTP requests forwarded so far (request lines seen going upstream), to tell whether a client retried. */
+  requests = 0;
 
   private constructor(
     private readonly server: Server,
@@ -90,6 +95,11 @@ export class TcpProxy {
     this.delayMs = ms;
   }
 
+  /** The next n answers from upstream are not forwarded: their connection is destroyed as the first byte arrives. */
+  dropResponses(n: number): void {
+    this.responsesToDrop = n;
+  }
+
   async close(): Promise<void> {
     for (const pair of [...this.pairs]) this.drop(pair);
     await new Promise<void>((resolve) => this.server.close(() => resolve()));
@@ -110,6 +120,15 @@ export class TcpProxy {
       client.pause();
       upstream.pause();
     }
+    client.on('data', (chunk: Buffer) => {
+      this.requests += chunk.toString('latin1').match(/^[A-Z]+ \S+ HTTP\/1\.[01]\r$/gm)?.length ?? 0;
+    });
+    // Registered before the pipe's listener, which then finds the client destroyed and forwards nothing.
+    upstream.on('data', () => {
+      if (this.responsesToDrop === 0 || client.destroyed) return;
+      this.responsesToDrop--;
+      this.drop(pair);
+    });
     this.pipe(client, upstream);
     this.pipe(upstream, client);
     // An error cuts both sides; a clean close of one is passed on as a FIN (pipe) and the pair is forgotten once both are closed.

@@ -1,3 +1,4 @@
+import { randomUUID } from 'node:crypto';
 import { access, constants, lstat, mkdir } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import {
@@ -8,7 +9,7 @@ import {
   type Labels,
   type RegisterResponse,
 } from '@rbtk/protocol/runner';
-import { register } from './api/register.js';
+import { registerWithRetry, type RegisterRetry } from './api/register-retry.js';
 import { loadConfig } from './config/load.js';
 import { resolveStateDir } from './config/paths.js';
 import { writeConfig } from './config/write.js';
@@ -30,6 +31,8 @@ export interface RegisterRunnerOptions {
   /** Replace an existing registration in configPath. */
   force?: boolean;
   hostFacts?: () => Promise<HostFacts>;
+  /** Told before each retry of the request (no answer, or a 5xx); the default retries silently. */
+  onRetry?: (retry: RegisterRetry) => void;
 }
 
 export interface RegisterRunnerResult {
@@ -61,12 +64,15 @@ export async function registerRunner(options: RegisterRunnerOptions): Promise<Re
   });
 
   const host = await (options.hostFacts ?? collectHostFacts)();
+  // One per invocation, the same on every retry: a lost answer costs no second use of the token.
+  const registrationId = randomUUID();
   const request = checked(RegisterRequest, {
     name: options.name ?? host.hostname,
     labels: options.labels ?? {},
     airgapped: options.airgapped ?? false,
     agentVersion: agentVersion(),
     host,
+    registrationId,
   });
   // Check the file we will write before the coordinator spends a registration use.
   const draft = {
@@ -81,7 +87,9 @@ export async function registerRunner(options: RegisterRunnerOptions): Promise<Re
   };
   checked(RunnerConfig, draft);
 
-  const response = await register(options.url, options.registrationToken, request);
+  const response = await registerWithRetry(options.url, options.registrationToken, { ...request, registrationId }, {
+    onRetry: options.onRetry,
+  });
   const config = RunnerConfig.parse({
     ...draft,
     runner_id: response.runnerId,

@@ -17,6 +17,8 @@ describe('rbtk-runner CLI', () => {
   let peer: CoordinatorPeer;
   let daemons: Daemon[];
   const registrations: { auth: string | undefined; body: unknown }[] = [];
+  /** Registrations the peer answers 503 before it answers one. */
+  let unavailable = 0;
   let issued: { id: string; token: string };
 
   beforeAll(() => assertBuilt());
@@ -25,10 +27,15 @@ describe('rbtk-runner CLI', () => {
     ({ dir, cleanup } = await tempDir());
     daemons = [];
     registrations.length = 0;
+    unavailable = 0;
     peer = await CoordinatorPeer.start({
       heartbeatIntervalMs: 50,
       register: (auth, body) => {
         registrations.push({ auth, body });
+        if (unavailable > 0) {
+          unavailable--;
+          return { status: 503, body: { error: { code: 'unavailable', message: 'coordinator is starting' } } };
+        }
         if (auth !== `Bearer ${REG_TOKEN}`) {
           return { status: 401, body: { error: { code: 'token_expired', message: 'registration token expired at 2025-01-01T00:00:00Z' } } };
         }
@@ -160,6 +167,22 @@ describe('rbtk-runner CLI', () => {
     expect(refused.code).toBe(1);
     expect(refused.stderr).toBe('error: registration refused (token_expired): registration token expired at 2025-01-01T00:00:00Z\n');
     await expect(stat(path)).rejects.toThrow(/ENOENT/);
+  });
+
+  it('register retries a 503 with the same registration id; another invocation sends another id', async () => {
+    unavailable = 2;
+    const res = await runCli(['register', '--url', peer.url, '--token', REG_TOKEN, '--config', join(dir, 'a.yaml')]);
+    expect(res.code, res.stderr).toBe(0);
+    expect(res.stderr.match(/retrying in \d+\.\d s with the same registration id/g)).toHaveLength(2);
+    expect(res.stderr).toMatch(/try 1 of 5 failed \(coordinator is starting\)/);
+    expect(res.stderr).not.toContain(REG_TOKEN);
+    const ids = registrations.map((r) => (r.body as { registrationId?: string }).registrationId);
+    expect(ids).toHaveLength(3);
+    expect(ids[0]).toMatch(/^[0-9a-f-]{36}$/);
+    expect(new Set(ids).size).toBe(1);
+
+    expect((await runCli(['register', '--url', peer.url, '--token', REG_TOKEN, '--config', join(dir, 'b.yaml')])).code).toBe(0);
+    expect((registrations[3]!.body as { registrationId: string }).registrationId).not.toBe(ids[0]);
   });
 
   it('run exits 78 with the reason on an invalid config', async () => {

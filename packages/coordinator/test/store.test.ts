@@ -126,12 +126,35 @@ describe('migrations', () => {
     try {
       migrate(db, MIGRATIONS.filter((m) => m.version <= 9));
       db.prepare("INSERT INTO api_tokens (id, hash, role, project, name, created_at) VALUES ('old', 'h', 'admin', NULL, 'first', 5)").run();
-      expect(migrate(db)).toEqual([10]);
+      expect(migrate(db, MIGRATIONS.filter((m) => m.version <= 10))).toEqual([10]);
       expect(db.prepare('SELECT expires_at, revoked_at, last_used_at FROM api_tokens').get()).toEqual({
         expires_at: null,
         revoked_at: null,
         last_used_at: null,
       });
+    } finally {
+      db.close();
+    }
+  });
+
+  it('version 11 keeps runners registered before it, without a registration id, and allows one runner per id and token', () => {
+    const file = path.join(dir.dir, 'v10.db');
+    const db = openDatabase(file);
+    try {
+      migrate(db, MIGRATIONS.filter((m) => m.version <= 10));
+      db.prepare("INSERT INTO projects (name, created_at) VALUES ('p', 0)").run();
+      const pool = db.prepare("INSERT INTO pools (project, name, type, status, tags, airgapped, created_at, updated_at) VALUES ('p', 'q', 'self-hosted', 'active', '{}', 0, 0, 0)").run();
+      const insertRunner = db.prepare(
+        "INSERT INTO runners (id, pool_id, name, labels, airgapped, status, registration_token_id, registered_at) VALUES (?, ?, 'h', '{}', 0, 'OFFLINE', 't', 0)",
+      );
+      insertRunner.run('old', pool.lastInsertRowid);
+      expect(migrate(db, MIGRATIONS.filter((m) => m.version <= 11))).toEqual([11]);
+      expect(db.prepare('SELECT id, registration_id FROM runners').all()).toEqual([{ id: 'old', registration_id: null }]);
+      // Many runners of one token without an id (older agents); one per id.
+      insertRunner.run('old2', pool.lastInsertRowid);
+      const withId = db.prepare("UPDATE runners SET registration_id = 'same' WHERE id = ?");
+      withId.run('old');
+      expect(() => withId.run('old2')).toThrow(/UNIQUE/);
     } finally {
       db.close();
     }

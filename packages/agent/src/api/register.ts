@@ -1,5 +1,6 @@
 import { ROUTES, RegisterRequest, RegisterResponse, type RegisterRequestInput } from '@rbtk/protocol/runner';
 import { request } from 'undici';
+import { ConnectionError } from '../errors.js';
 import { coordinatorError } from './error-body.js';
 import { coordinatorUrl } from './url.js';
 
@@ -9,9 +10,11 @@ export interface RegisterCallOptions {
 }
 
 /**
- * POST /v1/runners/register with the registration token as Bearer. Returns
- * the validated RegisterResponse; a refusal throws RbtkError with the
- * coordinator's code and message (token_expired, airgapped_required, ...).
+ * One POST /v1/runners/register with the registration token as Bearer.
+ * Returns the validated RegisterResponse; a refusal throws RbtkError with the
+ * coordinator's code, status and message (token_expired, airgapped_required,
+ * ...); no answer (refused, reset, timed out, cut mid-body) throws
+ * ConnectionError. registerWithRetry (register-retry.ts) sorts them.
  */
 export async function register(
   baseUrl: string,
@@ -32,9 +35,15 @@ export async function register(
       signal: options.signal,
     });
   } catch (err) {
-    throw new Error(`cannot reach the coordinator at ${url.origin}: ${describe(err)}`);
+    throw new ConnectionError(`cannot reach the coordinator at ${url.origin}: ${describe(err)}`);
   }
-  const text = await res.body.text();
+  let text: string;
+  try {
+    text = await res.body.text();
+  } catch (err) {
+    // The coordinator may have registered us: only a retry with the same registration id can tell.
+    throw new ConnectionError(`lost the coordinator's answer from ${url.origin}: ${describe(err)}`);
+  }
   if (res.statusCode < 200 || res.statusCode >= 300) throw coordinatorError(res.statusCode, text);
   let json: unknown;
   try {
@@ -49,8 +58,14 @@ export async function register(
   return parsed.data;
 }
 
-/** undici wraps socket errors; the cause's code (ECONNREFUSED) is what a person needs. */
+/**
+ * undici wraps socket errors; the cause's code (ECONNREFUSED) is what a person
+ * needs, and for undici's own codes (UND_ERR_SOCKET) its message too.
+ */
 function describe(err: unknown): string {
   const e = err as { message?: string; code?: string; cause?: { code?: string; message?: string } };
-  return e.cause?.code ?? e.code ?? e.cause?.message ?? e.message ?? String(err);
+  const code = e.cause?.code ?? e.code;
+  const message = e.cause?.message ?? e.message;
+  if (code?.startsWith('UND_ERR') && message) return `${message} (${code})`;
+  return code ?? message ?? String(err);
 }

@@ -55,6 +55,11 @@ async function register(flags: RegisterFlags): Promise<number> {
       maxJobs: flags.maxJobs,
       executors: flags.executor,
       force: flags.force ?? false,
+      // The reason names the coordinator's origin and the failure, never the token.
+      onRetry: ({ attempt, attempts, delayMs, reason }) =>
+        process.stderr.write(
+          `register: try ${attempt} of ${attempts} failed (${reason}); retrying in ${(delayMs / 1000).toFixed(1)} s with the same registration id\n`,
+        ),
     });
     const { token: _secret, ...shown } = response;
     process.stdout.write(flags.json ? `${JSON.stringify(shown, null, 2)}\n` : `${response.runnerId}\n`);

@@ -96,10 +96,36 @@ export interface RegisterInput {
   runner: RunnerRow;
   token: RunnerTokenRow;
   audit: NewAuditRow;
+  /** The client's id for this registration (RegisterRequest.registrationId); null or absent: none. */
+  registrationId?: string | null;
 }
 
-/** Why a registration that looked valid was refused inside the transaction. */
-export type RegisterResult = 'registered' | 'unknown' | 'expired' | 'used_up';
+/**
+ * Why a registration that looked valid was refused inside the transaction.
+ * duplicate: a runner with this registration id and token already exists (a
+ * concurrent request made it first); nothing was written: answer it as the retry.
+ */
+export type RegisterResult = 'registered' | 'duplicate' | 'unknown' | 'expired' | 'used_up';
+
+export interface RetryRegistrationInput {
+  registrationTokenId: string;
+  poolId: number;
+  registrationId: string;
+  /** A registration made at or before this is past its retry window. */
+  registeredAfter: number;
+  /** The runner's fresh first token; its runnerId is the runner found. */
+  token: Omit<RunnerTokenRow, 'runnerId'>;
+  audit: (runner: RunnerRecord) => NewAuditRow;
+}
+
+/**
+ * none: no runner has this registration id (a new registration).
+ * retried: the runner never connected; its first token was replaced by the fresh one, with the audit row.
+ * connected: the runner has said hello since; stale: the registration is past its window. Both change nothing.
+ */
+export type RetryRegistrationResult =
+  | { result: 'none' }
+  | { result: 'retried' | 'connected' | 'stale'; runner: RunnerRecord };
 
 export interface HelloInput {
   agentVersion: string;
@@ -115,6 +141,8 @@ export interface RunnerStore {
   get(id: string): Promise<RunnerRecord | null>;
   /** Consumes one use of the registration token and creates the runner with its first token. */
   register(input: RegisterInput): Promise<RegisterResult>;
+  /** A register request repeating a registration id: finds its runner and, if it never connected, re-mints its token. */
+  retryRegistration(input: RetryRegistrationInput): Promise<RetryRegistrationResult>;
   /** hello: records what the runner reported and counts as a heartbeat. */
   recordHello(id: string, hello: HelloInput, now: number): Promise<RunnerRecord | null>;
   /** Sets last_heartbeat_at and status ONLINE (DRAINING while draining). */

@@ -33,6 +33,11 @@ export const Runner = z.object({
 });
 export type Runner = z.infer<typeof Runner>;
 
+/** Opaque and client-made (rbtk-runner sends a UUID); only compared for equality. */
+export const RegistrationId = z
+  .string()
+  .regex(/^[A-Za-z0-9_-]{16,64}$/, 'a registration id is 16 to 64 characters of A-Z, a-z, 0-9, _ and -');
+
 /** Body of POST /v1/runners/register (the registration token goes in Authorization). */
 export const RegisterRequest = z
   .object({
@@ -41,6 +46,13 @@ export const RegisterRequest = z
     airgapped: z.boolean().default(false),
     agentVersion: z.string().max(64).optional(),
     host: HostFacts.optional(),
+    /**
+     * The client's own id for this one registration, sent again unchanged on
+     * each retry: a retry whose first answer was lost gets the same runner
+     * (with a fresh token) instead of spending another use. Optional, for
+     * agents that predate it.
+     */
+    registrationId: RegistrationId.optional(),
   })
   .strict();
 export type RegisterRequest = z.infer<typeof RegisterRequest>;

@@ -295,6 +295,18 @@ export const MIGRATIONS: readonly Migration[] = [
       ALTER TABLE api_tokens ADD COLUMN last_used_at INTEGER;
     `,
   },
+  {
+    version: 11,
+    name: 'registration ids: a retried registration finds its runner',
+    sql: `
+      -- The client's id for one registration, sent again on each retry (NULL: an older agent,
+      -- or a hosted member). One runner per id and registration token, even for two requests
+      -- in flight at once: the second one's insert fails here and is answered as the retry.
+      ALTER TABLE runners ADD COLUMN registration_id TEXT;
+      CREATE UNIQUE INDEX runners_registration ON runners (registration_token_id, registration_id)
+        WHERE registration_id IS NOT NULL;
+    `,
+  },
 ];
 
 /** Applies the migrations this database lacks; returns the versions applied. Idempotent. */

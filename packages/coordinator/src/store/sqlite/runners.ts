@@ -1,9 +1,17 @@
 import type { Capabilities, HostFacts, Labels, PoolStatus, RunnerStatus } from '@rbtk/protocol';
 import type { NewAuditRow, RunnerRecord } from '../rows.js';
-import type { HelloInput, RegisterInput, RegisterResult, RunnerStore } from '../store.js';
+import type {
+  HelloInput,
+  RegisterInput,
+  RegisterResult,
+  RetryRegistrationInput,
+  RetryRegistrationResult,
+  RunnerStore,
+} from '../store.js';
 import { insertAuditRow } from './audit.js';
 import { type Db, fromJson, stmt, toJson } from './db.js';
 import type { GroupCommit } from './group-commit.js';
+import { insertRegistration, retryRegistration } from './runner-registration.js';
 
 interface RunnerSql {
   id: string;
@@ -96,53 +104,11 @@ export class SqliteRunnerStore implements RunnerStore {
   }
 
   async register(input: RegisterInput): Promise<RegisterResult> {
-    const { runner: r, token, now } = input;
-    return this.db
-      .transaction((): RegisterResult => {
-        // Re-checked here, under the write lock: two hosts racing for the last use get one each.
-        // No token: the coordinator registers a hosted pool's member itself.
-        if (input.registrationTokenId !== null) {
-          const t = stmt(this.db, 'SELECT expires_at, uses_left FROM registration_tokens WHERE id = ?').get(
-            input.registrationTokenId,
-          ) as { expires_at: number; uses_left: number | null } | undefined;
-          if (!t) return 'unknown';
-          if (t.expires_at <= now) return 'expired';
-          if (t.uses_left !== null && t.uses_left <= 0) return 'used_up';
-          if (t.uses_left !== null) {
-            stmt(this.db, 'UPDATE registration_tokens SET uses_left = uses_left - 1 WHERE id = ?').run(input.registrationTokenId);
-          }
-        }
-        stmt(
-          this.db,
-          `INSERT INTO runners (id, pool_id, name, labels, airgapped, status, draining, agent_version, host,
-             capabilities, registration_token_id, registered_at, last_heartbeat_at)
-           VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
-        ).run(
-          r.id,
-          r.poolId,
-          r.name,
-          JSON.stringify(r.labels),
-          r.airgapped ? 1 : 0,
-          r.status,
-          r.draining ? 1 : 0,
-          r.agentVersion,
-          toJson(r.host),
-          toJson(r.capabilities),
-          r.registrationTokenId,
-          r.registeredAt,
-          r.lastHeartbeatAt,
-        );
-        stmt(this.db, 'INSERT INTO runner_tokens (id, runner_id, hash, state, created_at) VALUES (?, ?, ?, ?, ?)').run(
-          token.id,
-          r.id,
-          token.hash,
-          token.state,
-          token.createdAt,
-        );
-        insertAuditRow(this.db, input.audit);
-        return 'registered';
-      })
-      .immediate();
+    return insertRegistration(this.db, input);
+  }
+
+  async retryRegistration(input: RetryRegistrationInput): Promise<RetryRegistrationResult> {
+    return retryRegistration(this.db, input, (id) => this.getSync(id));
   }
 
   /**
