@@ -11,7 +11,7 @@ export const statsRoutes: Route[] = [
       const { project } = await adminScope(rc);
       const now = rc.ctx.now();
       const pools = await rc.ctx.store.pools.list(project);
-      return { status: 200, body: await Promise.all(pools.map((pool) => computePoolStats(rc.ctx.store.stats, pool, now))) };
+      return { status: 200, body: await Promise.all(pools.map((pool) => computePoolStats(rc.ctx.store.stats, rc.ctx.metrics.jobCounts, pool, now))) };
     },
   },
   {
@@ -22,7 +22,7 @@ export const statsRoutes: Route[] = [
       const name = rc.params.name!;
       const pool = await rc.ctx.store.pools.get(project, name);
       if (!pool) throw new RbtkError(ErrorCode.NotFound, `pool "${name}" not found in project "${project}"`);
-      return { status: 200, body: await computePoolStats(rc.ctx.store.stats, pool, rc.ctx.now()) };
+      return { status: 200, body: await computePoolStats(rc.ctx.store.stats, rc.ctx.metrics.jobCounts, pool, rc.ctx.now()) };
     },
   },
 ];

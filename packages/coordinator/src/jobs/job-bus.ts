@@ -4,7 +4,9 @@ import type { JobRecord } from '../store/job-rows.js';
 /** A committed change of one job, published after its transaction. */
 export type JobBusEvent =
   | { kind: 'job'; job: JobRecord }
-  | { kind: 'log'; jobId: string; attempt: number; offset: number; stream: LogStream; data: string };
+  | { kind: 'log'; jobId: string; attempt: number; offset: number; stream: LogStream; data: string }
+  /** The log of an attempt the coordinator ended is complete, as far as watches wait for it (LogTails). */
+  | { kind: 'tail_end'; jobId: string; attempt: number };
 
 export type JobListener = (event: JobBusEvent) => void;
 

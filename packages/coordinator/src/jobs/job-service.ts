@@ -3,6 +3,7 @@ import {
   type ResultFrame,
   coerceError,
   ErrorCode,
+  isTerminalJobState,
   type JobSpec,
   parseDuration,
   type PoolStatus,
@@ -21,6 +22,7 @@ import { assignTo, finish, isInFlight, requestCancel, requeueFree, runnerGone, t
 import { Dispatcher } from './dispatcher.js';
 import { repeatOf } from './idempotency.js';
 import { JobBus } from './job-bus.js';
+import { LOG_TAIL_MS, LogTails } from './log-tails.js';
 import { RoutingCache, routeJob } from './routing.js';
 import { type IndexedRunner, RunnerIndex } from './runner-index.js';
 
@@ -34,6 +36,8 @@ export interface JobServiceDeps {
   maxLogBytes?: number;
   /** Told of every committed change (dispatch latency, queue wait). */
   metrics?: CoordinatorMetrics;
+  /** How long watches wait for the rest of an attempt's log after the coordinator ended it; default LOG_TAIL_MS. */
+  logTailMs?: number;
 }
 
 /** A decision, plus the cancel frame to send the job's previous runner if the change took the attempt away from it. */
@@ -75,6 +79,8 @@ export class JobService {
   readonly bus: JobBus;
   readonly index = new RunnerIndex();
   readonly dispatcher: Dispatcher;
+  /** Attempts this coordinator ended whose runner may still send their last log bytes. */
+  readonly tails: LogTails;
   private readonly routing = new RoutingCache();
   private readonly acceptTimers: AcceptTimers;
   private readonly stopping = new AbortController();
@@ -90,6 +96,7 @@ export class JobService {
     this.bus = new JobBus((err, jobId, event) =>
       deps.log.error({ err: coerceError(err), jobId, event: event.kind }, 'job watcher failed on an event: skipped it'),
     );
+    this.tails = new LogTails(deps.logTailMs ?? LOG_TAIL_MS, (jobId, attempt) => this.bus.publish(jobId, { kind: 'tail_end', jobId, attempt }));
     this.acceptTimers = new AcceptTimers(deps.acceptTimeoutMs, (jobId, attempt, runnerId) =>
       this.acceptTimedOut(jobId, attempt, runnerId),
     );
@@ -121,7 +128,11 @@ export class JobService {
       if (cancelRunner) {
         // The runner may still be running it: its slot frees when the runner says the attempt ended.
         this.index.releaseStopping(before.runnerId!, after.id, before.attempt);
-        this.index.get(before.runnerId!)?.send({ type: 'cancel', jobId: after.id, attempt: before.attempt, reason: cancelRunner });
+        const runner = this.index.get(before.runnerId!);
+        // Ended here, not by its result: a connected runner may still flush the attempt's log, which the store
+        // takes (same attempt, same runner). Opened before the terminal state is published, so watches wait for it.
+        if (runner && isTerminalJobState(after.state)) this.tails.open(after.id, before.attempt, runner.id);
+        runner?.send({ type: 'cancel', jobId: after.id, attempt: before.attempt, reason: cancelRunner });
       } else {
         this.index.release(before.runnerId!, after.id);
       }
@@ -359,5 +370,6 @@ export class JobService {
     this.stopping.abort();
     this.dispatcher.stop();
     this.acceptTimers.stop();
+    this.tails.stop();
   }
 }

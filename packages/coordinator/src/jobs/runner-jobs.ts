@@ -66,6 +66,8 @@ export class RunnerJobs {
       this.send({ type: 'cancel', jobId: held.jobId, attempt: held.attempt, reason: 'stale' });
     }
     const heldByKey = new Map(hello.held.map((h) => [stoppingKey(h.jobId, h.attempt), h]));
+    // An attempt the coordinator ended that the runner no longer holds sends no more log.
+    this.jobs.tails.closeAllBut(this.runnerId, new Set(heldByKey.keys()));
     const heldOf = (j: { id: string; attempt: number }) => heldByKey.get(stoppingKey(j.id, j.attempt));
     const kept = inFlight.filter((j) => heldOf(j));
     const notHeld = inFlight.filter((j) => !heldOf(j));
@@ -131,6 +133,7 @@ export class RunnerJobs {
     const why = this.jobs.index.get(this.runnerId)?.status === 'DRAINING' ? 'runner_draining' : frame.retryable ? 'refused_for_now' : 'rejected';
     const done = await this.jobs.apply([{ jobId: frame.jobId, decide: requeueFree(this.runnerId, frame.attempt, why, this.jobs.deps.now(), frame.reason) }]);
     this.jobs.attemptEnded(this.runnerId, frame.jobId, frame.attempt);
+    this.jobs.tails.close(frame.jobId, frame.attempt, this.runnerId);
     // Rest only after a refusal of work (a cancelled job's reject refused nothing), and only this session's entry.
     const entry = this.jobs.index.get(this.runnerId);
     if (why === 'refused_for_now' && done[0]?.after.state === 'queued' && entry?.owner === this.owner) {
@@ -194,5 +197,8 @@ export class RunnerJobs {
       ...(accepted ? {} : { reason: 'stale attempt' }),
     });
     this.jobs.attemptEnded(this.runnerId, frame.jobId, frame.attempt);
+    // The runner sends an attempt's result after its last log frame, and the result's write committed after
+    // theirs: every byte of the attempt that will come has been published, so its watches may end now.
+    this.jobs.tails.close(frame.jobId, frame.attempt, this.runnerId);
   }
 }

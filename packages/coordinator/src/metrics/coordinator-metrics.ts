@@ -69,6 +69,8 @@ export class CoordinatorMetrics {
   readonly poolWarmHits: Counter<'project' | 'pool'>;
   readonly poolWarmMisses: Counter<'project' | 'pool'>;
   private poolMemberCounts: () => PoolMemberCount[] = () => [];
+  /** Jobs per pool and state, kept incrementally: rbtk_jobs, and GET /v1/stats (fresh). */
+  readonly jobCounts: JobCounts;
   /** The bearer token /metrics wants; undefined: none. */
   readonly token: string | undefined;
 
@@ -78,7 +80,7 @@ export class CoordinatorMetrics {
   ) {
     if (settings.token !== undefined && settings.token.trim() === '') throw new RangeError('the metrics token must not be empty');
     this.token = settings.token;
-    const jobCounts = new JobCounts(sources.store.stats, sources.now, settings.jobCountsMaxAgeMs);
+    const jobCounts = (this.jobCounts = new JobCounts(sources.store.stats, sources.now, settings.jobCountsMaxAgeMs));
     const registers = [this.registry];
     collectDefaultMetrics({ register: this.registry });
 

@@ -6,6 +6,13 @@ export const DEFAULT_JOB_COUNTS_MAX_AGE_MS = 10_000;
 
 type Counts = Map<number, Map<JobState, number>>;
 
+/** One refresh's answer: the gauge's rows, and each pool's counts by its id (states without jobs absent). */
+interface Snapshot {
+  at: number;
+  rows: PoolCountRow<JobState>[];
+  byPool: Map<number, Partial<Record<JobState, number>>>;
+}
+
 /**
  * The per-pool job counts of /metrics (rbtk_jobs), without counting every job
  * ever stored on each scrape: that grew with the history and, SQLite being
@@ -20,17 +27,18 @@ type Counts = Map<number, Map<JobState, number>>;
  *   history.
  *
  * A refresh thus costs O(pools + unfinished jobs + events since the last
- * one). Counts are reused for `maxAgeMs`; concurrent scrapes share one
- * refresh. Jobs are deleted only with their pool, so a pool gone (or the
- * event log shorter than before: deleted rows at its end have their ids
- * reused) means counting the finished jobs afresh.
+ * one). Counts are reused for `maxAgeMs` (a reader may ask for fresher ones:
+ * GET /v1/stats asks for 0); concurrent readers share one refresh. Jobs are
+ * deleted only with their pool, so a pool gone (or the event log shorter than
+ * before: deleted rows at its end have their ids reused) means counting the
+ * finished jobs afresh.
  */
 export class JobCounts {
   private finished: Counts | null = null;
   /** The job_events id that `finished` counts up to. */
   private upTo = 0;
-  private cached: { at: number; rows: PoolCountRow<JobState>[] } | null = null;
-  private refreshing: Promise<PoolCountRow<JobState>[]> | null = null;
+  private cached: Snapshot | null = null;
+  private refreshing: Promise<Snapshot> | null = null;
 
   constructor(
     private readonly stats: Pick<StatsStore, 'unfinishedJobCounts' | 'finishedJobCounts' | 'finishedJobCountsAfter'>,
@@ -40,13 +48,22 @@ export class JobCounts {
     if (!Number.isInteger(maxAgeMs) || maxAgeMs < 0) throw new RangeError(`maxAgeMs must be a whole number >= 0, got ${maxAgeMs}`);
   }
 
-  /** Every pool with its jobs per state (absent states are 0), at most maxAgeMs old. */
-  read(): Promise<PoolCountRow<JobState>[]> {
-    if (this.cached && this.now() - this.cached.at < this.maxAgeMs) return Promise.resolve(this.cached.rows);
+  /** Every pool with its jobs per state (absent states are 0), at most `maxAgeMs` old. */
+  async read(maxAgeMs = this.maxAgeMs): Promise<PoolCountRow<JobState>[]> {
+    return (await this.snapshot(maxAgeMs)).rows;
+  }
+
+  /** The pool's jobs per state (states without jobs absent), at most `maxAgeMs` old. */
+  async ofPool(poolId: number, maxAgeMs = this.maxAgeMs): Promise<Partial<Record<JobState, number>>> {
+    return (await this.snapshot(maxAgeMs)).byPool.get(poolId) ?? {};
+  }
+
+  private snapshot(maxAgeMs: number): Promise<Snapshot> {
+    if (this.cached && this.now() - this.cached.at < maxAgeMs) return Promise.resolve(this.cached);
     return (this.refreshing ??= this.refresh().finally(() => (this.refreshing = null)));
   }
 
-  private async refresh(): Promise<PoolCountRow<JobState>[]> {
+  private async refresh(): Promise<Snapshot> {
     const at = this.now();
     const unfinished = await this.stats.unfinishedJobCounts();
     const pools = new Set(unfinished.map((r) => r.poolId));
@@ -74,8 +91,14 @@ export class JobCounts {
     for (const r of unfinished) {
       if (r.key === null && !this.finished.has(r.poolId)) rows.push({ project: r.project, pool: r.pool, key: null, count: 0 });
     }
-    this.cached = { at, rows };
-    return rows;
+    const byPool = new Map<number, Partial<Record<JobState, number>>>();
+    for (const r of unfinished) {
+      let counts = byPool.get(r.poolId);
+      if (!counts) byPool.set(r.poolId, (counts = Object.fromEntries(this.finished.get(r.poolId) ?? [])));
+      if (r.key !== null) counts[r.key] = r.count;
+    }
+    this.cached = { at, rows, byPool };
+    return this.cached;
   }
 
   private add({ upTo, counts }: FinishedCounts): void {

@@ -1,6 +1,7 @@
 import { JobState, type PoolStats } from '@rbtk/protocol';
 import type { PoolRecord } from '../store/rows.js';
 import type { StatsStore } from '../store/stats-store.js';
+import type { JobCounts } from './job-counts.js';
 
 /** The throughput windows `finished` reports on. */
 export const FINISHED_WINDOWS_MINUTES = [5, 60] as const;
@@ -11,10 +12,15 @@ export const LATENCY_MAX_JOBS = 10_000;
 
 const MINUTE_MS = 60_000;
 
-/** A pool's stats at `now`, every figure computed by the store (SQL), none from memory. */
-export async function computePoolStats(stats: StatsStore, pool: PoolRecord, now: number): Promise<PoolStats> {
+/**
+ * A pool's stats at `now`. Its jobs per state are /metrics' incremental counts, refreshed for the
+ * call (O(pools + unfinished jobs + events since the last refresh), never a count of its whole
+ * history); the windows and percentiles are read from the (pool_id, finished_at) index, bounded
+ * by their window (and the latency sample by LATENCY_MAX_JOBS).
+ */
+export async function computePoolStats(stats: StatsStore, jobCounts: Pick<JobCounts, 'ofPool'>, pool: PoolRecord, now: number): Promise<PoolStats> {
   const [counts, last5, last60, latency] = await Promise.all([
-    stats.jobCounts(pool.id),
+    jobCounts.ofPool(pool.id, 0),
     stats.finishedSince(pool.id, now - FINISHED_WINDOWS_MINUTES[0] * MINUTE_MS),
     stats.finishedSince(pool.id, now - FINISHED_WINDOWS_MINUTES[1] * MINUTE_MS),
     stats.latency(pool.id, { since: now - LATENCY_WINDOW_MINUTES * MINUTE_MS, limit: LATENCY_MAX_JOBS }),

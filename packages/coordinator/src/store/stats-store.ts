@@ -48,11 +48,10 @@ export interface FinishedCounts {
 
 /*
  * Read-only aggregates for `GET /v1/pools/:name/stats` and `/metrics`, computed
- * in the database (indexes from migration 3), never by loading jobs.
+ * in the database (indexes from migration 3), never by loading jobs. Jobs per
+ * state are kept from these by metrics/job-counts.ts, for both.
  */
 export interface StatsStore {
-  /** The pool's jobs per state; states without jobs are absent. */
-  jobCounts(poolId: number): Promise<Partial<Record<JobState, number>>>;
   /** The pool's jobs that reached a terminal state at or after `since` (epoch ms). */
   finishedSince(poolId: number, since: number): Promise<number>;
   /** Queue wait (created → started) and run time (started → finished) p50/p95. */

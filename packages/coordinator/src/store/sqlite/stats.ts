@@ -57,14 +57,6 @@ interface CountSql {
 export class SqliteStatsStore implements StatsStore {
   constructor(private readonly db: Db) {}
 
-  async jobCounts(poolId: number): Promise<Partial<Record<JobState, number>>> {
-    const rows = stmt(this.db, 'SELECT state, COUNT(*) AS n FROM jobs WHERE pool_id = ? GROUP BY state').all(poolId) as {
-      state: JobState;
-      n: number;
-    }[];
-    return Object.fromEntries(rows.map((r) => [r.state, r.n]));
-  }
-
   async finishedSince(poolId: number, since: number): Promise<number> {
     const row = stmt(this.db, 'SELECT COUNT(*) AS n FROM jobs WHERE pool_id = ? AND finished_at >= ?').get(poolId, since) as { n: number };
     return row.n;
