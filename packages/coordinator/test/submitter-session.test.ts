@@ -128,7 +128,7 @@ describe('what one submitter socket may hold', () => {
     const jobId = submitted.type === 'submitted' ? submitted.job.id : '';
     const a = await runner.take();
     runner.started(a);
-    // 64 KiB chunks: a backlog page (LOG_PAGE_CHUNKS chunks) is then 8 MiB, and the next waits for the socket.
+    // 64 KiB chunks, as rbtk-runner sends them: a watch reads its backlog 1 MiB (WATCH_PAGE_CHUNKS) at a time.
     const chunk = 64 * 1024;
     for (let sent = 0; sent < bytes; sent += chunk) await runner.log(a, sent, 'x'.repeat(chunk));
     await runner.result(a, 'succeeded', 0, bytes);

@@ -4,8 +4,10 @@ import { toJob, toLogChunk } from '../wire.js';
 import type { JobBusEvent } from './job-bus.js';
 import type { JobService } from './job-service.js';
 
-/** Log chunks read from the store at a time (a watch's backlog, a REST page). */
+/** Log chunks in one REST page (GET /v1/jobs/:id/logs). */
 export const LOG_PAGE_CHUNKS = 128;
+/** Log chunks a watch reads from the store at a time: 1 MiB of rbtk-runner's chunks (64 KiB at most). */
+export const WATCH_PAGE_CHUNKS = 16;
 
 /**
  * One watch of one job: the job as it is now, then its (current attempt's)
@@ -64,15 +66,17 @@ export class JobWatch {
     if (over && this.jobs.tails.isOpen(job.id, job.attempt)) this.holdBack(job);
     else this.sendJob(job);
     for (let from = this.nextOffset; job.attempt > 0; ) {
-      const page = await this.jobs.deps.store.jobs.logs(this.jobId, job.attempt, from, LOG_PAGE_CHUNKS);
+      // Room first, then the read: of many watches starting on one socket, only those that find it
+      // drained read a page, so the pages in memory stay few however many watches there are.
+      await this.room();
+      if (this.ended) return;
+      const page = await this.jobs.deps.store.jobs.logs(this.jobId, job.attempt, from, WATCH_PAGE_CHUNKS);
       for (const row of page) {
         if (this.ended) return;
         this.sendLog(row.attempt, row.offset, row.size, row);
       }
-      if (page.length < LOG_PAGE_CHUNKS) break;
+      if (page.length < WATCH_PAGE_CHUNKS) break;
       from = page.at(-1)!.offset + page.at(-1)!.size;
-      await this.room();
-      if (this.ended) return;
     }
     const held = this.held ?? [];
     this.held = null;
