@@ -1,7 +1,7 @@
 import { existsSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { connect, createServer, type Server, type Socket } from 'node:net';
 import { join } from 'node:path';
-import type { HostedPoolStatus, Pool } from '@rbtk/protocol';
+import type { AuditEntry, HostedPoolStatus, Pool } from '@rbtk/protocol';
 import Docker from 'dockerode';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { containersLabelled, ensureTestImage, removeContainersLabelled, requireDocker, TEST_IMAGE } from '../packages/agent/test/helpers/docker.js';
@@ -275,6 +275,11 @@ describe.runIf(haveDocker)('hosted pools: members follow their own provider; a d
     // Shown with its reason while the pool backs off.
     expect(s.counts.ready).toBe(0);
     expect(s.members.some((m) => m.state === 'errored' && /no such image/i.test(m.error ?? ''))).toBe(true);
+    // Each failed create's runner was removed at once (it never connected): none waits OFFLINE in `rbtk runner list`.
+    expect(s.members.filter((m) => m.state === 'errored').every((m) => m.runnerId === null)).toBe(true);
+    const audit = await fleet.rbtkJson<AuditEntry[]>(['audit', '--resource-type', 'runner', '--limit', '1000']);
+    const revoked = audit.filter((a) => a.action === 'runner.revoke' && a.details.pool === 'typo' && a.details.reason === 'hosted member create failed');
+    expect(revoked.length).toBeGreaterThanOrEqual(Math.min(failures, 8));
     await rbtkOk(fleet, ['pool', 'update', 'typo', '--target', '0']);
     await settled(fleet, 'typo', 'empty', (s) => s.members.length === 0);
     expect(await containers('typo')).toEqual([]);

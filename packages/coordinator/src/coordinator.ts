@@ -64,6 +64,7 @@ export async function startCoordinator(options: CoordinatorOptions): Promise<Coo
     const hosted = await createHostedPools(ctx, dataDir, () => url, {
       dockerAgent: options.hostedDockerAgent ?? 'image',
       providers: options.hostedProviders,
+      ...(options.hostedDockerTimeouts ? { dockerTimeouts: options.hostedDockerTimeouts } : {}),
     });
     const sockets = createRunnerSocketServer(ctx, { helloTimeoutMs: limits.helloTimeoutMs });
     const submitters = createSubmitterSocketServer(ctx, options.submitterLimits);

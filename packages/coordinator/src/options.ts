@@ -6,6 +6,7 @@ import {
   type HostedProvider,
 } from '@rbtk/protocol';
 import type { Timings } from './context.js';
+import type { DockerTimeouts } from './hosted/docker-timeouts.js';
 import type { HostedProviderImpl } from './hosted/provider.js';
 import type { Logger, LogLevel } from './log.js';
 import type { SubmitterLimits } from './ws/submitter-session.js';
@@ -49,6 +50,8 @@ export interface CoordinatorOptions {
   hostedReconcileIntervalMs?: number;
   /** Docker provider: run the agent the pool's image has (default), or this host's node and rbtk-runner bind-mounted. */
   hostedDockerAgent?: 'image' | 'host';
+  /** Docker provider: each call's deadline (create 120 s, start and remove 60 s, the others 30 s). Tests shorten them. */
+  hostedDockerTimeouts?: Partial<DockerTimeouts>;
   /** Providers to use instead of this host's (an embedder's own, e.g. a cloud one, or a test's instrumented one). */
   hostedProviders?: Partial<Record<HostedProvider, HostedProviderImpl>>;
   /**

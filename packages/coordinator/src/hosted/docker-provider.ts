@@ -1,6 +1,7 @@
 import { mkdir, rm } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import type Docker from 'dockerode';
+import { type DockerTimeouts, dockerTimeouts, withDeadline } from './docker-timeouts.js';
 import { type HostedProviderImpl, type MemberHandle, type MemberLaunch, type OwnedMember, writeMemberConfig } from './provider.js';
 
 /** Labels every member container carries: what listOwned() finds after a restart. */
@@ -32,6 +33,8 @@ export interface DockerProviderOptions {
   /** Default host: members reach the coordinator on its loopback URL, and a bridge is not needed. */
   network?: string;
   hostAgent?: HostAgent;
+  /** Each call's deadline (DEFAULT_DOCKER_TIMEOUTS where not given). */
+  timeouts?: Partial<DockerTimeouts>;
 }
 
 const isNotFound = (err: unknown) => (err as { statusCode?: number }).statusCode === 404;
@@ -48,13 +51,21 @@ const isNotModified = (err: unknown) => (err as { statusCode?: number }).statusC
  */
 export class DockerProvider implements HostedProviderImpl {
   readonly name = 'docker';
-  constructor(private readonly options: DockerProviderOptions) {}
+  private readonly timeouts: DockerTimeouts;
+
+  constructor(private readonly options: DockerProviderOptions) {
+    this.timeouts = dockerTimeouts(options.timeouts);
+  }
 
   private dirOf(pool: string, memberId: string): string {
     return join(this.options.root, pool, memberId);
   }
 
-  async create(launch: MemberLaunch): Promise<MemberHandle> {
+  create(launch: MemberLaunch): Promise<MemberHandle> {
+    return withDeadline('create', this.timeouts.createMs, (signal) => this.createNow(launch, signal));
+  }
+
+  private async createNow(launch: MemberLaunch, abortSignal: AbortSignal): Promise<MemberHandle> {
     const image = launch.spec.image;
     if (!image) throw new Error(`pool ${launch.pool}: the docker provider needs --image (a runner image, see docker/runner.Dockerfile)`);
     const dir = this.dirOf(launch.pool, launch.memberId);
@@ -77,41 +88,50 @@ export class DockerProvider implements HostedProviderImpl {
       },
       StopTimeout: STOP_TIMEOUT_S,
       HostConfig: { NetworkMode: this.options.network ?? 'host', Binds: binds, RestartPolicy: { Name: 'no' } },
+      abortSignal,
     });
     return { dir, containerId: container.id };
   }
 
-  async start(memberId: string, handle: MemberHandle): Promise<MemberHandle> {
-    const c = this.options.docker.getContainer(containerIdOf(memberId, handle));
-    const state = (await c.inspect()).State;
-    if (state.Paused) {
-      await c.unpause();
-      // The freezer sends no signal: SIGCONT tells the agent it was stopped (reconnect now, no backoff).
-      await c.kill({ signal: 'SIGCONT' }).catch(() => undefined);
-    } else if (!state.Running) {
-      await c.start().catch((err: unknown) => {
-        if (!isNotModified(err)) throw err;
-      });
-    }
-    return handle;
+  start(memberId: string, handle: MemberHandle): Promise<MemberHandle> {
+    return withDeadline('start', this.timeouts.startMs, async (abortSignal) => {
+      const c = this.options.docker.getContainer(containerIdOf(memberId, handle));
+      const state = (await c.inspect({ abortSignal })).State;
+      if (state.Paused) {
+        await c.unpause({ abortSignal });
+        // The freezer sends no signal: SIGCONT tells the agent it was stopped (reconnect now, no backoff).
+        await c.kill({ signal: 'SIGCONT', abortSignal }).catch(() => undefined);
+      } else if (!state.Running) {
+        await c.start({ abortSignal }).catch((err: unknown) => {
+          if (!isNotModified(err)) throw err;
+        });
+      }
+      return handle;
+    });
   }
 
-  async stop(memberId: string, handle: MemberHandle): Promise<void> {
-    await this.options.docker.getContainer(containerIdOf(memberId, handle)).pause();
+  stop(memberId: string, handle: MemberHandle): Promise<void> {
+    return withDeadline('pause', this.timeouts.callMs, async (abortSignal) => {
+      await this.options.docker.getContainer(containerIdOf(memberId, handle)).pause({ abortSignal });
+    });
   }
 
-  async terminate(memberId: string, handle: MemberHandle | null): Promise<void> {
-    const id = typeof handle?.containerId === 'string' ? handle.containerId : await this.findContainer(memberId);
+  terminate(memberId: string, handle: MemberHandle | null): Promise<void> {
+    return withDeadline('remove', this.timeouts.startMs, (signal) => this.terminateNow(memberId, handle, signal));
+  }
+
+  private async terminateNow(memberId: string, handle: MemberHandle | null, abortSignal: AbortSignal): Promise<void> {
+    const id = typeof handle?.containerId === 'string' ? handle.containerId : await this.findContainer(memberId, abortSignal);
     if (id) {
       const c = this.options.docker.getContainer(id);
       try {
         // A paused container takes no signal: unpause, then SIGTERM and SIGKILL after STOP_TIMEOUT_S.
-        const state = (await c.inspect()).State;
-        if (state.Paused) await c.unpause();
-        if (state.Running || state.Paused) await c.stop({ t: STOP_TIMEOUT_S }).catch((err: unknown) => {
+        const state = (await c.inspect({ abortSignal })).State;
+        if (state.Paused) await c.unpause({ abortSignal });
+        if (state.Running || state.Paused) await c.stop({ t: STOP_TIMEOUT_S, abortSignal }).catch((err: unknown) => {
           if (!isNotModified(err)) throw err;
         });
-        await c.remove({ force: true });
+        await c.remove({ force: true, abortSignal });
       } catch (err) {
         if (!isNotFound(err)) throw err;
       }
@@ -120,8 +140,12 @@ export class DockerProvider implements HostedProviderImpl {
     if (dir && dirname(dirname(dir)) === this.options.root) await rm(dir, { recursive: true, force: true });
   }
 
-  async listOwned(): Promise<OwnedMember[]> {
-    const list = await this.options.docker.listContainers({ all: true, filters: { label: [`${OWNER_LABEL}=${this.options.root}`] } });
+  listOwned(): Promise<OwnedMember[]> {
+    return withDeadline('list', this.timeouts.callMs, (signal) => this.listOwnedNow(signal));
+  }
+
+  private async listOwnedNow(abortSignal: AbortSignal): Promise<OwnedMember[]> {
+    const list = await this.options.docker.listContainers({ all: true, filters: { label: [`${OWNER_LABEL}=${this.options.root}`] }, abortSignal });
     return list.map((c) => {
       const memberId = c.Labels[MEMBER_LABEL] ?? '';
       const pool = c.Labels[POOL_LABEL] ?? '';
@@ -134,10 +158,11 @@ export class DockerProvider implements HostedProviderImpl {
     });
   }
 
-  private async findContainer(memberId: string): Promise<string | null> {
+  private async findContainer(memberId: string, abortSignal: AbortSignal): Promise<string | null> {
     const list = await this.options.docker.listContainers({
       all: true,
       filters: { label: [`${OWNER_LABEL}=${this.options.root}`, `${MEMBER_LABEL}=${memberId}`] },
+      abortSignal,
     });
     return list[0]?.Id ?? null;
   }

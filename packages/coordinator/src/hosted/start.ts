@@ -7,6 +7,7 @@ import { findRunnerBin } from '../dev/runner-process.js';
 import { agentMark } from './agent-mark.js';
 import { HostedPools } from './hosted-pools.js';
 import { DockerProvider, type HostAgent } from './docker-provider.js';
+import { type DockerTimeouts, dockerTimeouts, withDeadline } from './docker-timeouts.js';
 import { LazyProvider } from './lazy-provider.js';
 import { ProcessProvider } from './process-provider.js';
 import type { HostedProviderImpl } from './provider.js';
@@ -18,6 +19,8 @@ export const HOSTED_DOCKER_DIR = 'hosted-docker';
 export interface HostedStartOptions {
   /** Docker provider: the agent of the pool's image, or this host's (bind-mounted; dev and tests). */
   dockerAgent?: 'image' | 'host';
+  /** Deadlines of the docker provider's calls (DEFAULT_DOCKER_TIMEOUTS where not given); tests shorten them. */
+  dockerTimeouts?: Partial<DockerTimeouts>;
   /** Used instead of the built-in ones of the same name. */
   providers?: Partial<Record<HostedProvider, HostedProviderImpl>>;
 }
@@ -28,6 +31,11 @@ function hostAgent(runnerBin: string): HostAgent {
   for (let dir = top; dir !== path.dirname(dir); dir = path.dirname(dir)) if (existsSync(path.join(dir, 'node_modules'))) top = dir;
   const libs = ['/lib', '/lib64', '/usr/lib', '/usr/lib64'].filter((p) => existsSync(p));
   return { node: realpathSync(process.execPath), runnerBin, mounts: [top, ...libs] };
+}
+
+/** docker.ping with an abortSignal: dockerode takes one at run time, its types do not say so. */
+function pingAbortable(docker: Docker, abortSignal: AbortSignal): Promise<unknown> {
+  return (docker.ping as unknown as (opts: { abortSignal: AbortSignal }) => Promise<unknown>).call(docker, { abortSignal });
 }
 
 /**
@@ -54,15 +62,18 @@ export async function createHostedPools(
     ctx.log.warn('hosted pools: --hosted-docker-agent host needs rbtk-runner on this host, the docker provider is off');
   } else {
     const docker = new Docker();
+    const timeouts = dockerTimeouts(options.dockerTimeouts);
     // Made when a Docker Engine first answers, now or on a later pass: dockerd may start after the coordinator.
     const lazy = new LazyProvider({
       name: 'docker',
       down: 'no Docker Engine answers',
       connect: async () => {
-        await docker.ping();
+        // Bounded: a dockerd that takes the connection and never answers must not hold the coordinator's start.
+        await withDeadline('ping', timeouts.callMs, (abortSignal) => pingAbortable(docker, abortSignal));
         return new DockerProvider({
           docker,
           root: path.join(dataDir, HOSTED_DOCKER_DIR),
+          timeouts,
           ...(withHostAgent && runnerBin ? { hostAgent: hostAgent(runnerBin) } : {}),
         });
       },
