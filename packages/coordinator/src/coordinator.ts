@@ -14,7 +14,7 @@ import { runJobTimeoutLoop } from './jobs/timeout-loop.js';
 import { runLivenessLoop } from './liveness.js';
 import { createLogger } from './log.js';
 import { CoordinatorMetrics } from './metrics/coordinator-metrics.js';
-import { type Coordinator, type CoordinatorOptions, defaultPingInterval, resolveLimits, resolveTimings } from './options.js';
+import { type Coordinator, type CoordinatorOptions, defaultPingInterval, EXIT_STORAGE_FAILED, resolveLimits, resolveTimings } from './options.js';
 import { SqliteStore } from './store/sqlite/sqlite-store.js';
 import { createRunnerSocketServer } from './ws/runner-socket.js';
 import { SessionRegistry } from './ws/sessions.js';
@@ -56,6 +56,13 @@ export async function startCoordinator(options: CoordinatorOptions): Promise<Coo
     const sessions = new SessionRegistry();
     const metrics = new CoordinatorMetrics({ store, sessions, now }, { jobCountsMaxAgeMs: options.metricsRefreshMs, token: options.metricsToken });
     store.observeWalSyncs((seconds) => metrics.walSync.observe(seconds));
+    store.onWalSyncFailure((err) => {
+      log.fatal(
+        { err: err.message, code: err.code },
+        'could not sync the database WAL to disk: what was not yet acknowledged may be lost; stopping, so that a restart recovers from the disk',
+      );
+      (options.onFatal ?? (() => process.exit(EXIT_STORAGE_FAILED)))(err);
+    });
     const jobs = new JobService({ store, log, now, acceptTimeoutMs: timings.acceptTimeoutMs, maxLogBytes: limits.maxLogBytes, metrics });
     const ctx: CoordinatorContext = { store, sessions, jobs, log, metrics, timings, now, minRunnerVersion: options.minRunnerVersion };
     // Attempts left on runners that are gone are requeued; queued jobs wait for their runners' hello.

@@ -24,9 +24,18 @@ export const DEFAULT_HELLO_TIMEOUT_MS = 10_000;
 /** Headers and body of one HTTP request must arrive within this (slowloris); upgraded sockets are not timed. */
 export const DEFAULT_HTTP_REQUEST_TIMEOUT_MS = 30_000;
 
+/** rbtk-coordinator's exit code when the database's WAL could not be synced to disk (sysexits' EX_IOERR). */
+export const EXIT_STORAGE_FAILED = 74;
+
 export interface CoordinatorOptions {
   /** Holds rbtk.db and admin.token; created (mode 0700) if missing. */
   dataDir: string;
+  /**
+   * Called when the coordinator cannot go on safely (an fdatasync of its WAL failed), after the
+   * fatal log line; nothing more is acknowledged. Default: exit the process with EXIT_STORAGE_FAILED,
+   * so that a restart (systemd's) recovers from what is on disk. Embedders and tests may stop instead.
+   */
+  onFatal?: (err: Error) => void;
   /** Interface to listen on; default 127.0.0.1. */
   host?: string;
   /** Port; default 7420, 0 for any free port (the URL says which). */

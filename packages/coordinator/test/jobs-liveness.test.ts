@@ -71,6 +71,21 @@ describe('jobs when runners go away', () => {
     expect(await until(tc, id, (j) => j.state === 'failed')).toMatchObject({ reason: 'runner_lost', attempt: 1 });
   });
 
+  it('OFFLINE before the job started (accepted, pulling) requeues it at no cost, even with no retries', async () => {
+    const tc = await start();
+    const r = await runner(tc, 'pull', 'r');
+    const id = await submit(tc, 'pull');
+    await r.take(); // accepted and never started: an image pull, say, when the host's network went away
+    const requeued = await until(tc, id, (j) => j.state === 'queued');
+    expect(requeued).toMatchObject({ reason: 'runner_lost', attempt: 1, runnerId: null });
+    const other = await runner(tc, 'pull', 'other');
+    other.keepAlive();
+    const b = await other.take();
+    expect(b).toMatchObject({ jobId: id, attempt: 2 });
+    await other.complete(b);
+    expect(await until(tc, id, (j) => j.state === 'succeeded')).toMatchObject({ attempt: 2 });
+  });
+
   it('a runner that reconnects in time keeps its attempt; one it no longer holds is requeued', async () => {
     const tc = await start({ offlineAfterMs: 60_000 });
     const r = await runner(tc, 'blip', 'r');

@@ -48,9 +48,19 @@ function retryOrFail(j: Parameters<JobDecision>[0], reason: string, now: number,
   return { state: 'failed' as const, failures, reason, exitCode, finishedAt: now };
 }
 
-/** The runner went OFFLINE or was revoked while holding this attempt. */
+/**
+ * The runner went OFFLINE or was revoked while holding this attempt. Never
+ * started there (assigned: its assign or accept may have been lost, or it was
+ * pulling the image): back to the queue at no cost, as at a hello that does
+ * not hold it. Started: it may have run, so it costs a retry.
+ */
 export function runnerGone(runnerId: string, attempt: number, reason: 'runner_lost' | 'runner_revoked', now: number): JobDecision {
-  return (j) => (current(runnerId, attempt)(j) ? retryOrFail(j, reason, now, null) : null);
+  return (j) => {
+    if (!current(runnerId, attempt)(j)) return null;
+    if (j.state !== 'assigned') return retryOrFail(j, reason, now, null);
+    if (j.cancelRequested) return { state: 'cancelled', reason: 'cancelled', finishedAt: now };
+    return { state: 'queued', reason, runnerId: null };
+  };
 }
 
 /**

@@ -28,6 +28,8 @@ export class RunnerJobs {
     private readonly jobs: JobService,
     private readonly runnerId: string,
     private readonly send: Send,
+    /** False once the session is closing (revoked, replaced, reaped): it must not join the index then. */
+    private readonly open: () => boolean = () => true,
   ) {}
 
   /**
@@ -53,7 +55,10 @@ export class RunnerJobs {
     }
     // The last await. Its status too: an operator may have drained the runner (or its pool) meanwhile.
     const [inFlight, row] = await Promise.all([store.jobs.inFlight(this.runnerId), store.runners.get(this.runnerId)]);
-    const status = row?.status ?? runner.status;
+    // Revoked or reaped while this hello read (its row deleted, its session closed): joining the index now
+    // would hand it jobs until its socket's close event, each lost to the accept timeout at best.
+    if (!row || !this.open()) return;
+    const status = row.status;
 
     // From here to index.add, nothing awaits.
     const current = new Set(inFlight.map((j) => stoppingKey(j.id, j.attempt)));

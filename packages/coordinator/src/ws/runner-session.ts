@@ -57,7 +57,7 @@ export class RunnerSession implements LiveSession {
     this.runnerId = runner.id;
     this.log = ctx.log.child({ runnerId: runner.id, pool: runner.poolName, project: runner.project });
     this.rotation = new TokenRotation(ctx, runner.id);
-    this.jobs = new RunnerJobs(ctx.jobs, runner.id, (m) => this.send(m));
+    this.jobs = new RunnerJobs(ctx.jobs, runner.id, (m) => this.send(m), () => !this.closing);
   }
 
   start(): void {

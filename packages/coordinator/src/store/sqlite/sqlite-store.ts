@@ -68,6 +68,18 @@ export class SqliteStore implements Store {
     if (wal) wal.observer = observer;
   }
 
+  /**
+   * Told when an fdatasync of the WAL fails. Its commits' durability is then
+   * unknown, and a later fdatasync that succeeds proves nothing: Linux may
+   * have dropped the pages that failed to write, and clears the error once
+   * reported. The only safe answer (PostgreSQL's too) is to stop and recover
+   * from what is on disk.
+   */
+  onWalSyncFailure(handler: (err: NodeJS.ErrnoException) => void): void {
+    const wal = WalSync.of(this.db);
+    if (wal) wal.onFailure = handler;
+  }
+
   async ping(): Promise<void> {
     this.db.prepare('SELECT 1').get();
   }

@@ -44,6 +44,10 @@ export class WalSync {
   private afterNext: (() => void)[] = [];
   /** Told how long each fdatasync took (seconds): the disk's share of every answer's latency. */
   observer: ((seconds: number) => void) | null = null;
+  /** Told when an fdatasync fails (the coordinator stops: see SqliteStore.onWalSyncFailure). */
+  onFailure: ((err: NodeJS.ErrnoException) => void) | null = null;
+  /** The fdatasync to use; tests put a failing one here, the disk's edge, to see what a failure does. */
+  static fdatasync: typeof fdatasync = fdatasync;
 
   private constructor(private readonly walFile: string) {}
 
@@ -99,7 +103,7 @@ export class WalSync {
     this.running++;
     this.inFlight.push(batch);
     const startedAt = performance.now();
-    fdatasync(fd, (err) => {
+    WalSync.fdatasync(fd, (err) => {
       this.running--;
       if (!err) this.observer?.((performance.now() - startedAt) / 1000);
       const at = this.inFlight.indexOf(batch);
@@ -107,6 +111,7 @@ export class WalSync {
         // This one failed: its commits are in the WAL but their durability unknown, and its callers must hear it.
         if (at >= 0) this.inFlight.splice(at, 1);
         for (const w of batch) w.reject(err);
+        this.onFailure?.(err);
       } else if (at >= 0) {
         // Everything written before it started is on disk: its callers and those of any earlier one still
         // running. Settled in commit order, so a job's end is never announced before the log written ahead of it.
