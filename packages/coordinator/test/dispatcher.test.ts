@@ -24,7 +24,7 @@ it('a dispatch pass leaves alone a queued job that a handoff has reserved, and s
     airgapped: false,
     maxJobs: 3,
     gpus: [],
-    inFlight: new Map([['finishing', []]]),
+    inFlight: new Map([['finishing', { attempt: 1, gpus: [] }]]),
     stopping: new Map(),
     restingUntil: 0,
     refusals: 0,
@@ -52,6 +52,6 @@ it('a dispatch pass leaves alone a queued job that a handoff has reserved, and s
   expect((await store.jobs.get(ids[0]!))?.state).toBe('queued');
   expect((await store.jobs.get(ids[1]!))).toMatchObject({ state: 'assigned', runnerId: 'r1' });
   // A second reservation of the same job on the same runner takes nothing.
-  expect(index.reserve(runner, { id: ids[0]!, spec: SPEC }, 3)).toBe(false);
+  expect(index.reserve(runner, { id: ids[0]!, spec: SPEC, attempt: 0 }, 3)).toBe(false);
   expect(runner.inFlight.size).toBe(3);
 });

@@ -130,7 +130,7 @@ describe('a log tail with no result from the runner', () => {
     const spec = { ...SHELL_SPEC, retries };
     await fixture.store.jobs.submit({ id, project: 'default', poolId: fixture.poolId, poolName: 'p', spec, timeoutMs: 3_600_000, createdAt: clock });
     await service.apply([{ jobId: id, decide: assignTo('r1', clock) }]);
-    service.index.get('r1')!.inFlight.set(id, []);
+    service.index.get('r1')!.inFlight.set(id, { attempt: 1, gpus: [] });
     await service.apply([{ jobId: id, decide: started('r1', 1, clock) }]);
     const r1 = new RunnerJobs(service, 'r1', (m) => sent.push(m));
     await r1.onLog({ type: 'log', jobId: id, attempt: 1, offset: 0, stream: 'stdout', data: first });

@@ -71,9 +71,9 @@ export class Dispatcher {
   /**
    * A runner for a job being submitted, reserved, when the pool has no queued
    * job and no pass pending (which would be first in line), else undefined.
-   * The caller commits the assignment or gives the slot back (index.release).
+   * The caller commits the assignment or gives the slot back (index.unreserve).
    */
-  claim(poolId: number, job: Pick<JobRecord, 'id' | 'spec' | 'excluded'>): IndexedRunner | undefined {
+  claim(poolId: number, job: Pick<JobRecord, 'id' | 'spec' | 'excluded' | 'attempt'>): IndexedRunner | undefined {
     if (this.stopped || this.held.has(poolId) || !this.drained.has(poolId) || this.running.has(poolId) || this.scheduled.has(poolId)) {
       return undefined;
     }
@@ -175,7 +175,7 @@ export class Dispatcher {
         ...picks.map(({ job, runner, decide }) => ({ jobId: job.id, decide: decide ?? assignTo(runner.id, now) })),
       ]);
     } catch (err) {
-      for (const { job, runner } of picks) this.deps.index.release(runner.id, job.id);
+      for (const { job, runner } of picks) this.deps.index.unreserve(runner, job.id);
       throw err;
     }
     const committed = new Map(done.map((t) => [t.after.id, t.after]));
@@ -187,7 +187,7 @@ export class Dispatcher {
       }
       // Cancelled (or otherwise moved) between our read and the commit: give the slot back, and fill it.
       // The pass that read the job may have left others queued for want of this very slot.
-      this.deps.index.release(runner.id, job.id);
+      this.deps.index.unreserve(runner, job.id);
       this.kick(runner.poolId);
     }
     return done;

@@ -134,7 +134,7 @@ export class JobService {
         if (runner && isTerminalJobState(after.state)) this.tails.open(after.id, before.attempt, runner.id);
         runner?.send({ type: 'cancel', jobId: after.id, attempt: before.attempt, reason: cancelRunner });
       } else {
-        this.index.release(before.runnerId!, after.id);
+        this.index.release(before.runnerId!, after.id, before.attempt);
       }
       this.dispatcher.kick(after.poolId);
     }
@@ -147,6 +147,7 @@ export class JobService {
 
   private assigned(job: JobRecord, runner: IndexedRunner): void {
     this.acceptTimers.start(job.id, job.attempt, runner.id);
+    this.index.assigned(runner, job.id, job.attempt);
     const gpuIds = this.index.gpusOf(runner, job.id);
     runner.send({
       type: 'assign',
@@ -242,7 +243,7 @@ export class JobService {
     const pool = await routeJob(this.deps.store, this.routing, project, spec);
     const now = this.deps.now();
     const id = timeOrderedId(now);
-    const runner = this.dispatcher.claim(pool.id, { id, spec, excluded: [] });
+    const runner = this.dispatcher.claim(pool.id, { id, spec, excluded: [], attempt: 0 });
     if (pool.hostedSpec) this.members?.admit(pool, runner !== undefined);
     let result: SubmitResult;
     try {
@@ -267,7 +268,7 @@ export class JobService {
 
   /** A slot claimed for a submit that did not take it (a failed insert, an idempotent repeat): free, and filled. */
   private giveBack(runner: IndexedRunner, jobId: string): void {
-    this.index.release(runner.id, jobId);
+    this.index.unreserve(runner, jobId);
     this.dispatcher.kick(runner.poolId);
   }
 

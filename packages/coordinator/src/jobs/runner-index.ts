@@ -1,6 +1,17 @@
 import type { CoordinatorMessage, ExecutorName, Gpu, JobRequirements, Labels, RunnerStatus } from '@rbtk/protocol';
 import type { JobRecord } from '../store/job-rows.js';
 
+/** A job's slot on a runner, and the GPUs it holds there. */
+export interface Reservation {
+  /**
+   * The attempt it is for. A dispatch's reservation (reserve) starts with the
+   * attempt after the one it read from the queue: the least its commit can
+   * make (attempts only grow); assigned() records the one committed.
+   */
+  attempt: number;
+  gpus: readonly string[];
+}
+
 /** A connected runner as the dispatcher sees it. */
 export interface IndexedRunner {
   id: string;
@@ -12,8 +23,8 @@ export interface IndexedRunner {
   maxJobs: number;
   /** GPUs Docker on the host can hand out (none when it cannot). */
   gpus: Gpu[];
-  /** Attempts assigned to or running on it: job id -> uuids of the GPUs it holds. */
-  inFlight: Map<string, readonly string[]>;
+  /** Attempts assigned to or running on it (or reserved for a commit to come), by job id. */
+  inFlight: Map<string, Reservation>;
   /**
    * Attempts taken from it that it was told to stop ("jobId:attempt" -> GPU
    * uuids): until it reports each ended (its result, or a reject), the
@@ -49,12 +60,23 @@ export function matchingGpus(gpus: readonly Gpu[], req: GpuPredicates): number {
 /** The runner's GPUs that no attempt holds (nor one being stopped) and that meet the predicates, in nvidia-smi's order. */
 function freeGpus(r: IndexedRunner, req: GpuPredicates): Gpu[] {
   const held = new Set<string>();
-  for (const holders of [r.inFlight, r.stopping]) for (const uuids of holders.values()) for (const u of uuids) held.add(u);
+  for (const { gpus } of r.inFlight.values()) for (const u of gpus) held.add(u);
+  for (const uuids of r.stopping.values()) for (const u of uuids) held.add(u);
   return r.gpus.filter((g) => !held.has(g.uuid) && gpuMatches(g, req));
 }
 
 /** Slots in use on the runner: its attempts, and those it is stopping. */
 export const busySlots = (r: IndexedRunner): number => r.inFlight.size + r.stopping.size;
+
+/**
+ * Whether the reservation is the one an attempt leaving its runner frees: for
+ * that attempt or an earlier one. A later attempt's stays: a change committed
+ * on a runner's older session may run its effects (after its fsync) only once
+ * a hello rebuilt the entry and a dispatch reserved the job again there. One
+ * not yet assigned() holds the least attempt its commit can make, so it is
+ * found for the attempt that commit made, whichever that was.
+ */
+const heldFor = (held: Reservation | undefined, attempt: number): held is Reservation => held !== undefined && held.attempt <= attempt;
 
 export const stoppingKey = (jobId: string, attempt: number): string => `${jobId}:${attempt}`;
 
@@ -168,26 +190,42 @@ export class RunnerIndex {
    *
    * False, and nothing taken, when the runner already holds the job: a
    * dispatch pass and a handoff may both read it from the queue before either
-   * commits, and only the one that reserved it may give the slot back.
+   * commits, and only the one that reserved it may give the slot back
+   * (unreserve).
    */
-  reserve(runner: IndexedRunner, job: Pick<JobRecord, 'id' | 'spec'>, now: number): boolean {
+  reserve(runner: IndexedRunner, job: Pick<JobRecord, 'id' | 'spec' | 'attempt'>, now: number): boolean {
     if (runner.inFlight.has(job.id)) return false;
     const req = job.spec.requires;
     const gpus = req.gpus ? freeGpus(runner, req).slice(0, req.gpus).map((g) => g.uuid) : [];
-    runner.inFlight.set(job.id, gpus);
+    runner.inFlight.set(job.id, { attempt: job.attempt + 1, gpus });
     runner.lastAssignedAt = now;
     return true;
   }
 
-  /** The GPU uuids the job holds on the runner (none for a job without GPUs). */
-  gpusOf(runner: IndexedRunner, jobId: string): readonly string[] {
-    return runner.inFlight.get(jobId) ?? [];
+  /** The reservation's commit assigned the job to the runner as `attempt`. */
+  assigned(runner: IndexedRunner, jobId: string, attempt: number): void {
+    const held = runner.inFlight.get(jobId);
+    if (held) held.attempt = attempt;
   }
 
-  /** Frees the job's slot and GPUs on the runner; true when it held one. */
-  release(runnerId: string, jobId: string): boolean {
+  /** The GPU uuids the job holds on the runner (none for a job without GPUs). */
+  gpusOf(runner: IndexedRunner, jobId: string): readonly string[] {
+    return runner.inFlight.get(jobId)?.gpus ?? [];
+  }
+
+  /**
+   * A reservation whose commit assigned nothing (it failed, or the job moved
+   * on) is given back, on the entry it was made on: that entry holds no other
+   * reservation of the job, but a newer session's entry may hold one.
+   */
+  unreserve(runner: IndexedRunner, jobId: string): void {
+    runner.inFlight.delete(jobId);
+  }
+
+  /** The job's attempt left the runner: frees its slot and GPUs there (see heldFor); true when it held them. */
+  release(runnerId: string, jobId: string, attempt: number): boolean {
     const runner = this.byId.get(runnerId);
-    return runner?.inFlight.delete(jobId) ?? false;
+    return runner !== undefined && heldFor(runner.inFlight.get(jobId), attempt) && runner.inFlight.delete(jobId);
   }
 
   /**
@@ -198,10 +236,10 @@ export class RunnerIndex {
    */
   releaseStopping(runnerId: string, jobId: string, attempt: number): void {
     const runner = this.byId.get(runnerId);
-    const gpus = runner?.inFlight.get(jobId);
-    if (!runner || gpus === undefined) return;
+    const held = runner?.inFlight.get(jobId);
+    if (!runner || !heldFor(held, attempt)) return;
     runner.inFlight.delete(jobId);
-    runner.stopping.set(stoppingKey(jobId, attempt), gpus);
+    runner.stopping.set(stoppingKey(jobId, attempt), held.gpus);
   }
 
   /** The runner reports the attempt ended; true when that freed a slot held by an attempt being stopped. */
@@ -231,8 +269,8 @@ export class RunnerIndex {
   }
 
   /** The runner took the job's attempt: its next refusal rests it the shortest time again (a stale attempt's late accept counts not). */
-  took(runnerId: string, jobId: string): void {
+  took(runnerId: string, jobId: string, attempt: number): void {
     const runner = this.byId.get(runnerId);
-    if (runner?.inFlight.has(jobId)) runner.refusals = 0;
+    if (runner?.inFlight.get(jobId)?.attempt === attempt) runner.refusals = 0;
   }
 }

@@ -87,7 +87,7 @@ export class RunnerJobs {
       gpus: hello.capabilities.gpus?.usable ? hello.capabilities.gpus.gpus : [],
       // The GPUs each kept attempt holds, as the runner says: nobody else gets them. The ones it does
       // not hold are in too, until the requeue below takes them out (its effects release them here).
-      inFlight: new Map<string, readonly string[]>([...kept.map((j) => [j.id, heldOf(j)?.gpus ?? []] as const), ...notHeld.map((j) => [j.id, []] as const)]),
+      inFlight: new Map(inFlight.map((j) => [j.id, { attempt: j.attempt, gpus: heldOf(j)?.gpus ?? [] }])),
       stopping,
       restingUntil: 0,
       refusals: 0,
@@ -122,7 +122,7 @@ export class RunnerJobs {
 
   onAccept(frame: Accept): void {
     this.jobs.clearAcceptTimer(frame.jobId, frame.attempt, this.runnerId);
-    this.jobs.index.took(this.runnerId, frame.jobId);
+    this.jobs.index.took(this.runnerId, frame.jobId, frame.attempt);
   }
 
   /**
