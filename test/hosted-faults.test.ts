@@ -185,14 +185,7 @@ describe.runIf(haveDocker)('hosted pools: members follow their own provider; a d
     owner = join(fleet.dataDir, 'hosted-docker');
     proxy = new DockerSocketProxy(join(fleet.dir, 'docker.sock'));
     // Nothing listens there yet: the coordinator starts with no Docker Engine.
-    process.env.DOCKER_HOST = `unix://${proxy.path}`;
-    process.env.RBTK_HOSTED_DOCKER_AGENT = 'host';
-    try {
-      await fleet.startCoordinator(FLAGS);
-    } finally {
-      delete process.env.DOCKER_HOST;
-      delete process.env.RBTK_HOSTED_DOCKER_AGENT;
-    }
+    await fleet.startCoordinator({ ...FLAGS, env: { DOCKER_HOST: `unix://${proxy.path}`, RBTK_HOSTED_DOCKER_AGENT: 'host' } });
   });
 
   afterAll(async () => {

@@ -6,8 +6,9 @@ import { containersLabelled, ensureTestImage, removeContainersLabelled, requireD
 import { mintToken, randomId } from '../packages/coordinator/src/auth/secrets.js';
 import { DATABASE_FILE } from '../packages/coordinator/src/coordinator.js';
 import { SqliteStore } from '../packages/coordinator/src/store/sqlite/sqlite-store.js';
+import { newRunnerRow } from '../packages/coordinator/test/store-helpers.js';
 import { DockerEndpoint } from './helpers/docker-endpoint.js';
-import { Fleet } from './helpers/fleet.js';
+import { type CoordinatorFlags, Fleet } from './helpers/fleet.js';
 import { waitFor } from './helpers/processes.js';
 
 /*
@@ -30,16 +31,10 @@ describe.runIf(haveDocker)('hosted pools: a create cut short by a crash leaves n
 
   const status = async () => (await fleet.rbtkJson<Pool & { hostedStatus: HostedPoolStatus }>(['pool', 'show', 'cut'])).hostedStatus;
   const runners = () => fleet.rbtkJson<Runner[]>(['runner', 'list', '--pool', 'cut']);
-  const start = async () => {
-    process.env.DOCKER_HOST = endpoint.dockerHost;
-    process.env.RBTK_HOSTED_DOCKER_AGENT = 'host';
-    try {
-      await fleet.startCoordinator(FLAGS);
-    } finally {
-      delete process.env.DOCKER_HOST;
-      delete process.env.RBTK_HOSTED_DOCKER_AGENT;
-    }
-  };
+  // One object for both starts: startCoordinator records the first one's port in it, so the second
+  // listens where the members were told to connect.
+  let flags: CoordinatorFlags;
+  const start = () => fleet.startCoordinator(flags);
 
   beforeAll(async () => {
     await ensureTestImage(docker);
@@ -47,6 +42,7 @@ describe.runIf(haveDocker)('hosted pools: a create cut short by a crash leaves n
     owner = join(fleet.dataDir, 'hosted-docker');
     endpoint = new DockerEndpoint(join(fleet.dir, 'docker.sock'));
     await endpoint.listen();
+    flags = { ...FLAGS, env: { DOCKER_HOST: endpoint.dockerHost, RBTK_HOSTED_DOCKER_AGENT: 'host' } };
     // Lists and the rest answer; a container create is taken and never answered (its deadline is 120 s).
     endpoint.mode = 'hang-create';
     await start();
@@ -82,21 +78,7 @@ describe.runIf(haveDocker)('hosted pools: a create cut short by a crash leaves n
       const result = await store.runners.register({
         registrationTokenId: null,
         now: at,
-        runner: {
-          id: orphanId,
-          poolId: pool.id,
-          name: `cut-m${randomId(10).toLowerCase()}`,
-          labels: {},
-          airgapped: false,
-          status: 'OFFLINE',
-          draining: false,
-          agentVersion: null,
-          host: null,
-          capabilities: null,
-          registrationTokenId: null,
-          registeredAt: at,
-          lastHeartbeatAt: null,
-        },
+        runner: newRunnerRow({ id: orphanId, poolId: pool.id, name: `cut-m${randomId(10).toLowerCase()}`, registeredAt: at }),
         token: { id: token.id, runnerId: orphanId, hash: token.hash, state: 'current', createdAt: at },
         audit: { at, actor: 'hosted:cut', action: 'runner.register', resourceType: 'runner', resourceId: orphanId, project: 'default', details: {} },
       });

@@ -15,6 +15,8 @@ export interface CoordinatorFlags {
   /** How old /metrics' job counts may be (--metrics-refresh; 0s: fresh at every scrape). */
   metricsRefresh?: string;
   port?: number;
+  /** Variables for the coordinator's environment only (DOCKER_HOST, RBTK_HOSTED_DOCKER_AGENT), also on restarts. */
+  env?: NodeJS.ProcessEnv;
 }
 
 /**
@@ -50,7 +52,7 @@ export class Fleet {
     if (flags.reconcileInterval) args.push('--reconcile-interval', flags.reconcileInterval);
     if (flags.minRunnerVersion) args.push('--min-runner-version', flags.minRunnerVersion);
     if (flags.metricsRefresh) args.push('--metrics-refresh', flags.metricsRefresh);
-    this.coordinator = this.procs.spawn('coordinator', BIN.coordinator, args);
+    this.coordinator = this.procs.spawn('coordinator', BIN.coordinator, args, flags.env);
     const listening = await this.coordinator.waitForLog((l) => l.msg === 'listening' && typeof l.url === 'string');
     this.url = listening.url as string;
     this.flags.port = Number(new URL(this.url).port);

@@ -2,7 +2,7 @@ import { ROUTES, type RegisterResponse } from '@rbtk/protocol';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { auditRow } from '../src/audit.js';
 import { sleep, TestCoordinator, TestSocket } from './helpers.js';
-import { storeWithPool } from './store-helpers.js';
+import { newRunnerRow, storeWithPool } from './store-helpers.js';
 
 // A registration retried with its registration id, because its answer was lost,
 // is the same registration: same runner, a fresh token, no second use spent.
@@ -153,21 +153,7 @@ describe('the store, when a second insert with the same registration id gets pas
           registrationTokenId: 'rt',
           registrationId: 'same-id-0123456789',
           now,
-          runner: {
-            id: runnerId,
-            poolId,
-            name: runnerId,
-            labels: {},
-            airgapped: false,
-            status: 'OFFLINE',
-            draining: false,
-            agentVersion: null,
-            host: null,
-            capabilities: null,
-            registrationTokenId: 'rt',
-            registeredAt: now,
-            lastHeartbeatAt: null,
-          },
+          runner: newRunnerRow({ id: runnerId, poolId, registrationTokenId: 'rt', registeredAt: now }),
           token: { id: `tok-${runnerId}`, runnerId, hash: 'x', state: 'current', createdAt: now },
           audit: auditRow({ at: now, actor: 't', action: 'runner.register', resourceType: 'runner', resourceId: runnerId, project: 'default' }),
         });

@@ -1,6 +1,7 @@
 import path from 'node:path';
 import type { JobSpec } from '@rbtk/protocol';
 import { timeOrderedId } from '../src/auth/secrets.js';
+import type { RunnerRow } from '../src/store/rows.js';
 import type { SqliteJobStore } from '../src/store/sqlite/jobs.js';
 import { SqliteStore } from '../src/store/sqlite/sqlite-store.js';
 import { tempDir } from './helpers.js';
@@ -13,6 +14,23 @@ export const SHELL_SPEC = {
   timeout: '1h',
   retries: 0,
 } as unknown as JobSpec;
+
+/** A runner row as registration writes it (OFFLINE until its first hello); `fields` changes any of it. */
+export function newRunnerRow(fields: Pick<RunnerRow, 'id' | 'poolId' | 'registeredAt'> & Partial<RunnerRow>): RunnerRow {
+  return {
+    name: fields.id,
+    labels: {},
+    airgapped: false,
+    status: 'OFFLINE',
+    draining: false,
+    agentVersion: null,
+    host: null,
+    capabilities: null,
+    registrationTokenId: null,
+    lastHeartbeatAt: null,
+    ...fields,
+  };
+}
 
 export interface StoreWithPool {
   store: SqliteStore;

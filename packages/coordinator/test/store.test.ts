@@ -12,6 +12,7 @@ import { JobService } from '../src/jobs/job-service.js';
 import { CoordinatorMetrics } from '../src/metrics/coordinator-metrics.js';
 import { SessionRegistry } from '../src/ws/sessions.js';
 import { tempDir, testLogger } from './helpers.js';
+import { newRunnerRow } from './store-helpers.js';
 
 const T0 = Date.UTC(2030, 0, 1);
 const audit = (action: 'runner.register' | 'pool.create' | 'token.mint' | 'pool.delete', id: string) =>
@@ -38,21 +39,7 @@ afterEach(async () => {
 });
 
 function runnerRow(id: string, regId: string | null = null): RunnerRow {
-  return {
-    id,
-    poolId,
-    name: `host-${id}`,
-    labels: {},
-    airgapped: false,
-    status: 'OFFLINE',
-    draining: false,
-    agentVersion: null,
-    host: null,
-    capabilities: null,
-    registrationTokenId: regId,
-    registeredAt: T0,
-    lastHeartbeatAt: null,
-  };
+  return newRunnerRow({ id, poolId, name: `host-${id}`, registrationTokenId: regId, registeredAt: T0 });
 }
 
 async function mintReg(id: string, usesLeft: number | null, expiresAt = T0 + 3_600_000) {
