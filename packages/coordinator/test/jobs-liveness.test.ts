@@ -86,6 +86,21 @@ describe('jobs when runners go away', () => {
     expect(await until(tc, id, (j) => j.state === 'succeeded')).toMatchObject({ attempt: 2 });
   });
 
+  it('a job lost before it starts, again and again (it brings its runners down), is free only for its first 3 attempts', async () => {
+    const tc = await start({ offlineAfterMs: 60_000 });
+    const r = await runner(tc, 'crash', 'r');
+    const id = await submit(tc, 'crash');
+    for (let attempt = 1; attempt <= 4; attempt++) {
+      expect(await r.take()).toMatchObject({ jobId: id, attempt });
+      // The runner dies before the job starts, and says hello again holding nothing.
+      r.terminate();
+      await r.connect();
+      if (attempt < 4) expect(await until(tc, id, (j) => j.state === 'queued' || j.attempt > attempt)).toMatchObject({ reason: 'runner_lost' });
+    }
+    // The 4th loss counts as a failure, and with no retries the job fails instead of going round again.
+    expect(await until(tc, id, (j) => j.state === 'failed')).toMatchObject({ reason: 'runner_lost', attempt: 4 });
+  });
+
   it('a runner that reconnects in time keeps its attempt; one it no longer holds is requeued', async () => {
     const tc = await start({ offlineAfterMs: 60_000 });
     const r = await runner(tc, 'blip', 'r');

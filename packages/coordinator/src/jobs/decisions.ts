@@ -49,31 +49,37 @@ function retryOrFail(j: Parameters<JobDecision>[0], reason: string, now: number,
 }
 
 /**
- * The runner went OFFLINE or was revoked while holding this attempt. Never
- * started there (assigned: its assign or accept may have been lost, or it was
- * pulling the image): back to the queue at no cost, as at a hello that does
- * not hold it. Started: it may have run, so it costs a retry.
+ * Attempts whose loss before they started is free: a later one's loss counts
+ * as a failure. Without a bound, a job that brings down every runner that
+ * takes it (before it starts: its image pull, say) would go round for ever.
  */
+export const FREE_LOSS_ATTEMPTS = 3;
+
+/**
+ * The attempt is lost before it started on its runner (assigned: its assign
+ * or accept may have been lost, or it was pulling its image): back to the
+ * queue at no cost, as it never ran, up to FREE_LOSS_ATTEMPTS; then like a
+ * started one.
+ */
+function lostBeforeStart(j: Parameters<JobDecision>[0], reason: string, now: number) {
+  if (j.cancelRequested) return { state: 'cancelled' as const, reason: 'cancelled', finishedAt: now };
+  if (j.attempt > FREE_LOSS_ATTEMPTS) return retryOrFail(j, reason, now, null);
+  return { state: 'queued' as const, reason, runnerId: null };
+}
+
+/** The runner went OFFLINE or was revoked while holding this attempt: started there, it may have run, and costs a retry. */
 export function runnerGone(runnerId: string, attempt: number, reason: 'runner_lost' | 'runner_revoked', now: number): JobDecision {
   return (j) => {
     if (!current(runnerId, attempt)(j)) return null;
-    if (j.state !== 'assigned') return retryOrFail(j, reason, now, null);
-    if (j.cancelRequested) return { state: 'cancelled', reason: 'cancelled', finishedAt: now };
-    return { state: 'queued', reason, runnerId: null };
+    return j.state === 'assigned' ? lostBeforeStart(j, reason, now) : retryOrFail(j, reason, now, null);
   };
 }
 
-/**
- * At hello the runner does not hold the attempt the store has on it. Never
- * started (its assign may have died with the old socket): back to the queue
- * at no cost, as it never ran. Started: lost, like a runner gone OFFLINE.
- */
+/** At hello the runner does not hold the attempt the store has on it: lost, as with a runner gone OFFLINE. */
 export function notHeldAtHello(runnerId: string, attempt: number, now: number): JobDecision {
   return (j) => {
     if (!current(runnerId, attempt)(j)) return null;
-    if (j.state !== 'assigned') return retryOrFail(j, 'runner_lost', now, null);
-    if (j.cancelRequested) return { state: 'cancelled', reason: 'cancelled', finishedAt: now };
-    return { state: 'queued', reason: 'runner_lost', runnerId: null };
+    return j.state === 'assigned' ? lostBeforeStart(j, 'runner_lost', now) : retryOrFail(j, 'runner_lost', now, null);
   };
 }
 
