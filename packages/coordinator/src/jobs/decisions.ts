@@ -67,19 +67,15 @@ function lostBeforeStart(j: Parameters<JobDecision>[0], reason: string, now: num
   return { state: 'queued' as const, reason, runnerId: null };
 }
 
-/** The runner went OFFLINE or was revoked while holding this attempt: started there, it may have run, and costs a retry. */
+/**
+ * The runner lost this attempt: it went OFFLINE, was revoked, or said hello
+ * without holding it. Not started there: lostBeforeStart. Started: it may
+ * have run, and it costs a retry.
+ */
 export function runnerGone(runnerId: string, attempt: number, reason: 'runner_lost' | 'runner_revoked', now: number): JobDecision {
   return (j) => {
     if (!current(runnerId, attempt)(j)) return null;
     return j.state === 'assigned' ? lostBeforeStart(j, reason, now) : retryOrFail(j, reason, now, null);
-  };
-}
-
-/** At hello the runner does not hold the attempt the store has on it: lost, as with a runner gone OFFLINE. */
-export function notHeldAtHello(runnerId: string, attempt: number, now: number): JobDecision {
-  return (j) => {
-    if (!current(runnerId, attempt)(j)) return null;
-    return j.state === 'assigned' ? lostBeforeStart(j, 'runner_lost', now) : retryOrFail(j, 'runner_lost', now, null);
   };
 }
 

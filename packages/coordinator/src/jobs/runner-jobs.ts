@@ -10,7 +10,7 @@ import type {
 } from '@rbtk/protocol';
 import { isTerminalJobState } from '@rbtk/protocol';
 import type { RunnerRecord } from '../store/rows.js';
-import { notHeldAtHello, requeueFree, started } from './decisions.js';
+import { requeueFree, runnerGone, started } from './decisions.js';
 import type { JobService } from './job-service.js';
 import { stoppingKey } from './runner-index.js';
 
@@ -36,7 +36,7 @@ export class RunnerJobs {
    * hello: reconcile what the runner holds with what the store says it runs.
    * Held attempts that are no longer current are cancelled (stale), and keep
    * their slot until they end; attempts the store has on this runner that it
-   * does not hold are requeued (notHeldAtHello). Then the runner joins the
+   * does not hold are lost (runnerGone, as runner_lost). Then the runner joins the
    * dispatch index.
    *
    * Everything the entry is built from is read after the last await: a
@@ -104,7 +104,7 @@ export class RunnerJobs {
     }
     this.jobs.members?.hello(runner.id);
     const t = now();
-    await this.jobs.apply(notHeld.map((j) => ({ jobId: j.id, decide: notHeldAtHello(this.runnerId, j.attempt, t) })));
+    await this.jobs.apply(notHeld.map((j) => ({ jobId: j.id, decide: runnerGone(this.runnerId, j.attempt, 'runner_lost', t) })));
     this.jobs.dispatcher.kick(runner.poolId);
   }
 
