@@ -25,33 +25,28 @@ export function revokedError(tokenId: string): { code: string; message: string }
 
 /** Bytes waiting on the socket past which a watch's backlog waits for it to drain before its next page. */
 const BACKLOG_HIGH_WATER = 1024 * 1024;
-/**
- * Bytes waiting past which the watcher is too slow for its live events: the
- * socket is closed with 1013, and the client reconnects and resumes from its
- * offset, instead of the coordinator holding an ever longer queue for it.
- */
-export const SLOW_WATCHER_BYTES = 32 * 1024 * 1024;
-/**
- * Requests taken and not yet answered past which the socket is read no
- * further until half of them are answered: a client that pipelines without
- * bound is slowed by TCP (its sends block) instead of being buffered here.
- */
-export const MAX_PENDING_REQUESTS = 1024;
-/** Watches one socket may hold; the one past it is refused (limit_exceeded) and the socket stays open. */
-export const MAX_WATCHES = 4096;
-
 /** What one submitter socket may hold; tests lower them. */
 export interface SubmitterLimits {
-  /** Bytes waiting past which the socket is closed with 1013. */
+  /**
+   * Bytes waiting past which the watcher is too slow for its live events: the
+   * socket is closed with 1013, and the client reconnects and resumes from its
+   * offset, instead of the coordinator holding an ever longer queue for it.
+   */
   slowWatcherBytes: number;
+  /**
+   * Requests taken and not yet answered past which the socket is read no
+   * further until half of them are answered: a client that pipelines without
+   * bound is slowed by TCP (its sends block) instead of being buffered here.
+   */
   maxPendingRequests: number;
+  /** Watches one socket may hold; the one past it is refused (limit_exceeded) and the socket stays open. */
   maxWatches: number;
 }
 
 export const DEFAULT_SUBMITTER_LIMITS: SubmitterLimits = {
-  slowWatcherBytes: SLOW_WATCHER_BYTES,
-  maxPendingRequests: MAX_PENDING_REQUESTS,
-  maxWatches: MAX_WATCHES,
+  slowWatcherBytes: 32 * 1024 * 1024,
+  maxPendingRequests: 1024,
+  maxWatches: 4096,
 };
 
 /** setTimeout's longest delay (about 24.8 days); an expiry further away is waited for in steps. */
