@@ -37,7 +37,7 @@ export function dockerTimeouts(given: Partial<DockerTimeouts> = {}): DockerTimeo
 }
 
 /** The Engine did not answer a provider call within its deadline; its requests were aborted. */
-export class DockerTimeoutError extends RbtkError {
+class DockerTimeoutError extends RbtkError {
   readonly timedOut = true;
   constructor(what: string, ms: number) {
     super(ErrorCode.Unavailable, `docker ${what}: the Docker Engine did not answer within ${formatMs(ms)} (request aborted)`);

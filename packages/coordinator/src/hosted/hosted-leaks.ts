@@ -11,9 +11,14 @@ import { type OwnedLists, providerNamed } from './member-providers.js';
 /** Starts ending each leak in the lists; the caller waits for them. */
 export async function endLeaks(core: HostedCore, owned: OwnedLists, act?: Act): Promise<{ memberId: string; done: Promise<void> }[]> {
   const ends: { memberId: string; done: Promise<void> }[] = [];
+  // Only members of pools of this store are ours to kill: a leak is a folder whose member row is gone.
+  // The rows are read once, when the first candidate needs them (the lists were taken before).
+  let stored: Set<string> | undefined;
   for (const [name, list] of owned.lists) {
     for (const o of list.values()) {
-      if (core.members.has(o.memberId) || !(await isLeak(core, o.memberId))) continue;
+      if (core.members.has(o.memberId)) continue;
+      stored ??= new Set((await core.ctx.store.hosted.allMembers()).map((m) => m.id));
+      if (stored.has(o.memberId)) continue;
       const done = providerNamed(core.deps.providers, name)
         .terminate(o.memberId, o.handle)
         .then(() => {
@@ -24,9 +29,4 @@ export async function endLeaks(core: HostedCore, owned: OwnedLists, act?: Act): 
     }
   }
   return ends;
-}
-
-/** Only members of pools of this store are ours to kill: a leak is a folder whose member row is gone. */
-async function isLeak(core: HostedCore, memberId: string): Promise<boolean> {
-  return !(await core.ctx.store.hosted.allMembers()).some((m) => m.id === memberId);
 }

@@ -18,7 +18,7 @@ import { ACTOR, type HostedCore } from './hosted-core.js';
  * store that hangs for this long makes the grace matter. One registered
  * before this process started needs none: no create of this process holds it.
  */
-export const ORPHAN_GRACE_MS = 10 * 60_000;
+const ORPHAN_GRACE_MS = 10 * 60_000;
 
 /** Revokes the orphan runners of the pools; startedAt: when this process's hosted pools started. */
 export async function removeOrphanRunners(core: HostedCore, pools: PoolRecord[], startedAt: number): Promise<void> {

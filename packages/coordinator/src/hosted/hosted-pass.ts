@@ -127,7 +127,8 @@ async function planPass(core: HostedCore, pool: PoolRecord, spec: HostedPoolSpec
   const queuedJobs = await ctx.store.hosted.queuedJobs(pool.id);
   const backoff = core.backoffs.of(pool.id, spec);
   // The pool's provider cannot answer: nothing is made with it this pass (a create would only fail).
-  const allowance = owned.failed.has(spec.provider) ? 0 : createAllowance(backoff, now);
+  const providerDown = owned.failed.get(spec.provider);
+  const allowance = providerDown ? 0 : createAllowance(backoff, now);
   const decided = planReconcile({
     spec,
     specHash: hash,
@@ -149,7 +150,7 @@ async function planPass(core: HostedCore, pool: PoolRecord, spec: HostedPoolSpec
     if (r.reason === 'warming_timeout') work.launchFailed++;
     await remove(m, r.reason);
   }
-  const provider = owned.failed.has(spec.provider) ? null : providerNamed(core.deps.providers, spec.provider);
+  const provider = providerDown ? null : providerNamed(core.deps.providers, spec.provider);
   for (let i = 0; provider && i < decided.create; i++) {
     const made = createMember(core, pool, spec, hash, provider, decided.createReason, act).then((err) => {
       if (!err) return void work.launched++;
@@ -165,8 +166,7 @@ async function planPass(core: HostedCore, pool: PoolRecord, spec: HostedPoolSpec
     if (m && !owned.failed.has(m.provider)) work.add('start', m.id, wakeMember(core, m, queuedJobs > 0 ? 'queued' : 'hot'));
   }
   // Said after the work is done (finishPass): a provider that cannot list fails the pass, as it did before it was per member.
-  const down = owned.failed.get(spec.provider);
-  if (down) work.error = down;
+  if (providerDown) work.error = providerDown;
 }
 
 /**

@@ -24,7 +24,6 @@ import { listOwned, providerNames } from './member-providers.js';
  * hosted-member-lifecycle.ts.
  */
 
-export type { HostedPoolsDeps } from './hosted-core.js';
 export const DEFAULT_RECONCILE_INTERVAL_MS = 30_000;
 
 /**
