@@ -1,13 +1,12 @@
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { PassThrough } from 'node:stream';
 import type { AuditEntry, HostedPoolStatus, Runner } from '@rbtk/protocol';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ensureTestImage, removeContainersLabelled, requireDocker, TEST_IMAGE } from '../packages/agent/test/helpers/docker.js';
 import { HOSTED_DOCKER_DIR } from '../packages/coordinator/src/hosted/start.js';
 import { type Coordinator, startCoordinator } from '../packages/coordinator/src/index.js';
-import { createLogger } from '../packages/coordinator/src/log.js';
+import { capturedLogger } from '../packages/coordinator/test/helpers.js';
 import { DockerEndpoint } from './helpers/docker-endpoint.js';
 import { adminApi } from './helpers/hosted.js';
 import { waitFor } from './helpers/processes.js';
@@ -25,19 +24,6 @@ const haveDocker = await requireDocker('hosted docker provider timeouts');
 
 type Line = Record<string, unknown> & { msg: string; err?: { message?: string } };
 
-function capturedLogger() {
-  const stream = new PassThrough();
-  const lines: Line[] = [];
-  let buf = '';
-  stream.on('data', (chunk: Buffer) => {
-    buf += chunk.toString();
-    for (let i = buf.indexOf('\n'); i >= 0; i = buf.indexOf('\n')) {
-      lines.push(JSON.parse(buf.slice(0, i)) as Line);
-      buf = buf.slice(i + 1);
-    }
-  });
-  return { logger: createLogger({ level: 'info', destination: stream, pretty: false }), lines };
-}
 
 const TIMEOUTS = { createMs: 2000, startMs: 15_000, callMs: 1000 };
 
@@ -46,7 +32,7 @@ describe.runIf(haveDocker)('hosted pools: a Docker Engine that never answers', (
   const dataDir = join(dir, 'coordinator');
   const owner = join(dataDir, HOSTED_DOCKER_DIR);
   const endpoint = new DockerEndpoint(join(dir, 'docker.sock'));
-  const { logger, lines } = capturedLogger();
+  const { logger, lines } = capturedLogger<Line>('info');
   let coordinator: Coordinator | undefined;
   let admin = '';
   let startedInMs = 0;

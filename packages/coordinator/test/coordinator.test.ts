@@ -1,26 +1,11 @@
 import { readFileSync, statSync } from 'node:fs';
 import { createServer } from 'node:net';
 import path from 'node:path';
-import { PassThrough } from 'node:stream';
 import { parseToken, ROUTES } from '@rbtk/protocol';
 import { describe, expect, it } from 'vitest';
 import { createLogger, startCoordinator } from '../src/index.js';
-import { eventually, TestSocket, tempDir } from './helpers.js';
+import { capturedLogger, eventually, TestSocket, tempDir } from './helpers.js';
 
-function capturedLogger() {
-  const stream = new PassThrough();
-  const lines: Record<string, unknown>[] = [];
-  let buf = '';
-  stream.on('data', (chunk: Buffer) => {
-    buf += chunk.toString();
-    let i: number;
-    while ((i = buf.indexOf('\n')) >= 0) {
-      lines.push(JSON.parse(buf.slice(0, i)));
-      buf = buf.slice(i + 1);
-    }
-  });
-  return { logger: createLogger({ level: 'debug', destination: stream, pretty: false }), lines };
-}
 
 const count = (kind: string) => process.getActiveResourcesInfo().filter((r) => r === kind).length;
 

@@ -1,6 +1,7 @@
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
+import { PassThrough } from 'node:stream';
 import {
   type CoordinatorMessage,
   type ErrorBody,
@@ -12,7 +13,7 @@ import {
   ROUTES,
 } from '@rbtk/protocol';
 import WebSocket from 'ws';
-import { type Coordinator, type CoordinatorOptions, createLogger, startCoordinator } from '../src/index.js';
+import { type Coordinator, type CoordinatorOptions, createLogger, type Logger, type LogLevel, startCoordinator } from '../src/index.js';
 
 /** A fresh temp directory, removed by the returned cleanup. */
 export function tempDir(prefix = 'rbtk-coord-'): { dir: string; cleanup: () => void } {
@@ -22,6 +23,21 @@ export function tempDir(prefix = 'rbtk-coord-'): { dir: string; cleanup: () => v
 
 /** Logs stay quiet unless RBTK_TEST_LOG=debug (or another level) is set. */
 export const testLogger = () => createLogger({ level: (process.env.RBTK_TEST_LOG as 'debug') ?? 'silent', pretty: false });
+
+/** A JSON-lines logger at `level` whose lines the test reads back, parsed, as they are written. */
+export function capturedLogger<L = Record<string, unknown>>(level: LogLevel = 'debug'): { logger: Logger; lines: L[] } {
+  const stream = new PassThrough();
+  const lines: L[] = [];
+  let buf = '';
+  stream.on('data', (chunk: Buffer) => {
+    buf += chunk.toString();
+    for (let i = buf.indexOf('\n'); i >= 0; i = buf.indexOf('\n')) {
+      lines.push(JSON.parse(buf.slice(0, i)) as L);
+      buf = buf.slice(i + 1);
+    }
+  });
+  return { logger: createLogger({ level, destination: stream, pretty: false }), lines };
+}
 
 export interface ApiResponse<T = any> {
   status: number;
