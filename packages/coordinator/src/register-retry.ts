@@ -1,6 +1,9 @@
 import type { MintedToken } from './auth/secrets.js';
 import { auditRow } from './audit.js';
 import type { CoordinatorContext } from './context.js';
+import type { RegisterRunnerOutcome } from './register-runner.js';
+import type { NewAuditRow } from './store/rows.js';
+import type { RetryRegistrationResult } from './store/store.js';
 
 /**
  * How long after a registration its id may still be retried. rbtk-runner
@@ -10,7 +13,26 @@ import type { CoordinatorContext } from './context.js';
 export const REGISTRATION_RETRY_WINDOW_MS = 24 * 60 * 60 * 1000;
 
 /** retried: same runner, fresh token. connected, stale: refused (409), nothing changed. */
-export type RetryOutcome = 'retried' | 'connected' | 'stale';
+export type RetryOutcome = Exclude<RetryRegistrationResult['result'], 'none'>;
+
+/** The audit row of a registration (`retry`: the repeat of one whose answer was lost). */
+export function registrationAudit(
+  at: number,
+  actor: string,
+  pool: { name: string; project: string },
+  runner: { id: string; name: string; airgapped: boolean },
+  retry = false,
+): NewAuditRow {
+  return auditRow({
+    at,
+    actor,
+    action: 'runner.register',
+    resourceType: 'runner',
+    resourceId: runner.id,
+    project: pool.project,
+    details: { name: runner.name, pool: pool.name, airgapped: runner.airgapped, ...(retry ? { retry: true } : {}) },
+  });
+}
 
 export interface RetryInput {
   registrationTokenId: string;
@@ -37,7 +59,7 @@ export interface RetryInput {
 export async function retryRegistration(
   ctx: CoordinatorContext,
   input: RetryInput,
-): Promise<{ result: RetryOutcome; runnerId: string; name: string; token: string } | null> {
+): Promise<RegisterRunnerOutcome | null> {
   const { now, token } = input;
   const found = await ctx.store.runners.retryRegistration({
     registrationTokenId: input.registrationTokenId,
@@ -45,16 +67,7 @@ export async function retryRegistration(
     registrationId: input.registrationId,
     registeredAfter: now - REGISTRATION_RETRY_WINDOW_MS,
     token: { id: token.id, hash: token.hash, state: 'current', createdAt: now },
-    audit: (runner) =>
-      auditRow({
-        at: now,
-        actor: input.actor,
-        action: 'runner.register',
-        resourceType: 'runner',
-        resourceId: runner.id,
-        project: input.pool.project,
-        details: { name: runner.name, pool: input.pool.name, airgapped: runner.airgapped, retry: true },
-      }),
+    audit: (runner) => registrationAudit(now, input.actor, input.pool, runner, true),
   });
   if (found.result === 'none') return null;
   const { runner } = found;

@@ -1,8 +1,7 @@
 import { type HostFacts, type Labels, TokenKind } from '@rbtk/protocol';
 import { mintToken, randomId } from './auth/secrets.js';
-import { auditRow } from './audit.js';
 import type { CoordinatorContext } from './context.js';
-import { retryRegistration, type RetryOutcome } from './register-retry.js';
+import { registrationAudit, retryRegistration, type RetryOutcome } from './register-retry.js';
 import type { RegisterResult } from './store/store.js';
 
 export interface RegisterRunnerInput {
@@ -66,15 +65,7 @@ export async function registerRunner(ctx: CoordinatorContext, input: RegisterRun
       lastHeartbeatAt: null,
     },
     token: { id: token.id, runnerId, hash: token.hash, state: 'current', createdAt: now },
-    audit: auditRow({
-      at: now,
-      actor: input.actor,
-      action: 'runner.register',
-      resourceType: 'runner',
-      resourceId: runnerId,
-      project: input.pool.project,
-      details: { name: input.name, pool: input.pool.name, airgapped: input.airgapped },
-    }),
+    audit: registrationAudit(now, input.actor, input.pool, { id: runnerId, name: input.name, airgapped: input.airgapped }),
   });
   if (result === 'duplicate' && key) {
     // A request with the same registration id registered between our lookup and our insert.

@@ -1,4 +1,4 @@
-import type { RunnerRecord } from '../rows.js';
+import type { RunnerRecord, RunnerTokenRow } from '../rows.js';
 import type { RegisterInput, RegisterResult, RetryRegistrationInput, RetryRegistrationResult } from '../store.js';
 import { insertAuditRow } from './audit.js';
 import { type Db, isUniqueViolation, stmt, toJson } from './db.js';
@@ -58,15 +58,13 @@ function insertRegistrationSync(db: Db, input: RegisterInput, registrationId: st
     r.lastHeartbeatAt,
     registrationId,
   );
-  stmt(db, 'INSERT INTO runner_tokens (id, runner_id, hash, state, created_at) VALUES (?, ?, ?, ?, ?)').run(
-    token.id,
-    r.id,
-    token.hash,
-    token.state,
-    token.createdAt,
-  );
+  insertRunnerToken(db, { ...token, runnerId: r.id });
   insertAuditRow(db, input.audit);
   return 'registered';
+}
+
+function insertRunnerToken(db: Db, t: RunnerTokenRow): void {
+  stmt(db, 'INSERT INTO runner_tokens (id, runner_id, hash, state, created_at) VALUES (?, ?, ?, ?, ?)').run(t.id, t.runnerId, t.hash, t.state, t.createdAt);
 }
 
 function registrationExists(db: Db, tokenId: string | null, registrationId: string): boolean {
@@ -95,12 +93,7 @@ export function retryRegistration(
       if (runner.registeredAt <= input.registeredAfter) return { result: 'stale', runner };
       const { token } = input;
       stmt(db, 'DELETE FROM runner_tokens WHERE runner_id = ?').run(runner.id);
-      stmt(db, "INSERT INTO runner_tokens (id, runner_id, hash, state, created_at) VALUES (?, ?, ?, 'current', ?)").run(
-        token.id,
-        runner.id,
-        token.hash,
-        token.createdAt,
-      );
+      insertRunnerToken(db, { ...token, runnerId: runner.id });
       insertAuditRow(db, input.audit(runner));
       return { result: 'retried', runner };
     })
