@@ -1,6 +1,7 @@
 import { RbtkError, type RegisterRequestInput, type RegisterResponse } from '@rbtk/protocol/runner';
 import { Backoff, type BackoffOptions } from '../backoff.js';
 import { ConnectionError } from '../errors.js';
+import { sleep } from '../sleep.js';
 import { register, type RegisterCallOptions } from './register.js';
 
 export interface RegisterRetry {
@@ -17,7 +18,6 @@ export interface RegisterRetryOptions extends RegisterCallOptions {
   attempts?: number;
   backoff?: Partial<BackoffOptions>;
   onRetry?: (retry: RegisterRetry) => void;
-  sleep?: (ms: number) => Promise<void>;
 }
 
 /**
@@ -37,15 +37,15 @@ export async function registerWithRetry(
   const attempts = options.attempts ?? 5;
   // 0.5 s, 1 s, 2 s, 4 s ceilings (full jitter): about 8 s at most between the five tries.
   const backoff = new Backoff({ baseMs: 500, capMs: 8_000, ...options.backoff });
-  const sleep = options.sleep ?? ((ms: number) => new Promise<void>((r) => setTimeout(r, ms)));
+  const signal = options.signal ?? new AbortController().signal;
   for (let attempt = 1; ; attempt++) {
     try {
       return await register(baseUrl, registrationToken, body, options);
     } catch (err) {
-      if (!retryable(err) || attempt >= attempts || options.signal?.aborted) throw err;
+      if (!retryable(err) || attempt >= attempts || signal.aborted) throw err;
       const delayMs = backoff.next();
       options.onRetry?.({ attempt, attempts, delayMs, reason: (err as Error).message });
-      await sleep(delayMs);
+      if (!(await sleep(delayMs, signal))) throw err;
     }
   }
 }
