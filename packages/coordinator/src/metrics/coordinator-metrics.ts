@@ -80,7 +80,7 @@ export class CoordinatorMetrics {
   ) {
     if (settings.token !== undefined && settings.token.trim() === '') throw new RangeError('the metrics token must not be empty');
     this.token = settings.token;
-    const jobCounts = (this.jobCounts = new JobCounts(sources.store.stats, sources.now, settings.jobCountsMaxAgeMs));
+    this.jobCounts = new JobCounts(sources.store.stats, sources.now, settings.jobCountsMaxAgeMs);
     const registers = [this.registry];
     collectDefaultMetrics({ register: this.registry });
 
@@ -97,7 +97,7 @@ export class CoordinatorMetrics {
       labelNames: ['project', 'pool', 'state'],
       registers,
       // Kept incrementally, at most jobCountsMaxAgeMs old: a scrape must not walk every job ever stored.
-      collect: async () => setCounts(jobs, 'state', JobState.options, await jobCounts.read()),
+      collect: async () => setCounts(jobs, 'state', JobState.options, await this.jobCounts.read()),
     });
     const sessions: Gauge<'kind'> = new Gauge({
       name: 'rbtk_ws_sessions',

@@ -48,14 +48,14 @@ export class JobCounts {
     if (!Number.isInteger(maxAgeMs) || maxAgeMs < 0) throw new RangeError(`maxAgeMs must be a whole number >= 0, got ${maxAgeMs}`);
   }
 
-  /** Every pool with its jobs per state (absent states are 0), at most `maxAgeMs` old. */
-  async read(maxAgeMs = this.maxAgeMs): Promise<PoolCountRow<JobState>[]> {
-    return (await this.snapshot(maxAgeMs)).rows;
+  /** Every pool with its jobs per state (absent states are 0), at most maxAgeMs old. */
+  async read(): Promise<PoolCountRow<JobState>[]> {
+    return (await this.snapshot(this.maxAgeMs)).rows;
   }
 
-  /** The pool's jobs per state (states without jobs absent), at most `maxAgeMs` old. */
-  async ofPool(poolId: number, maxAgeMs = this.maxAgeMs): Promise<Partial<Record<JobState, number>>> {
-    return (await this.snapshot(maxAgeMs)).byPool.get(poolId) ?? {};
+  /** The pool's jobs per state (states without jobs absent), brought up to date now (stats are exact); readers at once share one refresh. */
+  async ofPool(poolId: number): Promise<Partial<Record<JobState, number>>> {
+    return (await this.snapshot(0)).byPool.get(poolId) ?? {};
   }
 
   private snapshot(maxAgeMs: number): Promise<Snapshot> {

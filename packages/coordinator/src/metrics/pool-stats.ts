@@ -20,7 +20,7 @@ const MINUTE_MS = 60_000;
  */
 export async function computePoolStats(stats: StatsStore, jobCounts: Pick<JobCounts, 'ofPool'>, pool: PoolRecord, now: number): Promise<PoolStats> {
   const [counts, last5, last60, latency] = await Promise.all([
-    jobCounts.ofPool(pool.id, 0),
+    jobCounts.ofPool(pool.id),
     stats.finishedSince(pool.id, now - FINISHED_WINDOWS_MINUTES[0] * MINUTE_MS),
     stats.finishedSince(pool.id, now - FINISHED_WINDOWS_MINUTES[1] * MINUTE_MS),
     stats.latency(pool.id, { since: now - LATENCY_WINDOW_MINUTES * MINUTE_MS, limit: LATENCY_MAX_JOBS }),
