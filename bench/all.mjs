@@ -4,7 +4,7 @@
 import { spawnSync } from 'node:child_process';
 import { ROOT } from './lib.mjs';
 
-const BENCHES = ['dispatch', 'peers', 'fleet', 'agent', 'hosted'];
+const BENCHES = ['dispatch', 'pick', 'peers', 'fleet', 'agent', 'hosted'];
 const failed = [];
 for (const name of BENCHES) {
   console.log(`\n=== bench:${name} ${process.argv.slice(2).join(' ')}`);

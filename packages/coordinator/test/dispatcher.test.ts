@@ -28,7 +28,6 @@ it('a dispatch pass leaves alone a queued job that a handoff has reserved, and s
     stopping: new Map(),
     restingUntil: 0,
     refusals: 0,
-    lastAssignedAt: 0,
     owner: {},
     send: () => {},
   };
@@ -52,6 +51,6 @@ it('a dispatch pass leaves alone a queued job that a handoff has reserved, and s
   expect((await store.jobs.get(ids[0]!))?.state).toBe('queued');
   expect((await store.jobs.get(ids[1]!))).toMatchObject({ state: 'assigned', runnerId: 'r1' });
   // A second reservation of the same job on the same runner takes nothing.
-  expect(index.reserve(runner, { id: ids[0]!, spec: SPEC, attempt: 0 }, 3)).toBe(false);
+  expect(index.reserve(runner, { id: ids[0]!, spec: SPEC, attempt: 0 })).toBe(false);
   expect(runner.inFlight.size).toBe(3);
 });

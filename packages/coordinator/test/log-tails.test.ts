@@ -114,7 +114,7 @@ describe('a log tail with no result from the runner', () => {
     // r1 as a connected runner of the pool, holding the job below.
     service.index.add({
       id: 'r1', poolId: fixture.poolId, status: 'ONLINE', executors: new Set(['shell']), labels: {}, airgapped: false, maxJobs: 1,
-      gpus: [], inFlight: new Map(), stopping: new Map(), restingUntil: 0, refusals: 0, lastAssignedAt: 0, owner: {},
+      gpus: [], inFlight: new Map(), stopping: new Map(), restingUntil: 0, refusals: 0, owner: {},
       send: (m) => sent.push(m),
     });
   });

@@ -41,7 +41,7 @@ export interface HostedCore {
 /** Takes the runner out of dispatch at once (it is going away, or not going back to ready). */
 export function retire(core: HostedCore, runnerId: string | null): void {
   const entry = runnerId ? core.ctx.jobs.index.get(runnerId) : undefined;
-  if (entry) entry.retired = true;
+  if (entry) core.ctx.jobs.index.retire(entry);
 }
 
 export function logFailure(core: HostedCore, err: unknown, what: string): void {

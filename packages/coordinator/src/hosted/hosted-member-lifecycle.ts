@@ -180,7 +180,7 @@ export async function stopMember(core: HostedCore, m: MemberRow): Promise<void> 
   const entry = m.runnerId ? ctx.jobs.index.get(m.runnerId) : undefined;
   // Not connected (yet, or any more), or a claim reserved it a moment ago: not now.
   if (!entry || entry.retired || busySlots(entry) > 0 || m.state !== 'ready') return;
-  entry.retired = true;
+  ctx.jobs.index.retire(entry);
   members.stopping.add(m.id);
   core.books.act(m.poolId, 'stop', m.id, 'stopped_mode');
   try {

@@ -78,7 +78,7 @@ export class Dispatcher {
       return undefined;
     }
     const runner = this.deps.index.pick(poolId, job);
-    return runner && this.deps.index.reserve(runner, job, this.deps.now()) ? runner : undefined;
+    return runner && this.deps.index.reserve(runner, job) ? runner : undefined;
   }
 
   /**
@@ -93,7 +93,7 @@ export class Dispatcher {
     if (this.stopped || this.held.has(poolId) || this.drained.has(poolId)) return undefined;
     for (const job of await this.deps.store.jobs.listQueued(poolId, 0, HANDOFF_READ)) {
       // A pass may have reserved it for another runner meanwhile: the later commit finds it assigned and lets go.
-      if (this.deps.index.fitsOnceFreed(runner, job, freeing) && this.deps.index.reserve(runner, job, this.deps.now())) return job;
+      if (this.deps.index.fitsOnceFreed(runner, job, freeing) && this.deps.index.reserve(runner, job)) return job;
     }
     return undefined;
   }
@@ -144,7 +144,7 @@ export class Dispatcher {
       for (const job of queued) {
         const runner = index.pick(poolId, job);
         if (!runner) continue; // no runner fits it right now: later jobs may still go (no head-of-line blocking)
-        if (!index.reserve(runner, job, now)) continue; // a handoff has it on the way to that runner
+        if (!index.reserve(runner, job)) continue; // a handoff has it on the way to that runner
         picks.push({ job, runner });
         if (index.freeSlots(poolId) === 0) break;
       }

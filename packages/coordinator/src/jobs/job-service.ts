@@ -281,7 +281,7 @@ export class JobService {
   runnerStatusChanged(runnerId: string, status: RunnerStatus): void {
     const entry = this.index.get(runnerId);
     if (!entry || entry.status === status) return;
-    entry.status = status;
+    this.index.setStatus(entry, status);
     if (status === 'ONLINE') this.dispatcher.kick(entry.poolId);
   }
 
@@ -341,7 +341,7 @@ export class JobService {
     const runner = await this.deps.store.runners.get(runnerId);
     if (runner && runner.status !== 'OFFLINE') return;
     const entry = this.index.get(runnerId);
-    if (entry) entry.status = 'OFFLINE';
+    if (entry) this.index.setStatus(entry, 'OFFLINE');
     await this.runnerGone(runnerId, 'runner_lost');
   }
 

@@ -35,15 +35,18 @@ export interface IndexedRunner {
   restingUntil: number;
   /** Passing refusals in a row, since it last took an attempt: each doubles the rest. */
   refusals: number;
-  lastAssignedAt: number;
-  /** A hosted pool's member being torn down (or done with its one job): it takes no job, ever again. */
+  /** A hosted pool's member being torn down (or done with its one job): it takes no job, ever again (RunnerIndex.retire). */
   retired?: boolean;
   /** The session that added it: a closing old session must not remove a newer one's entry. */
   owner: object;
   send(message: CoordinatorMessage): void;
 }
 
-const hasLabels = (have: Labels, want: Labels): boolean => Object.entries(want).every(([k, v]) => have[k] === v);
+/** Whether `have` holds every label of `want` (a loop, not Object.entries: it runs for each runner a pick looks at). */
+function hasLabels(have: Labels, want: Labels): boolean {
+  for (const k in want) if (have[k] !== want[k]) return false;
+  return true;
+}
 
 type GpuPredicates = Pick<JobRequirements, 'gpuModel' | 'gpuMemoryMiB'>;
 
@@ -54,7 +57,9 @@ function gpuMatches(g: Gpu, req: GpuPredicates): boolean {
 
 /** How many of the GPUs meet the job's model and per-GPU memory predicates. */
 export function matchingGpus(gpus: readonly Gpu[], req: GpuPredicates): number {
-  return gpus.filter((g) => gpuMatches(g, req)).length;
+  let n = 0;
+  for (const g of gpus) if (gpuMatches(g, req)) n++;
+  return n;
 }
 
 /** The runner's GPUs that no attempt holds (nor one being stopped) and that meet the predicates, in nvidia-smi's order. */
@@ -94,11 +99,12 @@ export function runnerFits(
   job: Pick<JobRecord, 'spec'>,
 ): boolean {
   const req = job.spec.requires;
+  const gpus = req.gpus ?? 0;
   return (
     r.executors.has(job.spec.executor.type) &&
     hasLabels(r.labels, req.labels) &&
     (req.airgapped !== true || r.airgapped) &&
-    (req.gpus ?? 0) <= matchingGpus(r.gpus, req)
+    (gpus === 0 || gpus <= matchingGpus(r.gpus, req))
   );
 }
 
@@ -115,24 +121,45 @@ function takes(r: IndexedRunner, job: Pick<JobRecord, 'spec' | 'excluded'>, busy
 }
 
 /**
+ * A pool's runners, and the open ones filed by their free slots: byFree[f]
+ * holds those with exactly f free, in the order they came to f. A pick reads
+ * the fullest-free bucket first and takes the first runner there that fits,
+ * so a job goes to the runner with most free slots, and among those to the
+ * one that has waited longest, without looking at every runner of the pool:
+ * in a pool of thousands, nearly always the first one it reads.
+ */
+interface PoolRunners {
+  all: Set<IndexedRunner>;
+  byFree: Set<IndexedRunner>[];
+  /** Free slots on its open runners (the sum over byFree). */
+  free: number;
+}
+
+/**
  * The connected runners of this coordinator, by pool, with their free slots:
  * the dispatcher picks from memory and touches the database only to commit.
  * Entries are added at hello (with the runner's in-flight jobs read from the
  * database), so after a restart the index fills as runners come back.
+ *
+ * Whatever changes a runner's free slots (its attempts, its status, a rest)
+ * goes through the index, which files the runner again (refile).
  */
 export class RunnerIndex {
   private readonly byId = new Map<string, IndexedRunner>();
-  private readonly byPool = new Map<number, Set<IndexedRunner>>();
+  private readonly byPool = new Map<number, PoolRunners>();
+  /** The free slots each filed runner is filed under (absent: not filed, none free or not open). */
+  private readonly filed = new Map<IndexedRunner, number>();
 
   add(runner: IndexedRunner): void {
     this.remove(runner.id);
     this.byId.set(runner.id, runner);
     let pool = this.byPool.get(runner.poolId);
     if (!pool) {
-      pool = new Set();
+      pool = { all: new Set(), byFree: [], free: 0 };
       this.byPool.set(runner.poolId, pool);
     }
-    pool.add(runner);
+    pool.all.add(runner);
+    this.refile(runner);
   }
 
   /** Removes the runner (only if `owner` added it, when given). */
@@ -141,8 +168,11 @@ export class RunnerIndex {
     if (!runner || (owner !== undefined && runner.owner !== owner)) return undefined;
     this.byId.delete(id);
     const pool = this.byPool.get(runner.poolId);
-    pool?.delete(runner);
-    if (pool?.size === 0) this.byPool.delete(runner.poolId);
+    if (pool) {
+      this.unfile(pool, runner);
+      pool.all.delete(runner);
+      if (pool.all.size === 0) this.byPool.delete(runner.poolId);
+    }
     return runner;
   }
 
@@ -150,29 +180,57 @@ export class RunnerIndex {
     return this.byId.get(id);
   }
 
-  /** Slots free on the pool's ONLINE runners. */
-  freeSlots(poolId: number): number {
-    let free = 0;
-    for (const r of this.byPool.get(poolId) ?? []) {
-      if (open(r)) free += Math.max(0, r.maxJobs - busySlots(r));
-    }
-    return free;
+  /** An operator's drain or resume, or liveness's OFFLINE mark: only ONLINE runners are offered work. */
+  setStatus(runner: IndexedRunner, status: RunnerStatus): void {
+    runner.status = status;
+    this.refile(runner);
   }
 
-  /** Best runner for the job: ONLINE, free slot (and GPUs), fits; most free slots, then least recently assigned. */
+  /** A hosted member going away: it takes no job from now on. */
+  retire(runner: IndexedRunner): void {
+    runner.retired = true;
+    this.refile(runner);
+  }
+
+  /** Slots free on the pool's ONLINE runners. */
+  freeSlots(poolId: number): number {
+    return this.byPool.get(poolId)?.free ?? 0;
+  }
+
+  /** Best runner for the job: ONLINE, free slot (and GPUs), fits; most free slots, then the longest filed there. */
   pick(poolId: number, job: Pick<JobRecord, 'spec' | 'excluded'>): IndexedRunner | undefined {
-    let best: IndexedRunner | undefined;
-    let bestFree = 0;
-    for (const r of this.byPool.get(poolId) ?? []) {
-      const busy = busySlots(r);
-      if (!takes(r, job, busy)) continue;
-      const free = r.maxJobs - busy;
-      if (!best || free > bestFree || (free === bestFree && r.lastAssignedAt < best.lastAssignedAt)) {
-        best = r;
-        bestFree = free;
-      }
+    const pool = this.byPool.get(poolId);
+    if (!pool) return undefined;
+    for (let free = pool.byFree.length - 1; free > 0; free--) {
+      for (const r of pool.byFree[free] ?? []) if (takes(r, job, busySlots(r))) return r;
     }
-    return best;
+    return undefined;
+  }
+
+  /** Files the runner under its free slots now (or takes it out, when it has none or is not open). */
+  private refile(runner: IndexedRunner): void {
+    const pool = this.byPool.get(runner.poolId);
+    if (!pool || this.byId.get(runner.id) !== runner) return;
+    const free = open(runner) ? Math.max(0, runner.maxJobs - busySlots(runner)) : 0;
+    if (this.filed.get(runner) === free) return;
+    this.unfile(pool, runner);
+    if (free === 0) return;
+    let bucket = pool.byFree[free];
+    if (!bucket) {
+      for (let f = pool.byFree.length; f <= free; f++) pool.byFree[f] = new Set();
+      bucket = pool.byFree[free]!;
+    }
+    bucket.add(runner);
+    pool.free += free;
+    this.filed.set(runner, free);
+  }
+
+  private unfile(pool: PoolRunners, runner: IndexedRunner): void {
+    const was = this.filed.get(runner);
+    if (was === undefined) return;
+    pool.byFree[was]?.delete(runner);
+    pool.free -= was;
+    this.filed.delete(runner);
   }
 
   /**
@@ -193,12 +251,12 @@ export class RunnerIndex {
    * commits, and only the one that reserved it may give the slot back
    * (unreserve).
    */
-  reserve(runner: IndexedRunner, job: Pick<JobRecord, 'id' | 'spec' | 'attempt'>, now: number): boolean {
+  reserve(runner: IndexedRunner, job: Pick<JobRecord, 'id' | 'spec' | 'attempt'>): boolean {
     if (runner.inFlight.has(job.id)) return false;
     const req = job.spec.requires;
     const gpus = req.gpus ? freeGpus(runner, req).slice(0, req.gpus).map((g) => g.uuid) : [];
     runner.inFlight.set(job.id, { attempt: job.attempt + 1, gpus });
-    runner.lastAssignedAt = now;
+    this.refile(runner);
     return true;
   }
 
@@ -219,13 +277,16 @@ export class RunnerIndex {
    * reservation of the job, but a newer session's entry may hold one.
    */
   unreserve(runner: IndexedRunner, jobId: string): void {
-    runner.inFlight.delete(jobId);
+    if (runner.inFlight.delete(jobId)) this.refile(runner);
   }
 
   /** The job's attempt left the runner: frees its slot and GPUs there (see heldFor); true when it held them. */
   release(runnerId: string, jobId: string, attempt: number): boolean {
     const runner = this.byId.get(runnerId);
-    return runner !== undefined && heldFor(runner.inFlight.get(jobId), attempt) && runner.inFlight.delete(jobId);
+    if (runner === undefined || !heldFor(runner.inFlight.get(jobId), attempt)) return false;
+    runner.inFlight.delete(jobId);
+    this.refile(runner);
+    return true;
   }
 
   /**
@@ -240,11 +301,15 @@ export class RunnerIndex {
     if (!runner || !heldFor(held, attempt)) return;
     runner.inFlight.delete(jobId);
     runner.stopping.set(stoppingKey(jobId, attempt), held.gpus);
+    this.refile(runner); // the same slot, unless that attempt was being stopped already
   }
 
   /** The runner reports the attempt ended; true when that freed a slot held by an attempt being stopped. */
   ended(runnerId: string, jobId: string, attempt: number): boolean {
-    return this.byId.get(runnerId)?.stopping.delete(stoppingKey(jobId, attempt)) ?? false;
+    const runner = this.byId.get(runnerId);
+    if (!runner?.stopping.delete(stoppingKey(jobId, attempt))) return false;
+    this.refile(runner);
+    return true;
   }
 
   /**
@@ -262,8 +327,10 @@ export class RunnerIndex {
     const restMs = Math.min(MAX_REFUSAL_REST_MS, REFUSAL_REST_MS * 2 ** (runner.refusals - 1));
     const until = performance.now() + restMs;
     runner.restingUntil = until;
+    this.refile(runner);
     setTimeout(() => {
       if (runner.restingUntil === until) runner.restingUntil = 0;
+      this.refile(runner);
       wake();
     }, restMs).unref();
   }

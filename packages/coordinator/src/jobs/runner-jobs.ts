@@ -91,7 +91,6 @@ export class RunnerJobs {
       stopping,
       restingUntil: 0,
       refusals: 0,
-      lastAssignedAt: 0,
       owner: this.owner,
       send: this.send,
     });
