@@ -14,7 +14,7 @@ import { removeOrphanRunners } from './hosted-orphans.js';
 import { hostedPools, runPass } from './hosted-pass.js';
 import { PassScheduler } from './hosted-scheduler.js';
 import { poolStatus } from './hosted-status.js';
-import { listOwned, providerNames } from './member-providers.js';
+import { listOwned, providerNamed, providerNames } from './member-providers.js';
 
 /*
  * The hosted pools of this coordinator as one object: the job service's
@@ -207,7 +207,8 @@ export class HostedPools implements MemberEvents {
     // Every provider, not only those pools use now: members left by a provider a pool moved away from are found too.
     if (this.scheduler.stopped) return;
     const { providers } = this.core.deps;
-    const leaks = await endLeaks(this.core, await listOwned(providers, providerNames(providers)));
+    const awake = providerNames(providers).filter((name) => !providerNamed(providers, name).dormant?.());
+    const leaks = await endLeaks(this.core, await listOwned(providers, awake));
     const failed = (memberId: string) => (err: unknown) => this.core.ctx.log.warn({ err: coerceError(err), memberId }, 'hosted member remove failed');
     await Promise.all(leaks.map((l) => l.done.catch(failed(l.memberId))));
   }

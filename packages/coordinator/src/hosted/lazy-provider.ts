@@ -9,6 +9,8 @@ export interface LazyProviderOptions {
   down: string;
   /** Told once, when connect() first succeeds. */
   onUp?: () => void;
+  /** True while nothing of this provider's can exist here (docker: this data directory never made a member folder). */
+  dormant?: () => boolean;
 }
 
 /** A failed connect to a socket or port: the engine is not there (ENOENT, ECONNREFUSED), not a refusal of the call. */
@@ -84,5 +86,9 @@ export class LazyProvider implements HostedProviderImpl {
 
   listOwned(): Promise<OwnedMember[]> {
     return this.call((p) => p.listOwned());
+  }
+
+  dormant(): boolean {
+    return !this.made && (this.options.dormant?.() ?? false);
   }
 }

@@ -44,6 +44,12 @@ export interface HostedProviderImpl {
   terminate(memberId: string, handle: MemberHandle | null): Promise<void>;
   /** Every member this provider runs for this coordinator: what a restarted coordinator adopts or cleans up. */
   listOwned(): Promise<OwnedMember[]>;
+  /**
+   * True while it cannot be running anything for this coordinator (never
+   * used here): the scan of every provider for leaks passes it by, instead
+   * of waking (and loading) it for nothing. Absent: always scanned.
+   */
+  dormant?(): boolean;
 }
 
 /**

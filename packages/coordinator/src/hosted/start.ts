@@ -1,7 +1,7 @@
 import { existsSync, realpathSync } from 'node:fs';
 import path from 'node:path';
 import type { HostedProvider } from '@rbtk/protocol';
-import Docker from 'dockerode';
+import type Docker from 'dockerode';
 import type { CoordinatorContext } from '../context.js';
 import { findRunnerBin } from '../dev/runner-process.js';
 import { agentMark } from './agent-mark.js';
@@ -61,18 +61,24 @@ export async function createHostedPools(
   if (withHostAgent && !runnerBin) {
     ctx.log.warn('hosted pools: --hosted-docker-agent host needs rbtk-runner on this host, the docker provider is off');
   } else {
-    const docker = new Docker();
     const timeouts = dockerTimeouts(options.dockerTimeouts);
+    const root = path.join(dataDir, HOSTED_DOCKER_DIR);
+    // dockerode (and its HTTP, SSH and tar modules) loads when first needed: a coordinator with no
+    // docker pools carries none of it (about 5 MiB of heap its major GCs would mark for nothing).
+    let docker: Docker | undefined;
     // Made when a Docker Engine first answers, now or on a later pass: dockerd may start after the coordinator.
     const lazy = new LazyProvider({
       name: 'docker',
       down: 'no Docker Engine answers',
+      dormant: () => !existsSync(root),
       connect: async () => {
+        docker ??= new (await import('dockerode')).default();
+        const engine = docker;
         // Bounded: a dockerd that takes the connection and never answers must not hold the coordinator's start.
-        await withDeadline('ping', timeouts.callMs, (abortSignal) => pingAbortable(docker, abortSignal));
+        await withDeadline('ping', timeouts.callMs, (abortSignal) => pingAbortable(engine, abortSignal));
         return new DockerProvider({
-          docker,
-          root: path.join(dataDir, HOSTED_DOCKER_DIR),
+          docker: engine,
+          root,
           timeouts,
           ...(withHostAgent && runnerBin ? { hostAgent: hostAgent(runnerBin) } : {}),
         });
@@ -80,9 +86,15 @@ export async function createHostedPools(
       onUp: () => ctx.log.info('hosted pools: a Docker Engine answers, the docker provider is on'),
     });
     providers.docker = lazy;
-    await lazy.ready().catch((err: unknown) =>
-      ctx.log.info({ err: (err as Error).message }, 'hosted pools: no Docker Engine answers yet; the docker provider comes on when one does'),
-    );
+    // A data directory that made docker members before finds the Engine now, so their passes go on at
+    // once; one that never did connects when a docker pool first needs it.
+    if (!existsSync(root)) {
+      ctx.log.debug('hosted pools: no docker member was ever made here; the docker provider connects when a docker pool needs it');
+    } else {
+      await lazy.ready().catch((err: unknown) =>
+        ctx.log.info({ err: (err as Error).message }, 'hosted pools: no Docker Engine answers yet; the docker provider comes on when one does'),
+      );
+    }
   }
   const hosted = new HostedPools({ ctx, providers: { ...providers, ...options.providers }, url, ...(runnerBin ? { agentMark: agentMark(runnerBin) } : {}) });
   await hosted.load();
