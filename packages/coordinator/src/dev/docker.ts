@@ -1,4 +1,3 @@
-
 /**
  * Whether a Docker Engine answers a ping (DOCKER_HOST, else /var/run/docker.sock,
  * docker-modem's own rules, the same the runner uses) within timeoutMs.

@@ -72,8 +72,7 @@ export async function createHostedPools(
       down: 'no Docker Engine answers',
       dormant: () => !existsSync(root),
       connect: async () => {
-        docker ??= new (await import('dockerode')).default();
-        const engine = docker;
+        const engine = (docker ??= new (await import('dockerode')).default());
         // Bounded: a dockerd that takes the connection and never answers must not hold the coordinator's start.
         await withDeadline('ping', timeouts.callMs, (abortSignal) => pingAbortable(engine, abortSignal));
         return new DockerProvider({
@@ -88,7 +87,7 @@ export async function createHostedPools(
     providers.docker = lazy;
     // A data directory that made docker members before finds the Engine now, so their passes go on at
     // once; one that never did connects when a docker pool first needs it.
-    if (!existsSync(root)) {
+    if (lazy.dormant()) {
       ctx.log.debug('hosted pools: no docker member was ever made here; the docker provider connects when a docker pool needs it');
     } else {
       await lazy.ready().catch((err: unknown) =>
