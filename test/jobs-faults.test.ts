@@ -72,7 +72,9 @@ describe('jobs under faults', () => {
   it('requeues a revoked runner\'s job as runner_revoked', async () => {
     fleet.startRunner('a');
     await online('a');
-    const job = await jobs.submit(shell('echo once; sleep 1', { retries: 2, requires: { labels: {} } }));
+    // Long enough that the revoke (a CLI process, over a second to start on a loaded machine) lands before
+    // the first attempt could end on its own.
+    const job = await jobs.submit(shell('echo once; sleep 5', { retries: 2, requires: { labels: {} } }));
     await jobs.waitForState(job.id, ['running']);
     expect((await fleet.rbtk(['runner', 'revoke', ids.a!])).code).toBe(0);
     fleet.startRunner('b');
