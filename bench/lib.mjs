@@ -1,7 +1,7 @@
 // Shared pieces of the benchmarks: percentiles, a table printer, process helpers,
 // /proc readings, pacing. Nothing here knows about rbtk (that is bench/rbtk.mjs).
 import { execFileSync, spawn } from 'node:child_process';
-import { readFileSync } from 'node:fs';
+import { readdirSync, readFileSync } from 'node:fs';
 import { mkdir, writeFile } from 'node:fs/promises';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
@@ -150,6 +150,29 @@ export function procStat(pid) {
   const status = readFileSync(`/proc/${pid}/status`, 'utf8');
   const kb = (key) => Number(new RegExp(`^${key}:\\s+(\\d+) kB`, 'm').exec(status)?.[1] ?? NaN) * 1024;
   return { cpuSeconds, rssBytes: kb('VmRSS'), peakRssBytes: kb('VmHWM'), at: performance.now() };
+}
+
+/**
+ * CPU seconds of a process's main thread and of all its other threads
+ * together (V8's compiler and GC helpers, libuv's pool): while V8 still
+ * compiles hot code, the others take a core's share of a 2-core machine.
+ */
+export function threadCpu(pid) {
+  let main = 0;
+  let others = 0;
+  for (const tid of readdirSync(`/proc/${pid}/task`)) {
+    let stat;
+    try {
+      stat = readFileSync(`/proc/${pid}/task/${tid}/stat`, 'utf8');
+    } catch {
+      continue; // the thread ended meanwhile
+    }
+    const rest = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    const seconds = (Number(rest[11]) + Number(rest[12])) / clkTck();
+    if (Number(tid) === pid) main += seconds;
+    else others += seconds;
+  }
+  return { main, others, at: performance.now() };
 }
 
 /**
