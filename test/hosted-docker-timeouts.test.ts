@@ -93,7 +93,7 @@ describe.runIf(haveDocker)('hosted pools: a Docker Engine that never answers', (
 
     const from = lines.length;
     await call('POST', '/v1/pools', { name: 'hung', type: 'hosted', hosted: { provider: 'docker', image: TEST_IMAGE, target: 1, max: 1 } });
-    const timedOutPass = (l: Line) => l.msg === 'reconcile pass failed' && /docker ping: the Docker Engine did not answer within 1 s/.test(l.err?.message ?? '');
+    const timedOutPass = (l: Line) => l.msg === 'reconcile pass failed' && /docker ping: the Docker Engine did not answer within 1s/.test(l.err?.message ?? '');
     await waitFor('passes failing on the hung ping', () => logged(from, timedOutPass).length >= 3, 15_000);
     const s = await status();
     expect(s.members).toEqual([]);
@@ -106,13 +106,13 @@ describe.runIf(haveDocker)('hosted pools: a Docker Engine that never answers', (
     endpoint.mode = 'hang-create';
     const backingOff = await waitFor('creates backing off', () =>
       logged(from, (l) => l.msg === 'hosted pool: member creates fail, backing off' && l.pool === 'hung')[0], 20_000);
-    expect(String(backingOff.err)).toMatch(/docker create: the Docker Engine did not answer within 2 s \(request aborted\)/);
+    expect(String(backingOff.err)).toMatch(/docker create: the Docker Engine did not answer within 2s \(request aborted\)/);
     const failed = logged(from, (l) => l.msg === 'hosted member failed to start' && l.pool === 'hung');
     expect(failed[0]?.timedOut).toBe(true);
 
     const s = await status();
     const errored = s.members.find((m) => m.state === 'errored');
-    expect(errored?.error).toMatch(/did not answer within 2 s/);
+    expect(errored?.error).toMatch(/did not answer within 2s/);
     // Its runner never connected and is gone: not left OFFLINE in `rbtk runner list`.
     expect(errored?.runnerId).toBeNull();
     expect(await call<Runner[]>('GET', '/v1/runners?pool=hung')).toEqual([]);
@@ -148,7 +148,7 @@ describe.runIf(haveDocker)('hosted pools: a Docker Engine that never answers', (
     const from = lines.length;
     // The ping that finds the Engine at start is bounded (callMs): before, the coordinator never got to listen.
     expect(await start()).toBeLessThan(10_000);
-    expect(logged(from, (l) => /no Docker Engine answers yet/.test(l.msg) && /did not answer within 1 s/.test(String(l.err))).length).toBe(1);
+    expect(logged(from, (l) => /no Docker Engine answers yet/.test(l.msg) && /did not answer within 1s/.test(String(l.err))).length).toBe(1);
     expect(endpoint.held.some((r) => /^GET \S*\/_ping/.test(r))).toBe(true);
   }, 30_000);
 });

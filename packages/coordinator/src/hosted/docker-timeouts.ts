@@ -1,4 +1,5 @@
-import { ErrorCode, RbtkError } from '@rbtk/protocol';
+import { ErrorCode, formatDuration, RbtkError } from '@rbtk/protocol';
+import type Docker from 'dockerode';
 
 /*
  * Deadlines for the docker provider's calls to the Engine. A dockerd that
@@ -40,12 +41,8 @@ export function dockerTimeouts(given: Partial<DockerTimeouts> = {}): DockerTimeo
 class DockerTimeoutError extends RbtkError {
   readonly timedOut = true;
   constructor(what: string, ms: number) {
-    super(ErrorCode.Unavailable, `docker ${what}: the Docker Engine did not answer within ${formatMs(ms)} (request aborted)`);
+    super(ErrorCode.Unavailable, `docker ${what}: the Docker Engine did not answer within ${formatDuration(ms)} (request aborted)`);
   }
-}
-
-function formatMs(ms: number): string {
-  return ms % 1000 === 0 ? `${ms / 1000} s` : `${ms} ms`;
 }
 
 /**
@@ -71,4 +68,9 @@ export async function withDeadline<T>(what: string, ms: number, fn: (signal: Abo
   } finally {
     clearTimeout(timer);
   }
+}
+
+/** docker.ping with an abortSignal: dockerode takes one at run time, its types do not say so. */
+export function pingAbortable(docker: Docker, abortSignal: AbortSignal): Promise<unknown> {
+  return (docker.ping as unknown as (opts: { abortSignal: AbortSignal }) => Promise<unknown>).call(docker, { abortSignal });
 }

@@ -7,7 +7,7 @@ import { findRunnerBin } from '../dev/runner-process.js';
 import { agentMark } from './agent-mark.js';
 import { HostedPools } from './hosted-pools.js';
 import { DockerProvider, type HostAgent } from './docker-provider.js';
-import { type DockerTimeouts, dockerTimeouts, withDeadline } from './docker-timeouts.js';
+import { type DockerTimeouts, dockerTimeouts, pingAbortable, withDeadline } from './docker-timeouts.js';
 import { LazyProvider } from './lazy-provider.js';
 import { ProcessProvider } from './process-provider.js';
 import type { HostedProviderImpl } from './provider.js';
@@ -31,11 +31,6 @@ function hostAgent(runnerBin: string): HostAgent {
   for (let dir = top; dir !== path.dirname(dir); dir = path.dirname(dir)) if (existsSync(path.join(dir, 'node_modules'))) top = dir;
   const libs = ['/lib', '/lib64', '/usr/lib', '/usr/lib64'].filter((p) => existsSync(p));
   return { node: realpathSync(process.execPath), runnerBin, mounts: [top, ...libs] };
-}
-
-/** docker.ping with an abortSignal: dockerode takes one at run time, its types do not say so. */
-function pingAbortable(docker: Docker, abortSignal: AbortSignal): Promise<unknown> {
-  return (docker.ping as unknown as (opts: { abortSignal: AbortSignal }) => Promise<unknown>).call(docker, { abortSignal });
 }
 
 /**
