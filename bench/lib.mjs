@@ -141,12 +141,16 @@ export function clkTck() {
   return clockTicks;
 }
 
-/** CPU seconds (utime + stime) and memory of a live process, from /proc. */
-export function procStat(pid) {
-  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+/** CPU seconds (utime + stime) from the text of a /proc stat file, a process's or a thread's. */
+function statCpuSeconds(stat) {
   // comm, field 2, may hold spaces and parentheses: count fields from the last ')'.
   const rest = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-  const cpuSeconds = (Number(rest[11]) + Number(rest[12])) / clkTck(); // fields 14 and 15
+  return (Number(rest[11]) + Number(rest[12])) / clkTck(); // fields 14 and 15
+}
+
+/** CPU seconds (utime + stime) and memory of a live process, from /proc. */
+export function procStat(pid) {
+  const cpuSeconds = statCpuSeconds(readFileSync(`/proc/${pid}/stat`, 'utf8'));
   const status = readFileSync(`/proc/${pid}/status`, 'utf8');
   const kb = (key) => Number(new RegExp(`^${key}:\\s+(\\d+) kB`, 'm').exec(status)?.[1] ?? NaN) * 1024;
   return { cpuSeconds, rssBytes: kb('VmRSS'), peakRssBytes: kb('VmHWM'), at: performance.now() };
@@ -167,8 +171,7 @@ export function threadCpu(pid) {
     } catch {
       continue; // the thread ended meanwhile
     }
-    const rest = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-    const seconds = (Number(rest[11]) + Number(rest[12])) / clkTck();
+    const seconds = statCpuSeconds(stat);
     if (Number(tid) === pid) main += seconds;
     else others += seconds;
   }

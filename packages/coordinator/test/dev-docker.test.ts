@@ -22,18 +22,16 @@ afterEach(async () => {
 /** A socket where something accepts connections and never answers (a hung dockerd, a wrong DOCKER_HOST). */
 async function silentEngine(): Promise<{ connections: Socket[]; closed: () => number }> {
   dir = tempDir();
-  const connections: Socket[] = [];
   let closed = 0;
   server = createServer((socket) => {
-    connections.push(socket);
+    accepted.push(socket);
     socket.resume(); // reads (and drops) the request, so that the client's hang-up is seen
     socket.on('close', () => closed++);
   });
-  accepted = connections;
   const file = path.join(dir.dir, 'docker.sock');
   await new Promise<void>((resolve) => server!.listen(file, resolve));
   process.env.DOCKER_HOST = `unix://${file}`;
-  return { connections, closed: () => closed };
+  return { connections: accepted, closed: () => closed };
 }
 
 describe('dockerReachable (the dev command asks it before it offers docker jobs)', () => {
