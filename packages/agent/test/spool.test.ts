@@ -1,5 +1,5 @@
 import { existsSync } from 'node:fs';
-import { mkdir, readdir, readFile, rm, rmdir, writeFile } from 'node:fs/promises';
+import { cp, mkdir, readdir, readFile, rm, rmdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { RunnerMessage } from '@rbtk/protocol';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
@@ -24,6 +24,29 @@ function sentOnConnect(spooled: SpooledAttempt): RunnerMessage[] {
   const sent: RunnerMessage[] = [];
   flushAttempt(h, (frame) => (sent.push(frame), true));
   return sent;
+}
+
+/**
+ * Plays the coordinator for `rounds` connections (or until the result): takes what each sends,
+ * checks it continues where the last ended, acknowledges it, and lets the spool read the rest back.
+ */
+async function drain(a: SpooledAttempt, memoryBytes: number, rounds = 1_000): Promise<{ got: string[]; result?: RunnerMessage }> {
+  const got: string[] = [];
+  let result: RunnerMessage | undefined;
+  let offset = a.acked;
+  for (let round = 0; !result && round < rounds; round++) {
+    for (const f of sentOnConnect(a)) {
+      if (f.type === 'log') {
+        expect(f.offset).toBe(offset);
+        got.push(f.data);
+        offset += Buffer.byteLength(f.data);
+      } else if (f.type === 'result') result = f;
+    }
+    a.ack(offset);
+    await a.idle();
+    expect(a.memoryBytes).toBeLessThanOrEqual(memoryBytes);
+  }
+  return { got, result };
 }
 
 describe('Spool', () => {
@@ -139,29 +162,38 @@ describe('Spool', () => {
     expect(a.memoryBytes).toBeLessThanOrEqual(100);
     expect(a.records.reduce((n, r) => n + r.bytes, 0)).toBe(a.memoryBytes);
 
-    // A restart keeps the bound too.
-    const [reloaded] = await new Spool(join(dir, 'spool'), { memoryBytes: 100 }).load();
+    // A restart keeps the bound too (loaded from a copy: draining the two attempts trims their files).
+    await cp(join(dir, 'spool'), join(dir, 'restarted'), { recursive: true });
+    const [reloaded] = await new Spool(join(dir, 'restarted'), { memoryBytes: 100 }).load();
     expect(reloaded!.memoryBytes).toBeLessThanOrEqual(100);
     expect(reloaded!.spilledFrom).toBe(reloaded!.records.at(-1)!.offset + reloaded!.records.at(-1)!.bytes);
 
-    // It comes back: each connection sends what memory holds, the coordinator acks, the rest is read back.
-    const got: string[] = [];
-    let result: RunnerMessage | undefined;
-    let offset = 0;
-    for (let round = 0; !result && round < 1_000; round++) {
-      for (const f of sentOnConnect(a)) {
-        if (f.type === 'log') {
-          expect(f.offset).toBe(offset);
-          got.push(f.data);
-          offset += Buffer.byteLength(f.data);
-        } else if (f.type === 'result') result = f;
-      }
-      a.ack(offset);
-      await a.idle();
-      expect(a.memoryBytes).toBeLessThanOrEqual(100);
+    // It comes back, in the running attempt and in the one a restart loaded: each connection sends what
+    // memory holds, the coordinator acks, the rest is read back (from where the last read stopped).
+    for (const attempt of [a, reloaded!]) {
+      const { got, result } = await drain(attempt, 100);
+      expect(got.join('')).toBe(lines.join(''));
+      expect(result).toMatchObject({ type: 'result', logBytes: a.logBytes });
     }
-    expect(got.join('')).toBe(lines.join(''));
-    expect(result).toMatchObject({ type: 'result', logBytes: a.logBytes });
+  });
+
+  it('reads the spilled log back from the top when the file is not as the attempt left it', async () => {
+    const spool = new Spool(join(dir, 'spool'), { memoryBytes: 20 });
+    const a = await spool.create(meta('rewritten'));
+    const lines = Array.from({ length: 12 }, (_, i) => `line ${String(i).padStart(2, '0')}\n`); // 8 bytes each
+    for (const l of lines) a.append([{ stream: 'stdout', data: l }]);
+    await a.idle();
+    // Two rounds: the second read back starts where the first one stopped.
+    const first = await drain(a, 20, 2);
+    expect(first.got).toEqual(lines.slice(0, 4));
+    // The file is rewritten shorter (an operator's copy, another tool): the saved position points past
+    // what is there, so the read starts again from the top and still finds every record by its offset.
+    const rest = lines.slice(4).map((d, i) => JSON.stringify({ o: (4 + i) * 8, s: 'stdout', d })).join('\n');
+    await writeFile(join(a.dir, 'log.jsonl'), `${rest}\n`);
+    await a.finish({ outcome: 'succeeded', exitCode: 0 });
+    const second = await drain(a, 20);
+    expect(second.got).toEqual(lines.slice(4));
+    expect(second.result).toMatchObject({ type: 'result', logBytes: 96 });
   });
 
   it('keeps a spilled record whose write failed in memory, and sends it in its place', async () => {

@@ -1,9 +1,9 @@
-import { createReadStream } from 'node:fs';
 import { appendFile, mkdir, readdir, readFile, rename, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { ExecutorName, LogStream, Outcome } from '@rbtk/protocol/runner';
 import writeFileAtomic from 'write-file-atomic';
 import { safeName } from '../executors/executor.js';
+import { fileLines } from './file-lines.js';
 import type { DecodedChunk } from './log-decoder.js';
 
 /** Who the attempt is; written once when it is accepted. */
@@ -97,7 +97,7 @@ export class Spool {
         continue;
       }
       const attempt = new SpooledAttempt(dir, meta, this.trimEveryBytes, this.memoryBytes);
-      attempt.restore(await readLog(join(dir, 'log.jsonl')), await readJson<SpoolResult>(join(dir, 'result.json')));
+      attempt.restore(await readLog(join(dir, 'log.jsonl'), this.memoryBytes), await readJson<SpoolResult>(join(dir, 'result.json')));
       found.push(attempt);
     }
     return found;
@@ -120,6 +120,13 @@ export class SpooledAttempt {
   records: SpoolRecord[] = [];
   /** Where the records kept on disk only begin; undefined while memory holds every unacknowledged one. */
   spilledFrom: number | undefined;
+  /**
+   * Where in log.jsonl the line of the record at `spilledFrom` starts, as far as the last read back
+   * found (0: not known, read from the top). Each read back starts there: reading from the top every
+   * time read a long log's file over and over, quadratic in its length. The file is only appended to
+   * while records are spilled (no trim rewrites it), so a position found stays right.
+   */
+  private spilledAt = 0;
   /** Spilled records whose disk write failed: memory is the only place they are. */
   private readonly unwritten = new Map<number, SpoolRecord>();
   /** Bytes in `records`; the bound applies to them (`unwritten` cannot be let go). */
@@ -175,7 +182,10 @@ export class SpooledAttempt {
         this.records.push(r);
         this.heldBytes += r.bytes;
       } else {
-        this.spilledFrom ??= r.offset;
+        if (this.spilledFrom === undefined) {
+          this.spilledFrom = r.offset;
+          this.spilledAt = 0; // a trim may have rewritten the file since the last spill
+        }
         spilled.push(r);
       }
     }
@@ -239,8 +249,8 @@ export class SpooledAttempt {
     this.refillQueued = true;
     void this.enqueue(async () => {
       this.refillQueued = false;
+      if (this.spilledFrom === undefined) return;
       let next = this.spilledFrom;
-      if (next === undefined) return;
       const take = (r: SpoolRecord): boolean => {
         if (r.offset !== next || (this.records.length > 0 && this.heldBytes + r.bytes > this.memoryLimit)) return false;
         if (this.unwritten.delete(r.offset)) this.unwrittenBytes -= r.bytes;
@@ -249,23 +259,37 @@ export class SpooledAttempt {
         next = r.offset + r.bytes;
         return true;
       };
-      // Loaded here, not at start: readline costs an idle daemon about 1 MB of RSS.
-      const { createInterface } = await import('node:readline');
-      const lines = createInterface({ input: createReadStream(join(this.dir, 'log.jsonl'), 'utf8'), crlfDelay: Infinity });
-      try {
-        for await (const raw of lines) {
-          const r = parseLine(raw);
-          if (!r || r.offset < next!) continue;
-          while (this.unwritten.has(next!) && take(this.unwritten.get(next!)!));
-          if (r.offset !== next || !take(r)) break;
+      const fromMemory = () => {
+        while (this.unwritten.has(next) && take(this.unwritten.get(next)!));
+      };
+      /** Takes records from the file's line at byte `at` on; `found`: it met the one at `next`. */
+      const readBack = async (at: number): Promise<{ found: boolean; stoppedAt: number }> => {
+        let found = false;
+        let stoppedAt = at;
+        try {
+          for await (const line of fileLines(join(this.dir, 'log.jsonl'), at)) {
+            stoppedAt = line.at;
+            const r = parseLine(line.text);
+            if (!r || r.offset < next) continue;
+            fromMemory();
+            if (r.offset !== next) break;
+            found = true;
+            if (!take(r)) break;
+            stoppedAt = line.end;
+          }
+        } catch {
+          // An unreadable file: what memory holds of it is all there is.
         }
-      } catch {
-        // An unreadable file: what memory holds of it is all there is.
-      } finally {
-        lines.close();
-      }
-      while (this.unwritten.has(next!) && take(this.unwritten.get(next!)!));
+        return { found, stoppedAt };
+      };
+      // From where the last read back stopped; from the top if that finds nothing there (the file is
+      // not as this attempt left it). Records are matched by offset, so a wrong position can only
+      // skip records, never deliver a wrong one.
+      let read = await readBack(this.spilledAt);
+      if (!read.found && this.spilledAt > 0) read = await readBack(0);
+      fromMemory();
       this.spilledFrom = next === this.logBytes ? undefined : next;
+      this.spilledAt = this.spilledFrom === undefined ? 0 : read.stoppedAt;
       this.onWritten?.();
       if (this.spilledFrom !== undefined && this.heldBytes <= this.memoryLimit / 2) this.queueRefill();
     });
@@ -317,16 +341,14 @@ export class SpooledAttempt {
     return this.chain;
   }
 
-  restore(log: { base: number; records: SpoolRecord[] }, result: SpoolResult | undefined): void {
-    // A restart reads the whole file once; past the bound, the rest is read back as acks come.
-    let held = 0;
-    const fit = log.records.findIndex((r, i) => i > 0 && (held += r.bytes) + log.records[0]!.bytes > this.memoryLimit);
-    this.records = fit < 0 ? log.records : log.records.slice(0, fit);
-    this.spilledFrom = fit < 0 ? undefined : log.records[fit]!.offset;
+  restore(log: SpoolLog, result: SpoolResult | undefined): void {
+    this.records = log.records;
+    this.spilledFrom = log.spilled?.from;
+    this.spilledAt = log.spilled?.at ?? 0;
     this.heldBytes = this.records.reduce((n, r) => n + r.bytes, 0);
     this.acked = log.base;
     this.trimmedTo = log.base;
-    this.logBytes = log.records.length > 0 ? log.records.at(-1)!.offset + log.records.at(-1)!.bytes : log.base;
+    this.logBytes = log.end;
     this.writtenBytes = this.logBytes;
     this.result = result;
   }
@@ -356,33 +378,54 @@ function parseLine(raw: string): SpoolRecord | undefined {
   return { offset: entry.o, stream: entry.s === 'stderr' ? 'stderr' : 'stdout', data: entry.d, bytes: Buffer.byteLength(entry.d) };
 }
 
-/** Reads log.jsonl; a torn last line (killed mid-append) and duplicates are skipped. */
-async function readLog(path: string): Promise<{ base: number; records: SpoolRecord[] }> {
-  let text: string;
+/** An attempt's log.jsonl as a restart finds it. */
+interface SpoolLog {
+  /** Where the file's records begin (everything before was acknowledged and trimmed). */
+  base: number;
+  /** The first records, as many as the memory bound holds (the first one always). */
+  records: SpoolRecord[];
+  /** The record after them and where its line starts in the file, if the file holds more. */
+  spilled?: { from: number; at: number };
+  /** Where the records end: the log's length. */
+  end: number;
+}
+
+/**
+ * Reads log.jsonl a line at a time, holding records only up to `memoryBytes`
+ * (a long log spilled while the coordinator was away must not fill the heap,
+ * or exceed the longest string V8 makes, at a restart), and counting the rest.
+ * A torn line (killed mid-append), duplicates and anything after a hole are skipped.
+ */
+async function readLog(path: string, memoryBytes: number): Promise<SpoolLog> {
+  const log: SpoolLog = { base: 0, records: [], end: 0 };
+  let held = 0;
   try {
-    text = await readFile(path, 'utf8');
+    for await (const line of fileLines(path)) {
+      if (!line.text) continue;
+      let entry: { base?: number; o?: number; s?: LogStream; d?: string };
+      try {
+        entry = JSON.parse(line.text) as typeof entry;
+      } catch {
+        continue;
+      }
+      if (typeof entry.base === 'number') {
+        log.base = log.end = entry.base;
+        continue;
+      }
+      if (typeof entry.o !== 'number' || typeof entry.d !== 'string' || entry.o !== log.end) continue;
+      const bytes = Buffer.byteLength(entry.d);
+      if (!log.spilled && (log.records.length === 0 || held + bytes <= memoryBytes)) {
+        log.records.push({ offset: entry.o, stream: entry.s === 'stderr' ? 'stderr' : 'stdout', data: entry.d, bytes });
+        held += bytes;
+      } else {
+        log.spilled ??= { from: entry.o, at: line.at };
+      }
+      log.end = entry.o + bytes;
+    }
   } catch {
-    return { base: 0, records: [] };
+    // No file (nothing logged yet) or an unreadable one: what was read is what there is.
   }
-  let base = 0;
-  const records: SpoolRecord[] = [];
-  for (const raw of text.split('\n')) {
-    if (!raw) continue;
-    let entry: { base?: number; o?: number; s?: LogStream; d?: string };
-    try {
-      entry = JSON.parse(raw) as typeof entry;
-    } catch {
-      continue;
-    }
-    if (typeof entry.base === 'number') {
-      base = entry.base;
-      continue;
-    }
-    const end = records.length > 0 ? records.at(-1)!.offset + records.at(-1)!.bytes : base;
-    if (typeof entry.o !== 'number' || typeof entry.d !== 'string' || entry.o !== end) continue;
-    records.push({ offset: entry.o, stream: entry.s === 'stderr' ? 'stderr' : 'stdout', data: entry.d, bytes: Buffer.byteLength(entry.d) });
-  }
-  return { base, records };
+  return log;
 }
 
 async function readJson<T>(path: string): Promise<T | undefined> {
