@@ -8,17 +8,30 @@
 // /proc/PID/status: at the end, and the highest sampled each second), and
 // whether it started any child process meanwhile.
 // Targets: RSS under 60 MB and CPU under 0.1 %.
+//
+// Then the same daemon streams a chatty job's log: a shell job writing
+// LOG_MB of text (99-character lines), submitted over REST and followed to
+// its end, with the coordinator storing every byte (--max-log-bytes 0). Its
+// wall time, the agent's CPU and its highest RSS meanwhile, next to the same
+// command with its output thrown away (the baseline: what the job costs
+// without rbtk). Faster than the coordinator stores it, the log spills past
+// the agent's 8 MiB memory bound to its spool file and is read back as
+// acknowledgements come.
 import { readdirSync, readFileSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { fmt, machine, measureProcesses, MiB, printTable, progress, QUICK, saveResults, sleep, stopProcess } from './lib.mjs';
+import { execFile } from 'node:child_process';
+import { promisify } from 'node:util';
+import { fmt, machine, measureProcesses, MiB, printTable, procStat, progress, QUICK, saveResults, sleep, stopProcess } from './lib.mjs';
 import { api, startAgent, startCoordinator } from './rbtk.mjs';
 
 const IDLE_MS = QUICK ? 30_000 : 60_000;
 const SETTLE_MS = QUICK ? 10_000 : 15_000;
 const TARGET_RSS = 60 * MiB;
 const TARGET_CPU = 0.001;
+const LOG_MB = QUICK ? 20 : 100;
+const CHATTY = `head -c ${LOG_MB * 1_000_000} /dev/zero | tr '\\0' 'a' | fold -w 99`;
 
 /** Processes whose parent is pid (the agent's executors and probes, if any). */
 function childrenOf(pid) {
@@ -34,10 +47,11 @@ function childrenOf(pid) {
 }
 
 const dir = await mkdtemp(join(tmpdir(), 'rbtk-bench-agent-'));
-const coord = await startCoordinator(join(dir, 'coordinator'));
+const coord = await startCoordinator(join(dir, 'coordinator'), ['--max-log-bytes', '0']);
 let agent;
 let m;
 let children;
+let logs;
 try {
   await api(coord.url, coord.admin, 'POST', '/v1/pools', { name: 'bench' });
   agent = await startAgent(coord.url, coord.admin, dir, { name: 'idle' });
@@ -50,10 +64,34 @@ try {
   children = seen.size;
   const runner = (await api(coord.url, coord.admin, 'GET', '/v1/runners?pool=bench'))[0];
   if (runner?.status !== 'ONLINE') throw new Error(`the agent is ${runner?.status ?? 'gone'}, not ONLINE`);
+  logs = await chattyJob();
 } finally {
   if (agent) await stopProcess(agent.child);
   await stopProcess(coord.child);
   await rm(dir, { recursive: true, force: true });
+}
+
+/** The chatty job through the agent, then the same command alone (the baseline). */
+async function chattyJob() {
+  progress(`a job writing ${LOG_MB} MB of log`);
+  const cpuBefore = procStat(agent.pid).cpuSeconds;
+  let maxRss = procStat(agent.pid).rssBytes;
+  const t0 = performance.now();
+  const { id } = await api(coord.url, coord.admin, 'POST', '/v1/jobs', { pool: 'bench', executor: { type: 'shell', command: ['sh', '-c', CHATTY] } });
+  let job;
+  for (;;) {
+    job = await api(coord.url, coord.admin, 'GET', `/v1/jobs/${id}`);
+    maxRss = Math.max(maxRss, procStat(agent.pid).rssBytes);
+    if (!['queued', 'assigned', 'running'].includes(job.state)) break;
+    await sleep(50);
+  }
+  const seconds = (performance.now() - t0) / 1000;
+  const agentCpuSeconds = procStat(agent.pid).cpuSeconds - cpuBefore;
+  const stored = (await api(coord.url, coord.admin, 'GET', `/v1/jobs/${id}`)).logBytes;
+  const b0 = performance.now();
+  await promisify(execFile)('sh', ['-c', `${CHATTY} > /dev/null`]);
+  const baselineSeconds = (performance.now() - b0) / 1000;
+  return { mb: LOG_MB, state: job.state, seconds, agentCpuSeconds, maxRssBytes: maxRss, stored, baselineSeconds };
 }
 
 const targets = [
@@ -63,5 +101,14 @@ const targets = [
 console.log(`\nrbtk agent footprint — ${JSON.stringify(machine())}`);
 console.log(`rbtk-runner run, shell executor, idle for ${IDLE_MS / 1000} s; ${children} child processes started meanwhile\n`);
 printTable(targets.map((t) => ({ ...t, result: t.pass ? 'PASS' : 'FAIL' })), ['target', 'measured', 'result']);
-const file = await saveResults('agent', { machine: machine(), quick: QUICK, idleMs: IDLE_MS, settleMs: SETTLE_MS, agent: m, childProcesses: children, targets });
+const mbPerSecond = (s) => logs.mb / s;
+console.log(`\na shell job writing ${logs.mb} MB of log (${logs.state}; the coordinator stored ${fmt(logs.stored / 1e6, 1)} MB)\n`);
+printTable(
+  [
+    { case: 'through rbtk-runner to the coordinator', seconds: fmt(logs.seconds, 2), 'MB/s': fmt(mbPerSecond(logs.seconds), 0), note: `agent CPU ${fmt(logs.agentCpuSeconds, 2)} s (${fmt((logs.agentCpuSeconds * 1000) / logs.mb, 1)} ms per MB); agent RSS at most ${fmt(logs.maxRssBytes / MiB, 0)} MB (sampled every 50 ms)` },
+    { case: 'baseline: the same command, output to /dev/null', seconds: fmt(logs.baselineSeconds, 2), 'MB/s': fmt(mbPerSecond(logs.baselineSeconds), 0), note: `the job through rbtk takes ${fmt(logs.seconds / logs.baselineSeconds, 1)}× as long` },
+  ],
+  ['case', 'seconds', 'MB/s', 'note'],
+);
+const file = await saveResults('agent', { machine: machine(), quick: QUICK, idleMs: IDLE_MS, settleMs: SETTLE_MS, agent: m, childProcesses: children, targets, logs });
 console.log(`\nsaved ${file}`);
