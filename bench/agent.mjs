@@ -17,11 +17,11 @@
 // without rbtk). Faster than the coordinator stores it, the log spills past
 // the agent's 8 MiB memory bound to its spool file and is read back as
 // acknowledgements come.
+import { execFile } from 'node:child_process';
 import { readdirSync, readFileSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
 import { fmt, machine, measureProcesses, MiB, printTable, procStat, progress, QUICK, saveResults, sleep, stopProcess } from './lib.mjs';
 import { api, startAgent, startCoordinator } from './rbtk.mjs';
