@@ -33,7 +33,7 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fmt, machine, measureProcesses, MiB, openFileLimit, printTable, progress, QUICK, ROOT, saveResults, sleep, stopProcess, summarize } from './lib.mjs';
-import { api, registerRunners, startCoordinator } from './rbtk.mjs';
+import { api, registerRunners, startCoordinator, walSyncBuckets, walSyncsBetween } from './rbtk.mjs';
 
 const SIZES = process.argv.find((a) => a.startsWith('--sizes='))?.slice(8).split(',').map(Number) ?? (QUICK ? [1_000] : [1_000, 5_000, 10_000]);
 const HEARTBEAT_MS = QUICK ? 5_000 : 15_000;
@@ -41,6 +41,8 @@ const OFFLINE_AFTER_MS = QUICK ? 8_000 : 20_000;
 const WINDOW_MS = 2 * HEARTBEAT_MS;
 const PER_CHILD = 2_500;
 const SAMPLE = QUICK ? 20 : 50;
+/** A WAL fdatasync this long (ms) or longer, while the sample goes OFFLINE, is named in the row's note. */
+const STALL_MS = 100;
 const TARGET_CPU = 0.5;
 const TARGET_RSS = 512 * MiB;
 const TARGET_OFFLINE_LATE_MS = 1_000;
@@ -119,6 +121,8 @@ async function fleet(n) {
     // Offline: freeze the sample's process, wait for the coordinator to notice every runner in it.
     const offlineBefore = new Set(offlineAt.keys());
     const sample = children[0];
+    // Each OFFLINE mark is a durable commit, and ticks run one after another: a stalled fdatasync delays the next marks.
+    const syncsBefore = await walSyncBuckets(url);
     sample.child.kill('SIGSTOP');
     const stoppedAt = Date.now();
     progress(`${n}: stopped ${SAMPLE} runners; waiting for OFFLINE (--offline-after ${OFFLINE_AFTER_MS / 1000}s)`);
@@ -137,7 +141,8 @@ async function fleet(n) {
       late.push(offlineAt.get(id) - Date.parse(r.lastHeartbeatAt) - OFFLINE_AFTER_MS);
     }
     const wronglyOffline = [...offlineAt.keys()].filter((id) => !offlineBefore.has(id) && !sampleIds.includes(id)).length + offlineBefore.size;
-    const offline = { ...summarize(late), min: Math.min(...late), missed, waitedMs: Date.now() - stoppedAt };
+    const walSyncs = walSyncsBetween(syncsBefore, await walSyncBuckets(url), STALL_MS);
+    const offline = { ...summarize(late), min: Math.min(...late), missed, waitedMs: Date.now() - stoppedAt, walSyncs };
 
     return {
       runners: n,
@@ -195,6 +200,9 @@ const rows = results.map((r) => ({
     r.errors ? `${r.errors} error frames` : '',
     r.wronglyOffline ? `${r.wronglyOffline} live runners marked OFFLINE` : '',
     r.offline.missed ? `${r.offline.missed} stopped runners not marked OFFLINE in time` : '',
+    // The histogram's last bound is 1 s: a slower one is only known to be over it.
+    `while OFFLINE was marked, the slowest WAL fdatasync ${Number.isFinite(r.offline.walSyncs.slowestUnder) ? `≤ ${fmt(r.offline.walSyncs.slowestUnder, 0)}` : '> 1000'} ms` +
+      (r.offline.walSyncs.stalls ? ` (${r.offline.walSyncs.stalls} over ${STALL_MS} ms, together ≥ ${fmt(r.offline.walSyncs.stalledAtLeastMs, 0)} ms)` : ''),
     `runner procs ${fmt(r.runnerProcesses.cpuCore, 2)} core`,
   ]
     .filter(Boolean)
