@@ -270,7 +270,7 @@ export class SpooledAttempt {
           for await (const line of fileLines(join(this.dir, 'log.jsonl'), at)) {
             stoppedAt = line.at;
             const r = parseLine(line.text);
-            if (!r || r.offset < next) continue;
+            if (!r || 'base' in r || r.offset < next) continue;
             fromMemory();
             if (r.offset !== next) break;
             found = true;
@@ -366,14 +366,15 @@ export class SpooledAttempt {
 
 const line = (r: SpoolRecord) => `${JSON.stringify({ o: r.offset, s: r.stream, d: r.data })}\n`;
 
-/** One record line of log.jsonl; undefined for the base line and a torn one. */
-function parseLine(raw: string): SpoolRecord | undefined {
-  let entry: { o?: number; s?: LogStream; d?: string };
+/** One line of log.jsonl: a record, the base line (written by a trim), or undefined for a torn one. */
+function parseLine(raw: string): SpoolRecord | { base: number } | undefined {
+  let entry: { base?: number; o?: number; s?: LogStream; d?: string };
   try {
     entry = JSON.parse(raw) as typeof entry;
   } catch {
     return undefined;
   }
+  if (typeof entry.base === 'number') return { base: entry.base };
   if (typeof entry.o !== 'number' || typeof entry.d !== 'string') return undefined;
   return { offset: entry.o, stream: entry.s === 'stderr' ? 'stderr' : 'stdout', data: entry.d, bytes: Buffer.byteLength(entry.d) };
 }
@@ -401,26 +402,20 @@ async function readLog(path: string, memoryBytes: number): Promise<SpoolLog> {
   let held = 0;
   try {
     for await (const line of fileLines(path)) {
-      if (!line.text) continue;
-      let entry: { base?: number; o?: number; s?: LogStream; d?: string };
-      try {
-        entry = JSON.parse(line.text) as typeof entry;
-      } catch {
+      const r = parseLine(line.text);
+      if (!r) continue;
+      if ('base' in r) {
+        log.base = log.end = r.base;
         continue;
       }
-      if (typeof entry.base === 'number') {
-        log.base = log.end = entry.base;
-        continue;
-      }
-      if (typeof entry.o !== 'number' || typeof entry.d !== 'string' || entry.o !== log.end) continue;
-      const bytes = Buffer.byteLength(entry.d);
-      if (!log.spilled && (log.records.length === 0 || held + bytes <= memoryBytes)) {
-        log.records.push({ offset: entry.o, stream: entry.s === 'stderr' ? 'stderr' : 'stdout', data: entry.d, bytes });
-        held += bytes;
+      if (r.offset !== log.end) continue;
+      if (!log.spilled && (log.records.length === 0 || held + r.bytes <= memoryBytes)) {
+        log.records.push(r);
+        held += r.bytes;
       } else {
-        log.spilled ??= { from: entry.o, at: line.at };
+        log.spilled ??= { from: r.offset, at: line.at };
       }
-      log.end = entry.o + bytes;
+      log.end = r.offset + r.bytes;
     }
   } catch {
     // No file (nothing logged yet) or an unreadable one: what was read is what there is.
