@@ -23,6 +23,7 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
+import { isTerminalJobState } from '@rbtk/protocol';
 import { fmt, machine, measureProcesses, MiB, printTable, procStat, progress, QUICK, saveResults, sleep, stopProcess } from './lib.mjs';
 import { api, startAgent, startCoordinator } from './rbtk.mjs';
 
@@ -82,16 +83,15 @@ async function chattyJob() {
   for (;;) {
     job = await api(coord.url, coord.admin, 'GET', `/v1/jobs/${id}`);
     maxRss = Math.max(maxRss, procStat(agent.pid).rssBytes);
-    if (!['queued', 'assigned', 'running'].includes(job.state)) break;
+    if (isTerminalJobState(job.state)) break;
     await sleep(50);
   }
   const seconds = (performance.now() - t0) / 1000;
   const agentCpuSeconds = procStat(agent.pid).cpuSeconds - cpuBefore;
-  const stored = (await api(coord.url, coord.admin, 'GET', `/v1/jobs/${id}`)).logBytes;
   const b0 = performance.now();
   await promisify(execFile)('sh', ['-c', `${CHATTY} > /dev/null`]);
   const baselineSeconds = (performance.now() - b0) / 1000;
-  return { mb: LOG_MB, state: job.state, seconds, agentCpuSeconds, maxRssBytes: maxRss, stored, baselineSeconds };
+  return { mb: LOG_MB, state: job.state, seconds, agentCpuSeconds, maxRssBytes: maxRss, stored: job.logBytes, baselineSeconds };
 }
 
 const targets = [

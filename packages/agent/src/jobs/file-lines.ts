@@ -31,7 +31,7 @@ export async function* fileLines(path: string, start = 0): AsyncGenerator<FileLi
       if (bytesRead === 0) break;
       pos += bytesRead;
       let from = 0;
-      for (let nl = buf.indexOf(10); nl !== -1 && nl < bytesRead; nl = buf.indexOf(10, from)) {
+      for (let nl = buf.indexOf(10, from); nl !== -1 && nl < bytesRead; nl = buf.indexOf(10, from)) {
         const piece = buf.subarray(from, nl);
         const bytes: Buffer = carry ? Buffer.concat([carry, piece]) : piece;
         carry = null;

@@ -124,7 +124,9 @@ export class SpooledAttempt {
    * Where in log.jsonl the line of the record at `spilledFrom` starts, as far as the last read back
    * found (0: not known, read from the top). Each read back starts there: reading from the top every
    * time read a long log's file over and over, quadratic in its length. The file is only appended to
-   * while records are spilled (no trim rewrites it), so a position found stays right.
+   * while records are spilled (no trim rewrites it), so a position found stays right. It is 0
+   * whenever `spilledFrom` is undefined (a read back that ends the spill resets it), so a new spill,
+   * after a trim may have rewritten the file, starts from the top.
    */
   private spilledAt = 0;
   /** Spilled records whose disk write failed: memory is the only place they are. */
@@ -182,10 +184,7 @@ export class SpooledAttempt {
         this.records.push(r);
         this.heldBytes += r.bytes;
       } else {
-        if (this.spilledFrom === undefined) {
-          this.spilledFrom = r.offset;
-          this.spilledAt = 0; // a trim may have rewritten the file since the last spill
-        }
+        this.spilledFrom ??= r.offset;
         spilled.push(r);
       }
     }
