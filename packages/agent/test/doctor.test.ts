@@ -62,7 +62,7 @@ describe.skipIf(!hasDocker)('rbtk-runner doctor (real files, a real WebSocket pe
     });
     expect(report.ok).toBe(gpuVerdict.status === 'ok');
     expect(check(report, 'config').verdict).toBe(`${configPath} parses, mode 0600`);
-    expect(check(report, 'docker').verdict).toMatch(/^Docker Engine \d+\.\d+\S* \(API \d+\.\d+\) at /);
+    expect(check(report, 'docker').verdict).toMatch(/^Docker Engine \d+\.\d+\S* \(API \d+\.\d+\) at (\/\S+\.sock|[\w.-]+:\d+)$/);
     expect(check(report, 'nvidia-smi').verdict).toBe('2 GPUs (2 x GeForce RTX 2080 Ti 10989 MiB), driver 410.73, CUDA 10.0');
     expect(check(report, 'air-gapped').verdict).toBe('air-gapped: never pulls: images must be loaded with `docker load`; job containers use network none');
     await peer.waitFor('the probe closing', () => peer.closes.length > 0);

@@ -91,9 +91,11 @@ async function checkCoordinator(config: RunnerConfig, configPath: string, env: N
 }
 
 async function checkDocker(docker: Docker): Promise<DoctorCheck> {
-  // docker-modem's own fields; its typings leave them out.
-  const modem = docker.modem as unknown as { socketPath?: string; host?: string; port?: number };
-  const where = modem.socketPath ?? (modem.host ? `${modem.host}:${modem.port ?? ''}` : 'DOCKER_HOST');
+  // docker-modem's own fields; its typings leave them out. Without DOCKER_HOST
+  // its socketPath is a function that picks the user's or the system's socket.
+  const modem = docker.modem as unknown as { socketPath?: string | (() => Promise<string>); host?: string; port?: number };
+  const socketPath = typeof modem.socketPath === 'function' ? await modem.socketPath() : modem.socketPath;
+  const where = socketPath ?? (modem.host ? `${modem.host}:${modem.port ?? ''}` : 'DOCKER_HOST');
   try {
     const v = (await docker.version()) as { Version?: string; ApiVersion?: string };
     return ok('docker', `Docker Engine ${v.Version ?? '?'} (API ${v.ApiVersion ?? '?'}) at ${where}`);
