@@ -1,7 +1,7 @@
 # The rbtk-runner image for hosted pools with the docker provider
 # (rbtk pool create NAME --type hosted --provider docker --image rbtk/runner:VERSION).
 #
-#   npm ci && npx tsc -b                       # the built agent (packages/*/dist)
+#   npm ci && npm run build                    # the built agent (packages/*/dist, the agent's bundle)
 #   docker build -f docker/runner.Dockerfile -t rbtk/runner:0.1.0 .
 #
 # The coordinator creates each member container with its runner.yaml (0600,

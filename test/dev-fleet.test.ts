@@ -13,7 +13,7 @@ import { BIN, Proc, REPO_ROOT, runCli, waitFor } from './helpers/processes.js';
  */
 const HELLO = /npx rbtk job submit --pool dev --follow -- echo hello$/;
 const STARTUP_MS = 40_000;
-/** npm run dev builds first (tsc -b): quick when dist/ is current, longer when not. */
+/** npm run dev builds first (tsc -b and the agent's bundle): quick when dist/ is current, longer when not. */
 const NPM_TIMEOUT_MS = 180_000;
 
 const started: Proc[] = [];

@@ -1,7 +1,21 @@
-import { readFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 
-/** This agent's own package.json: the same path from src/ (tests) and dist/ (the bin). */
-export const OWN_PACKAGE_JSON = new URL('../package.json', import.meta.url);
+/**
+ * This agent's own package.json: the nearest one above this module, which is
+ * the package's from src/ (tests), dist/ and dist/bundle/ (the bin) alike.
+ */
+export const OWN_PACKAGE_JSON = findPackageJson(new URL('.', import.meta.url));
+
+function findPackageJson(dir: URL): URL {
+  for (;;) {
+    const candidate = new URL('package.json', dir);
+    if (existsSync(candidate)) return candidate;
+    const parent = new URL('..', dir);
+    // At the root: no package.json anywhere above; agentVersion() says so on use.
+    if (parent.href === dir.href) return candidate;
+    dir = parent;
+  }
+}
 
 let cached: string | undefined;
 

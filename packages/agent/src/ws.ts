@@ -1,8 +1,10 @@
-import type WsWebSocket from 'ws';
-import { requireCjs } from './require-cjs.js';
+import WsWebSocket from 'ws';
 
 export type { RawData } from 'ws';
 
-/** ws's WebSocket, loaded through require() (see require-cjs.ts). */
-export const WebSocket = requireCjs('ws') as typeof WsWebSocket;
+/**
+ * ws's WebSocket. Imported, not required: the bin runs the bundle
+ * (scripts/bundle.mjs), where ws is bundled and no export lexer scans it.
+ */
+export const WebSocket = WsWebSocket;
 export type WebSocket = WsWebSocket;

@@ -5,7 +5,7 @@ import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
 import { tempDir } from './helpers.js';
 
-// The built bin, as operators and systemd run it (`npx tsc -b` first).
+// The built bin, as operators and systemd run it (`npm run build` first).
 const BIN = fileURLToPath(new URL('../dist/cli/coordinator.js', import.meta.url));
 
 function waitForLine(child: ChildProcess, match: (line: Record<string, unknown>) => boolean): Promise<Record<string, unknown>> {

@@ -17,7 +17,7 @@ export interface CliResult {
  * environment are dropped so only `env` decides, and cwd defaults to one without .data/.
  */
 export async function rbtk(args: string[], opts: { env?: NodeJS.ProcessEnv; cwd?: string; timeoutMs?: number } = {}): Promise<CliResult> {
-  if (!existsSync(RBTK_BIN)) throw new Error(`${RBTK_BIN} is missing: run \`npx tsc -b\` first`);
+  if (!existsSync(RBTK_BIN)) throw new Error(`${RBTK_BIN} is missing: run \`npm run build\` first`);
   const base = Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('RBTK_')));
   const child = spawn(process.execPath, [RBTK_BIN, ...args], {
     env: { ...base, FORCE_COLOR: '0', ...opts.env },

@@ -4,11 +4,12 @@ import { once } from 'node:events';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 
-/** The built bin: these tests run what operators run (build first: npx tsc -b). */
-export const RUNNER_BIN = fileURLToPath(new URL('../../dist/cli/runner.js', import.meta.url));
+/** The bin: these tests run what operators run, the bundle it imports (build first: npm run build). */
+export const RUNNER_BIN = fileURLToPath(new URL('../../bin/rbtk-runner.js', import.meta.url));
+const BUNDLE = fileURLToPath(new URL('../../dist/bundle/rbtk-runner.js', import.meta.url));
 
 export function assertBuilt(): void {
-  if (!existsSync(RUNNER_BIN)) throw new Error(`${RUNNER_BIN} is missing: run "npx tsc -b" first`);
+  if (!existsSync(BUNDLE)) throw new Error(`${BUNDLE} is missing: run "npm run build" first`);
 }
 
 export interface CliResult {

@@ -4,7 +4,7 @@ import { readdir } from 'node:fs/promises';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import type { RunnerConfig } from '@rbtk/protocol';
 
-/** The built writeConfig, run by child processes: what the daemon runs (build first: npx tsc -b). */
+/** The built writeConfig, run by child processes: what the daemon runs (build first: npm run build). */
 const WRITE_JS = pathToFileURL(fileURLToPath(new URL('../../dist/config/write.js', import.meta.url))).href;
 
 /** Rewrites runner.yaml in a loop (a new token each time) until killed. */

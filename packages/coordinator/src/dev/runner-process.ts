@@ -23,8 +23,8 @@ export function findRunnerBin(env: NodeJS.ProcessEnv = process.env): string {
   candidates.push(resolve(here, '..', '..', '..', 'agent', BIN_IN_PACKAGE));
   const bin = candidates.find((c) => existsSync(c));
   if (!bin) throw new Error('cannot find rbtk-runner (the @rbtk/agent package): install it next to @rbtk/coordinator, or set RBTK_RUNNER_BIN');
-  // The committed bin imports the built dist/; a fresh clone has none yet.
-  if (!existsSync(resolve(dirname(bin), '..', 'dist', 'cli', 'runner.js'))) {
+  // The committed bin imports the built bundle; a fresh clone has none yet.
+  if (!existsSync(resolve(dirname(bin), '..', 'dist', 'bundle', 'rbtk-runner.js'))) {
     throw new Error(`${bin} is not built yet: run "npm run build" first`);
   }
   return bin;

@@ -3,7 +3,7 @@ import path from 'node:path';
 
 /**
  * What marks the agent build members run, for the spec hash: its package's
- * version and its built entry's mtime and size (a dev rebuild keeps the
+ * version and its built bundle's mtime and size (a dev rebuild keeps the
  * version), so an in-place upgrade of rbtk-runner rolls the members.
  * runnerBin is the package's bin/rbtk-runner.js.
  */
@@ -15,7 +15,7 @@ export function agentMark(runnerBin: string): string {
   } catch {
     // No package.json next to it (RBTK_RUNNER_BIN elsewhere): the files alone mark it.
   }
-  const files = [runnerBin, path.join(pkgDir, 'dist', 'cli', 'runner.js')].map((f) => {
+  const files = [runnerBin, path.join(pkgDir, 'dist', 'bundle', 'rbtk-runner.js')].map((f) => {
     try {
       const st = statSync(f);
       return `${st.mtimeMs}:${st.size}`;

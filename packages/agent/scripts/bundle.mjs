@@ -1,0 +1,66 @@
+// Bundles the built agent (dist/, from tsc -b) into one file,
+// dist/bundle/rbtk-runner.js: the code bin/rbtk-runner.js runs. Part of
+// `npm run build`.
+//
+// Why a bundle: the daemon stays resident on every host, and what an idle
+// agent paid for was mostly loading, not state. Unbundled it loaded about a
+// hundred ES modules: their sources stayed in the JS heap, and resolving each
+// one (package.json lookups, file URLs) ran Node's loader hot enough for V8 to
+// optimize it, which pages in the optimizing compiler, ~3–4 MB of the node
+// binary, for good. One file with whitespace squeezed out is a single module
+// to load. Idle RSS: 60.0 MB unbundled, 52.x MB bundled (bench:agent; the
+// figures are in bench/HISTORY.md, 2026-12-03).
+import { rmSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import { build } from 'esbuild';
+
+const pkgDir = fileURLToPath(new URL('..', import.meta.url));
+const outdir = `${pkgDir}dist/bundle`;
+
+/**
+ * Packages only the docker executor, doctor, register, metrics and GPU
+ * inventory use: an idle shell runner never loads them. They stay in
+ * node_modules, and are required when the module importing them first runs.
+ */
+const LAZY_PACKAGES = ['dockerode', 'systeminformation', 'undici', 'prom-client', 'pino-pretty', 'fast-xml-parser'];
+
+/**
+ * esbuild hoists an external package's `import` to the top of a one-file
+ * ES module, which would load it at startup even when the importing module
+ * is itself loaded on first use (`await import('./docker.js')`). So each
+ * lazy package is imported through a CommonJS stand-in,
+ * `module.exports = require('dockerode')`: esbuild inlines the stand-in as a
+ * wrapper that runs on first use, and its require() stays where it is.
+ */
+const requireLazyPackages = {
+  name: 'require-lazy-packages',
+  setup(b) {
+    const filter = new RegExp(`^(${LAZY_PACKAGES.join('|')})$`);
+    b.onResolve({ filter }, (args) => (args.namespace === 'lazy' ? { path: args.path, external: true } : { path: args.path, namespace: 'lazy' }));
+    b.onLoad({ filter: /.*/, namespace: 'lazy' }, (args) => ({ contents: `module.exports = require(${JSON.stringify(args.path)});`, loader: 'js' }));
+  },
+};
+
+rmSync(outdir, { recursive: true, force: true });
+await build({
+  entryPoints: { 'rbtk-runner': `${pkgDir}dist/cli/runner.js` },
+  outdir,
+  bundle: true,
+  format: 'esm',
+  platform: 'node',
+  target: 'node20',
+  plugins: [requireLazyPackages],
+  // ws's optional native helpers: required in a try/catch, used if installed.
+  external: ['bufferutil', 'utf-8-validate'],
+  // Identifiers are kept, so stack traces in logs still name our functions;
+  // the source map (node --enable-source-maps) leads back to src/.
+  minifyWhitespace: true,
+  minifySyntax: true,
+  sourcemap: 'linked',
+  sourcesContent: false,
+  // The CommonJS packages inside (pino, yaml, commander, ws) call require(),
+  // which an ES module does not have.
+  banner: { js: "import { createRequire as __rbtkCreateRequire } from 'node:module'; const require = __rbtkCreateRequire(import.meta.url);" },
+  define: { __filename: 'import.meta.filename', __dirname: 'import.meta.dirname' },
+  logLevel: 'warning',
+});
