@@ -70,8 +70,18 @@ export async function authenticateRunnerToken(ctx: CoordinatorContext, raw: stri
 
 /** The rotation state of one session. */
 export class TokenRotation {
-  /** At most one unconfirmed pending token per session, so a slow disk is not flooded. */
-  private issuedSinceConfirm = false;
+  /**
+   * The pending token this session issued and the runner has not confirmed: at most one per
+   * session, so a slow disk is not flooded.
+   */
+  private issued: { id: string; createdAt: number } | undefined;
+  /**
+   * When the runner's current token was made, as this session last read or set it, so a
+   * heartbeat that finds it young (most of them: every 15 s against an hourly rotation) reads
+   * nothing. Only a confirm, or a new connection, promotes a token; a stale value (another
+   * connection of the same runner promoted one) only moves one rotation earlier or later.
+   */
+  private currentCreatedAt: number | undefined;
 
   constructor(
     private readonly ctx: CoordinatorContext,
@@ -80,16 +90,20 @@ export class TokenRotation {
 
   /** A new pending token when the current one is old enough, else undefined. */
   async onHeartbeat(): Promise<RotatedToken | undefined> {
-    if (this.issuedSinceConfirm) return undefined;
+    if (this.issued) return undefined;
     const now = this.ctx.now();
-    const current = await this.ctx.store.runnerTokens.current(this.runnerId);
-    if (!current || now - current.createdAt < this.ctx.timings.tokenRotationMs) return undefined;
+    if (this.currentCreatedAt === undefined) {
+      const current = await this.ctx.store.runnerTokens.current(this.runnerId);
+      if (!current) return undefined;
+      this.currentCreatedAt ??= current.createdAt;
+    }
+    if (now - this.currentCreatedAt < this.ctx.timings.tokenRotationMs) return undefined;
     const minted = mintToken(TokenKind.Runner);
     await this.ctx.store.runnerTokens.addPending(
       { id: minted.id, runnerId: this.runnerId, hash: minted.hash, state: 'pending', createdAt: now },
       MAX_PENDING_TOKENS,
     );
-    this.issuedSinceConfirm = true;
+    this.issued = { id: minted.id, createdAt: now };
     this.ctx.log.debug({ runnerId: this.runnerId, tokenId: minted.id }, 'runner token rotation issued');
     return { id: minted.id, token: minted.token };
   }
@@ -97,8 +111,13 @@ export class TokenRotation {
   /** token_confirm: true when tokenId is (now) the runner's current token. */
   async onConfirm(tokenId: string): Promise<boolean> {
     const promoted = await this.ctx.store.runnerTokens.promote(this.runnerId, tokenId, KEEP_SUPERSEDED_TOKENS);
-    const confirmed = promoted || (await this.ctx.store.runnerTokens.current(this.runnerId))?.id === tokenId;
-    if (confirmed) this.issuedSinceConfirm = false;
+    const current = promoted ? undefined : await this.ctx.store.runnerTokens.current(this.runnerId);
+    const confirmed = promoted || current?.id === tokenId;
+    if (confirmed) {
+      // The token's age as its row has it: the one this session issued, or read again at the next heartbeat.
+      this.currentCreatedAt = this.issued?.id === tokenId ? this.issued.createdAt : current?.createdAt;
+      this.issued = undefined;
+    }
     if (promoted) {
       this.ctx.metrics.tokenRotations.inc();
       this.ctx.log.info({ runnerId: this.runnerId, tokenId }, 'runner token rotated');

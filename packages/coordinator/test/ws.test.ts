@@ -252,6 +252,33 @@ describe('token rotation', () => {
   });
 });
 
+describe('token rotation on an interval', () => {
+  it('rotates once the current token is older than tokenRotation, counting from the token last confirmed', async () => {
+    const ROTATION_MS = 800;
+    const tc = await TestCoordinator.start({ tokenRotationMs: ROTATION_MS });
+    try {
+      const reg = await tc.newRunner('interval');
+      const registeredAt = Date.now();
+      const s = await TestSocket.open(tc.wsUrl, reg.token);
+      await s.hello();
+      expect((await s.heartbeat(1)).rotatedToken).toBeUndefined();
+      await new Promise((r) => setTimeout(r, registeredAt + ROTATION_MS + 100 - Date.now()));
+      const rotated = (await s.heartbeat(2)).rotatedToken!;
+      expect(rotated).toBeDefined();
+      s.send({ type: 'token_confirm', tokenId: rotated.id });
+      await s.expect('token_confirmed');
+      const confirmedAt = Date.now();
+      // The new token is young: no rotation until it too is old enough.
+      expect((await s.heartbeat(3)).rotatedToken).toBeUndefined();
+      await new Promise((r) => setTimeout(r, confirmedAt + ROTATION_MS + 100 - Date.now()));
+      expect((await s.heartbeat(4)).rotatedToken).toBeDefined();
+      s.ws.terminate();
+    } finally {
+      await tc.stop();
+    }
+  });
+});
+
 describe('hello timeout', () => {
   it('closes a socket that sends no hello in time with 4408, after an error frame; a prompt hello is kept', async () => {
     const lines: string[] = [];
