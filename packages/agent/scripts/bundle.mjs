@@ -8,8 +8,9 @@
 // one (package.json lookups, file URLs) ran Node's loader hot enough for V8 to
 // optimize it, which pages in the optimizing compiler, ~3–4 MB of the node
 // binary, for good. One file with whitespace squeezed out is a single module
-// to load. Idle RSS: 60.0 MB unbundled, 52.x MB bundled (bench:agent; the
-// figures are in bench/HISTORY.md, 2026-12-03).
+// to load. Idle RSS of a shell runner: 60.0 MB unbundled, 53.7 MB bundled
+// (bench:agent); of a docker runner 68.0 MB, 55.6 MB with dockerode bundled
+// as below (bench/HISTORY.md, 2026-12-03 evening).
 import { rmSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { build } from 'esbuild';
@@ -18,26 +19,48 @@ const pkgDir = fileURLToPath(new URL('..', import.meta.url));
 const outdir = `${pkgDir}dist/bundle`;
 
 /**
- * Packages only the docker executor, doctor, register, metrics and GPU
- * inventory use: an idle shell runner never loads them. They stay in
- * node_modules, and are required when the module importing them first runs.
+ * Packages only doctor, register, metrics and GPU inventory use: an idle
+ * runner never loads them. They stay in node_modules, and are required when
+ * the module importing them first runs.
  */
-const LAZY_PACKAGES = ['dockerode', 'systeminformation', 'undici', 'prom-client', 'pino-pretty', 'fast-xml-parser'];
+const LAZY_PACKAGES = ['systeminformation', 'undici', 'prom-client', 'pino-pretty', 'fast-xml-parser'];
+
+/**
+ * dockerode is bundled (a docker runner loads it at start), but what it
+ * requires for features rbtk-runner never uses stays out: gRPC and protobuf
+ * for BuildKit sessions, ssh2 for an ssh:// DOCKER_HOST. Together 150 of
+ * dockerode's 228 modules, and ~8 MB of a runner's RSS. Each is required on
+ * first use of one of its members instead of when dockerode loads. (The
+ * BuildKit paths would also look for their .proto files beside the bundle:
+ * rbtk-runner builds no images.)
+ */
+const DEFERRED_PACKAGES = ['@grpc/grpc-js', '@grpc/proto-loader', 'protobufjs', 'ssh2'];
 
 /**
  * esbuild hoists an external package's `import` to the top of a one-file
  * ES module, which would load it at startup even when the importing module
  * is itself loaded on first use (`await import('./docker.js')`). So each
  * lazy package is imported through a CommonJS stand-in,
- * `module.exports = require('dockerode')`: esbuild inlines the stand-in as a
- * wrapper that runs on first use, and its require() stays where it is.
+ * `module.exports = require('undici')`: esbuild inlines the stand-in as a
+ * wrapper that runs on first use, and its require() stays where it is. A
+ * deferred package's stand-in goes one step further: it requires the package
+ * when a member is first read. docker-modem reads ssh2's Client as it loads,
+ * so that member is a constructor that requires ssh2 when first called.
  */
+const standIn = (name) =>
+  DEFERRED_PACKAGES.includes(name)
+    ? `let real;
+const load = () => (real ??= require(${JSON.stringify(name)}));
+class Client { constructor(...args) { return new (load().Client)(...args); } }
+module.exports = new Proxy({}, { get: (_, key) => (${name === 'ssh2'} && key === 'Client' ? Client : load()[key]) });`
+    : `module.exports = require(${JSON.stringify(name)});`;
+
 const requireLazyPackages = {
   name: 'require-lazy-packages',
   setup(b) {
-    const filter = new RegExp(`^(${LAZY_PACKAGES.join('|')})$`);
+    const filter = new RegExp(`^(${[...LAZY_PACKAGES, ...DEFERRED_PACKAGES].map((p) => p.replace('/', '\\/')).join('|')})$`);
     b.onResolve({ filter }, (args) => (args.namespace === 'lazy' ? { path: args.path, external: true } : { path: args.path, namespace: 'lazy' }));
-    b.onLoad({ filter: /.*/, namespace: 'lazy' }, (args) => ({ contents: `module.exports = require(${JSON.stringify(args.path)});`, loader: 'js' }));
+    b.onLoad({ filter: /.*/, namespace: 'lazy' }, (args) => ({ contents: standIn(args.path), loader: 'js' }));
   },
 };
 
