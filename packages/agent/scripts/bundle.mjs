@@ -47,13 +47,14 @@ const DEFERRED_PACKAGES = ['@grpc/grpc-js', '@grpc/proto-loader', 'protobufjs', 
  * when a member is first read. docker-modem reads ssh2's Client as it loads,
  * so that member is a constructor that requires ssh2 when first called.
  */
-const standIn = (name) =>
-  DEFERRED_PACKAGES.includes(name)
-    ? `let real;
-const load = () => (real ??= require(${JSON.stringify(name)}));
-class Client { constructor(...args) { return new (load().Client)(...args); } }
-module.exports = new Proxy({}, { get: (_, key) => (${name === 'ssh2'} && key === 'Client' ? Client : load()[key]) });`
-    : `module.exports = require(${JSON.stringify(name)});`;
+function standIn(name) {
+  const id = JSON.stringify(name);
+  if (!DEFERRED_PACKAGES.includes(name)) return `module.exports = require(${id});`;
+  const load = `let real;\nconst load = () => (real ??= require(${id}));\n`;
+  if (name !== 'ssh2') return `${load}module.exports = new Proxy({}, { get: (_, key) => load()[key] });`;
+  return `${load}class Client { constructor(...args) { return new (load().Client)(...args); } }
+module.exports = new Proxy({}, { get: (_, key) => (key === 'Client' ? Client : load()[key]) });`;
+}
 
 const requireLazyPackages = {
   name: 'require-lazy-packages',
