@@ -11,7 +11,8 @@
 // to load. Idle RSS of a shell runner: 60.0 MB unbundled, 53.7 MB bundled
 // (bench:agent); of a docker runner 68.0 MB, 55.6 MB with dockerode bundled
 // as below (bench/HISTORY.md, 2026-12-03 evening).
-import { rmSync } from 'node:fs';
+import { mkdirSync, readdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { basename, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { build } from 'esbuild';
 
@@ -59,14 +60,14 @@ module.exports = new Proxy({}, { get: (_, key) => (key === 'Client' ? Client : l
 const requireLazyPackages = {
   name: 'require-lazy-packages',
   setup(b) {
-    const filter = new RegExp(`^(${[...LAZY_PACKAGES, ...DEFERRED_PACKAGES].map((p) => p.replace('/', '\\/')).join('|')})$`);
+    const filter = new RegExp(`^(${[...LAZY_PACKAGES, ...DEFERRED_PACKAGES].join('|')})$`);
     b.onResolve({ filter }, (args) => (args.namespace === 'lazy' ? { path: args.path, external: true } : { path: args.path, namespace: 'lazy' }));
     b.onLoad({ filter: /.*/, namespace: 'lazy' }, (args) => ({ contents: standIn(args.path), loader: 'js' }));
   },
 };
 
-rmSync(outdir, { recursive: true, force: true });
-await build({
+const { outputFiles } = await build({
+  write: false,
   entryPoints: { 'rbtk-runner': `${pkgDir}dist/cli/runner.js` },
   outdir,
   bundle: true,
@@ -88,3 +89,23 @@ await build({
   define: { __filename: 'import.meta.filename', __dirname: 'import.meta.dirname' },
   logLevel: 'warning',
 });
+
+// Runners may start from this directory while it is rebuilt (a test suite, a dev fleet, a host
+// upgrading in place): each file is replaced by a rename, never missing or half written, and an
+// unchanged file is left alone, so its mtime (hosted pools' agentMark) moves only when the code does.
+mkdirSync(outdir, { recursive: true });
+const written = new Set(outputFiles.map((f) => basename(f.path)));
+for (const file of outputFiles) {
+  let current;
+  try {
+    current = readFileSync(file.path);
+  } catch {
+    // Not there yet.
+  }
+  if (current?.equals(file.contents)) continue;
+  const temp = `${file.path}.${process.pid}.tmp`;
+  writeFileSync(temp, file.contents);
+  renameSync(temp, file.path);
+}
+// What an earlier build wrote and this one did not (renamed chunks, leftovers of a killed build).
+for (const name of readdirSync(outdir)) if (!written.has(name)) rmSync(join(outdir, name), { force: true });

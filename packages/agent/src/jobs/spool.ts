@@ -180,7 +180,7 @@ export class SpooledAttempt {
     // Past the bound, and after the first record spilled (order), records wait on disk.
     const spilled: SpoolRecord[] = [];
     for (const r of added) {
-      if (this.spilledFrom === undefined && (this.records.length === 0 || this.heldBytes + r.bytes <= this.memoryLimit)) {
+      if (this.spilledFrom === undefined && fitsInMemory(this.records.length, this.heldBytes, r.bytes, this.memoryLimit)) {
         this.records.push(r);
         this.heldBytes += r.bytes;
       } else {
@@ -251,7 +251,7 @@ export class SpooledAttempt {
       if (this.spilledFrom === undefined) return;
       let next = this.spilledFrom;
       const take = (r: SpoolRecord): boolean => {
-        if (r.offset !== next || (this.records.length > 0 && this.heldBytes + r.bytes > this.memoryLimit)) return false;
+        if (r.offset !== next || !fitsInMemory(this.records.length, this.heldBytes, r.bytes, this.memoryLimit)) return false;
         if (this.unwritten.delete(r.offset)) this.unwrittenBytes -= r.bytes;
         this.records.push(r);
         this.heldBytes += r.bytes;
@@ -363,6 +363,9 @@ export class SpooledAttempt {
   }
 }
 
+/** The memory bound: a record joins those held while they stay under it; the first one always does. */
+const fitsInMemory = (heldRecords: number, heldBytes: number, bytes: number, limit: number) => heldRecords === 0 || heldBytes + bytes <= limit;
+
 const line = (r: SpoolRecord) => `${JSON.stringify({ o: r.offset, s: r.stream, d: r.data })}\n`;
 
 /** One line of log.jsonl: a record, the base line (written by a trim), or undefined for a torn one. */
@@ -408,7 +411,7 @@ async function readLog(path: string, memoryBytes: number): Promise<SpoolLog> {
         continue;
       }
       if (r.offset !== log.end) continue;
-      if (!log.spilled && (log.records.length === 0 || held + r.bytes <= memoryBytes)) {
+      if (!log.spilled && fitsInMemory(log.records.length, held, r.bytes, memoryBytes)) {
         log.records.push(r);
         held += r.bytes;
       } else {

@@ -5,6 +5,9 @@ import { fileURLToPath } from 'node:url';
 
 const BIN_IN_PACKAGE = join('bin', 'rbtk-runner.js');
 
+/** The built bundle that the committed bin (bin/rbtk-runner.js) runs: `npm run build` makes it. */
+export const runnerBundle = (runnerBin: string): string => resolve(dirname(runnerBin), '..', 'dist', 'bundle', 'rbtk-runner.js');
+
 /**
  * The rbtk-runner entry point: $RBTK_RUNNER_BIN, else @rbtk/agent in a
  * node_modules above this file (a workspace checkout links it at the root,
@@ -24,7 +27,7 @@ export function findRunnerBin(env: NodeJS.ProcessEnv = process.env): string {
   const bin = candidates.find((c) => existsSync(c));
   if (!bin) throw new Error('cannot find rbtk-runner (the @rbtk/agent package): install it next to @rbtk/coordinator, or set RBTK_RUNNER_BIN');
   // The committed bin imports the built bundle; a fresh clone has none yet.
-  if (!existsSync(resolve(dirname(bin), '..', 'dist', 'bundle', 'rbtk-runner.js'))) {
+  if (!existsSync(runnerBundle(bin))) {
     throw new Error(`${bin} is not built yet: run "npm run build" first`);
   }
   return bin;

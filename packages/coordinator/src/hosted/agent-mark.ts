@@ -1,5 +1,6 @@
 import { readFileSync, statSync } from 'node:fs';
 import path from 'node:path';
+import { runnerBundle } from '../dev/runner-process.js';
 
 /**
  * What marks the agent build members run, for the spec hash: its package's
@@ -15,7 +16,7 @@ export function agentMark(runnerBin: string): string {
   } catch {
     // No package.json next to it (RBTK_RUNNER_BIN elsewhere): the files alone mark it.
   }
-  const files = [runnerBin, path.join(pkgDir, 'dist', 'bundle', 'rbtk-runner.js')].map((f) => {
+  const files = [runnerBin, runnerBundle(runnerBin)].map((f) => {
     try {
       const st = statSync(f);
       return `${st.mtimeMs}:${st.size}`;
