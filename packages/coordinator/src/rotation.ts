@@ -82,6 +82,13 @@ export class TokenRotation {
    * connection of the same runner promoted one) only moves one rotation earlier or later.
    */
   private currentCreatedAt: number | undefined;
+  /**
+   * Whether this session issued a token yet. Only its first issue trims the
+   * runner's pendings (those earlier sessions left, their confirms lost): a
+   * later one follows a confirm that promoted, which deleted every pending,
+   * so there is nothing to count.
+   */
+  private issuedBefore = false;
 
   constructor(
     private readonly ctx: CoordinatorContext,
@@ -101,8 +108,9 @@ export class TokenRotation {
     const minted = mintToken(TokenKind.Runner);
     await this.ctx.store.runnerTokens.addPending(
       { id: minted.id, runnerId: this.runnerId, hash: minted.hash, state: 'pending', createdAt: now },
-      MAX_PENDING_TOKENS,
+      this.issuedBefore ? undefined : MAX_PENDING_TOKENS,
     );
+    this.issuedBefore = true;
     this.issued = { id: minted.id, createdAt: now };
     this.ctx.log.debug({ runnerId: this.runnerId, tokenId: minted.id }, 'runner token rotation issued');
     return { id: minted.id, token: minted.token };
@@ -116,11 +124,14 @@ export class TokenRotation {
     if (confirmed) {
       // The token's age as its row has it: the one this session issued, or read again at the next heartbeat.
       this.currentCreatedAt = this.issued?.id === tokenId ? this.issued.createdAt : current?.createdAt;
+      // Confirmed without a promote (a late confirm of a token promoted before): this session's pending may remain.
+      if (!promoted) this.issuedBefore = false;
       this.issued = undefined;
     }
     if (promoted) {
       this.ctx.metrics.tokenRotations.inc();
-      this.ctx.log.info({ runnerId: this.runnerId, tokenId }, 'runner token rotated');
+      // Debug, as is the issuing: every runner rotates (hourly by default); rbtk_token_rotations_total counts them.
+      this.ctx.log.debug({ runnerId: this.runnerId, tokenId }, 'runner token rotated');
     }
     return confirmed;
   }

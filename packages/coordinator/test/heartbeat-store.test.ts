@@ -42,19 +42,15 @@ afterEach(async () => {
   dir.cleanup();
 });
 
-it('answers each heartbeat of one turn with its own runner, stored, and leaves synchronous=FULL', async () => {
+it('answers each heartbeat of one turn with its runner\'s status, stored, and leaves synchronous=FULL', async () => {
   const answers = await Promise.all([
     store.runners.recordHeartbeat('r1', T0 + 1),
     store.runners.recordHeartbeat('r2', T0 + 2),
     store.runners.recordHeartbeat('gone', T0 + 3),
     store.runners.recordHeartbeat('r1', T0 + 4),
   ]);
-  expect(answers.map((r) => r && [r.id, r.lastHeartbeatAt, r.status])).toEqual([
-    ['r1', T0 + 1, 'ONLINE'],
-    ['r2', T0 + 2, 'ONLINE'],
-    null,
-    ['r1', T0 + 4, 'ONLINE'],
-  ]);
+  expect(answers).toEqual(['ONLINE', 'ONLINE', null, 'ONLINE']);
+  expect((await store.runners.get('r2'))!.lastHeartbeatAt).toBe(T0 + 2);
   expect((await store.runners.get('r1'))!.lastHeartbeatAt).toBe(T0 + 4);
   expect((await store.runners.get('r3'))!.status).toBe('OFFLINE');
   expect(store.db.pragma('synchronous', { simple: true })).toBe(2); // FULL again for everything else
@@ -90,6 +86,19 @@ it('collects heartbeats of a few milliseconds, not only of one turn, into one tr
   const first = store.runners.recordHeartbeat('r1', T0 + 1);
   await new Promise((r) => setTimeout(r, 1)); // a later turn, as a fleet's heartbeats arrive
   const second = store.runners.recordHeartbeat('r2', T0 + 2);
-  expect((await Promise.all([first, second])).map((r) => r?.lastHeartbeatAt)).toEqual([T0 + 1, T0 + 2]);
+  expect(await Promise.all([first, second])).toEqual(['ONLINE', 'ONLINE']);
   expect(transactions).toHaveBeenCalledTimes(1);
+  expect([(await store.runners.get('r1'))!.lastHeartbeatAt, (await store.runners.get('r2'))!.lastHeartbeatAt]).toEqual([T0 + 1, T0 + 2]);
+});
+
+it('answers DRAINING to the heartbeat of a runner an operator drained, or that drains itself', async () => {
+  const drained = auditRow({ at: T0, actor: 'test', action: 'runner.drain', resourceType: 'runner', resourceId: 'r1', project: 'default' });
+  await store.runners.setDraining('r1', true, () => drained);
+  await store.runners.recordDrain('r2', 'upgrading', () => ({ ...drained, resourceId: 'r2' }));
+  expect(await Promise.all([store.runners.recordHeartbeat('r1', T0 + 1), store.runners.recordHeartbeat('r2', T0 + 1)])).toEqual([
+    'DRAINING',
+    'DRAINING',
+  ]);
+  await store.runners.setDraining('r1', false, () => drained);
+  expect(await store.runners.recordHeartbeat('r1', T0 + 2)).toBe('ONLINE');
 });

@@ -1,4 +1,4 @@
-import type { AuditResourceType, Capabilities, HostFacts, Labels, PoolStatus } from '@rbtk/protocol';
+import type { AuditResourceType, Capabilities, HostFacts, Labels, PoolStatus, RunnerStatus } from '@rbtk/protocol';
 import type {
   ApiTokenRow,
   AuditRow,
@@ -145,8 +145,8 @@ export interface RunnerStore {
   retryRegistration(input: RetryRegistrationInput): Promise<RetryRegistrationResult>;
   /** hello: records what the runner reported and counts as a heartbeat. */
   recordHello(id: string, hello: HelloInput, now: number): Promise<RunnerRecord | null>;
-  /** Sets last_heartbeat_at and status ONLINE (DRAINING while draining). */
-  recordHeartbeat(id: string, now: number): Promise<RunnerRecord | null>;
+  /** Sets last_heartbeat_at and status ONLINE (DRAINING while draining); the status set, null when the runner is gone. */
+  recordHeartbeat(id: string, now: number): Promise<RunnerStatus | null>;
   /**
    * The runner's own drain (its drain frame): sets self_drain and the status, with
    * the audit row, when it changed; answers the runner after (null when gone).
@@ -167,8 +167,11 @@ export interface RunnerStore {
 export interface RunnerTokenStore {
   get(id: string): Promise<RunnerTokenRow | null>;
   current(runnerId: string): Promise<RunnerTokenRow | null>;
-  /** Adds a pending token, dropping the oldest pendings beyond maxPending. */
-  addPending(row: RunnerTokenRow, maxPending: number): Promise<void>;
+  /**
+   * Adds a pending token, dropping the oldest pendings beyond maxPending;
+   * undefined: none dropped, for a caller that knows the runner has no other.
+   */
+  addPending(row: RunnerTokenRow, maxPending: number | undefined): Promise<void>;
   /**
    * Pending token -> current, current -> superseded, other pendings deleted,
    * superseded rows beyond keepSuperseded deleted. false when tokenId is not a

@@ -198,14 +198,14 @@ export class RunnerSession implements LiveSession {
     const recorded = this.ctx.store.runners.recordHeartbeat(this.runnerId, this.ctx.now());
     const rotation = this.rotation.onHeartbeat();
     rotation.catch(() => {}); // a runner deleted meanwhile fails it too: that is gone(), below; else awaited there
-    const runner = await recorded;
-    if (!runner) return this.gone();
-    this.jobs.onStatus(runner.status);
+    const status = await recorded;
+    if (!status) return this.gone();
+    this.jobs.onStatus(status);
     const rotatedToken = await rotation;
     this.send({
       type: 'heartbeat_ack',
       seq: heartbeat.seq,
-      status: runner.status,
+      status,
       heartbeatIntervalMs: this.ctx.timings.heartbeatIntervalMs,
       ...(rotatedToken ? { rotatedToken } : {}),
       ...this.minRunnerVersion(),

@@ -43,7 +43,7 @@ export class SqliteRunnerTokenStore implements RunnerTokenStore {
     return r ? token(r) : null;
   }
 
-  async addPending(row: RunnerTokenRow, maxPending: number): Promise<void> {
+  async addPending(row: RunnerTokenRow, maxPending: number | undefined): Promise<void> {
     await this.group.run(() => {
       stmt(this.db, "INSERT INTO runner_tokens (id, runner_id, hash, state, created_at) VALUES (?, ?, ?, 'pending', ?)").run(
         row.id,
@@ -51,7 +51,7 @@ export class SqliteRunnerTokenStore implements RunnerTokenStore {
         row.hash,
         row.createdAt,
       );
-      this.trim(row.runnerId!, 'pending', maxPending);
+      if (maxPending !== undefined) this.trim(row.runnerId!, 'pending', maxPending);
     });
   }
 

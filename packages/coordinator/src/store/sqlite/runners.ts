@@ -179,11 +179,15 @@ export class SqliteRunnerStore implements RunnerStore {
    * durable anyway. It survives a crash of the process (it is in the WAL), and
    * the caller hears back only once it is written.
    */
-  async recordHeartbeat(id: string, now: number): Promise<RunnerRecord | null> {
+  async recordHeartbeat(id: string, now: number): Promise<RunnerStatus | null> {
     return this.sessionWrites.run(
       () => {
-        stmt(this.db, `UPDATE runners SET last_heartbeat_at = ?, status = ${LIVE_STATUS} WHERE id = ?`).run(now, id);
-        return this.getSync(id);
+        // The status alone, from the row just written: a heartbeat needs nothing else, and reading the whole
+        // runner back (its pool joined, its host facts and capabilities parsed) cost more than the UPDATE.
+        const status = stmt(this.db, `UPDATE runners SET last_heartbeat_at = ?, status = ${LIVE_STATUS} WHERE id = ? RETURNING status`)
+          .pluck()
+          .get(now, id) as RunnerStatus | undefined;
+        return status ?? null;
       },
       { durable: false },
     );
