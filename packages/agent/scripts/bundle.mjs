@@ -107,5 +107,20 @@ for (const file of outputFiles) {
   writeFileSync(temp, file.contents);
   renameSync(temp, file.path);
 }
-// What an earlier build wrote and this one did not (renamed chunks, leftovers of a killed build).
-for (const name of readdirSync(outdir)) if (!written.has(name)) rmSync(join(outdir, name), { force: true });
+// What an earlier build wrote and this one did not (renamed chunks, leftovers of a killed build),
+// but not the temporary file of a build running beside this one: its rename would fail.
+const TEMP = /\.(\d+)\.tmp$/;
+const running = (pid) => {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    return err.code === 'EPERM'; // alive, another user's
+  }
+};
+for (const name of readdirSync(outdir)) {
+  if (written.has(name)) continue;
+  const pid = TEMP.exec(name)?.[1];
+  if (pid !== undefined && Number(pid) !== process.pid && running(Number(pid))) continue;
+  rmSync(join(outdir, name), { force: true });
+}
