@@ -83,12 +83,12 @@ export class TokenRotation {
    */
   private currentCreatedAt: number | undefined;
   /**
-   * Whether this session issued a token yet. Only its first issue trims the
-   * runner's pendings (those earlier sessions left, their confirms lost): a
-   * later one follows a confirm that promoted, which deleted every pending,
-   * so there is nothing to count.
+   * Whether the runner can have no pending token but this session's: set by
+   * the session's first issue, which trims those earlier sessions left (their
+   * confirms lost). A later issue follows a confirm that promoted, which
+   * deleted every pending, so there is nothing to count.
    */
-  private issuedBefore = false;
+  private noStalePendings = false;
 
   constructor(
     private readonly ctx: CoordinatorContext,
@@ -108,9 +108,9 @@ export class TokenRotation {
     const minted = mintToken(TokenKind.Runner);
     await this.ctx.store.runnerTokens.addPending(
       { id: minted.id, runnerId: this.runnerId, hash: minted.hash, state: 'pending', createdAt: now },
-      this.issuedBefore ? undefined : MAX_PENDING_TOKENS,
+      this.noStalePendings ? undefined : MAX_PENDING_TOKENS,
     );
-    this.issuedBefore = true;
+    this.noStalePendings = true;
     this.issued = { id: minted.id, createdAt: now };
     this.ctx.log.debug({ runnerId: this.runnerId, tokenId: minted.id }, 'runner token rotation issued');
     return { id: minted.id, token: minted.token };
@@ -125,7 +125,7 @@ export class TokenRotation {
       // The token's age as its row has it: the one this session issued, or read again at the next heartbeat.
       this.currentCreatedAt = this.issued?.id === tokenId ? this.issued.createdAt : current?.createdAt;
       // Confirmed without a promote (a late confirm of a token promoted before): this session's pending may remain.
-      if (!promoted) this.issuedBefore = false;
+      if (!promoted) this.noStalePendings = false;
       this.issued = undefined;
     }
     if (promoted) {

@@ -20,26 +20,27 @@ function randomByte(): number {
 }
 
 /**
- * Secret bytes, drawn from the CSPRNG 32 secrets at a time: a runner token is
- * minted on every rotation, and a randomBytes(32) call per token cost a tenth
- * of the rotation's CPU. Apart from the id pool, so an id never sits next to
- * a secret; each secret's bytes are zeroed as they are taken, so none stays
- * in memory after its token is made.
+ * Token secrets, drawn from the CSPRNG 32 at a time: a runner token is minted
+ * on every rotation, and a randomBytes(32) call per token cost a tenth of the
+ * rotation's CPU. Apart from the id pool, so an id never sits next to a
+ * secret; each secret's bytes are zeroed once encoded, so none stays in the
+ * pool after its token is made.
  */
 const SECRET_BYTES = 32;
 const secretPool = Buffer.alloc(SECRET_BYTES * 32);
 let secretPoolAt = secretPool.length;
 
-function secretBytes(): Buffer {
+/** 32 random bytes, base64url. */
+function newSecret(): string {
   if (secretPoolAt === secretPool.length) {
     randomFillSync(secretPool);
     secretPoolAt = 0;
   }
-  const taken = secretPool.subarray(secretPoolAt, secretPoolAt + SECRET_BYTES);
+  const bytes = secretPool.subarray(secretPoolAt, secretPoolAt + SECRET_BYTES);
   secretPoolAt += SECRET_BYTES;
-  const out = Buffer.from(taken); // a copy: the pool's bytes are wiped below
-  taken.fill(0);
-  return out;
+  const secret = bytes.toString('base64url');
+  bytes.fill(0);
+  return secret;
 }
 
 /** A random alphanumeric id; rejection sampling keeps every character equally likely. */
@@ -99,8 +100,6 @@ export interface MintedToken {
  */
 export function mintToken(kind: TokenKind): MintedToken {
   const id = timeOrderedId();
-  const bytes = secretBytes();
-  const secret = bytes.toString('base64url');
-  bytes.fill(0);
+  const secret = newSecret();
   return { id, token: formatToken(kind, id, secret), hash: hashSecret(secret) };
 }
